@@ -1,0 +1,86 @@
+"""warmstart: keep a Python service's warm state across restarts."""
+
+from typing import Any
+
+from warmstart.checkpointer import Checkpointer
+from warmstart.codec import Codec
+from warmstart.contract import Contract
+from warmstart.errors import (
+    CheckpointNotFoundError,
+    ColdStartWarning,
+    ContractError,
+    DecodeError,
+    EncodeError,
+    IncompatibleVersionError,
+    IntegrityError,
+    MissingExtraError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+    StoreTimeoutError,
+    WarmstartError,
+)
+from warmstart.delta import ChangeSet, CompactionPolicy, TrackedDict, is_tracked, track
+from warmstart.manifest import ChunkRef, Manifest, SectionManifest
+from warmstart.schema import Compatibility, FieldSchema, Schema, compatibility
+from warmstart.snapshot import Section, SectionStats, Snapshot
+from warmstart.store import GenerationInfo, Problem, Store, VerifyReport
+
+
+def __getattr__(name: str) -> Any:
+    # importlib.metadata costs ~50 ms to import: only pay it when asked.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            return version("warmstart")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            return "0+unknown"
+    msg = f"module 'warmstart' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = (
+    "ChangeSet",
+    "Checkpointer",
+    "CheckpointNotFoundError",
+    "ChunkRef",
+    "Codec",
+    "ColdStartWarning",
+    "CompactionPolicy",
+    "Compatibility",
+    "Contract",
+    "ContractError",
+    "DecodeError",
+    "EncodeError",
+    "FieldSchema",
+    "GenerationInfo",
+    "IncompatibleVersionError",
+    "IntegrityError",
+    "Manifest",
+    "MissingExtraError",
+    "Problem",
+    "ReadOnlyStoreError",
+    "Schema",
+    "Section",
+    "SectionManifest",
+    "SectionStats",
+    "Snapshot",
+    "Store",
+    "StoreError",
+    "StoreFormatError",
+    "StoreFullError",
+    "StoreTimeoutError",
+    "TrackedDict",
+    "VerifyReport",
+    "WarmstartError",
+    "__version__",
+    "compatibility",
+    "is_tracked",
+    "track",
+)

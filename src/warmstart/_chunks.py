@@ -1,0 +1,111 @@
+"""Cutting a section's entries into chunks and encoding them as frames.
+
+Private. Chunks are cut in the mapping's own order, so a restore can stream
+them and the last chunk holds the most recent entries (hot-first restore reads
+it first). Their size adapts to the entries: the first chunk measures bytes per
+entry and the rest aim at ``TARGET_RAW`` payload bytes, large enough for zstd
+and bulk decoding to pay, small enough to bound memory and time to first key.
+The cut depends only on the entries, so the same entries give the same chunks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from warmstart.codec import Codec, digest
+from warmstart.contract import Contract
+from warmstart.errors import EncodeError
+from warmstart.manifest import ChunkRef
+
+__all__ = ()
+
+TARGET_RAW = 512 * 1024
+FIRST_CHUNK = 2048
+MIN_CHUNK = 16
+MAX_CHUNK = 32768
+
+
+def _payloads(
+    contract: Contract[Any],
+    keys: Sequence[Any],
+    values: Sequence[Any],
+    deleted: Sequence[Any],
+    sequence: int,
+    expires: Sequence[float],
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (entry count, payload) per chunk; deletions ride in the first."""
+    total = len(keys)
+    if total == 0:
+        if deleted:
+            yield 0, contract.encode_entries((), (), deleted=deleted, sequence=sequence)
+        return
+    start, size = 0, FIRST_CHUNK
+    while start < total:
+        end = min(start + size, total)
+        payload = contract.encode_entries(
+            keys[start:end],
+            values[start:end],
+            deleted=deleted if start == 0 else (),
+            sequence=sequence,
+            expires=expires[start:end],
+        )
+        yield end - start, payload
+        per_entry = max(len(payload) / (end - start), 1.0)
+        size = max(MIN_CHUNK, min(MAX_CHUNK, int(TARGET_RAW / per_entry)))
+        start = end
+
+
+def check_values(contract: Contract[Any], values: Sequence[Any]) -> None:
+    """Refuse values that are not of the contract's type, before writing anything."""
+    for tp in set(map(type, values)):
+        if not issubclass(tp, contract.type):
+            msg = (
+                f"Expected values of type {contract.type.__name__}, got {tp.__name__} "
+                f"- in contract {contract.name!r}"
+            )
+            raise EncodeError(msg)
+
+
+def encode_chunks(
+    contract: Contract[Any],
+    codec: Codec,
+    keys: Sequence[Any],
+    values: Sequence[Any],
+    *,
+    deleted: Sequence[Any] = (),
+    sequence: int = 0,
+    expires: Sequence[float] = (),
+) -> list[tuple[ChunkRef, bytes]]:
+    """Encode entries (and deletions) into frames, with their chunk references.
+
+    msgpack encoding holds the GIL but zstd releases it, so with more than one
+    chunk the compression of chunk i overlaps the encoding of chunk i+1.
+    """
+    check_values(contract, values)
+    payloads = _payloads(contract, keys, values, deleted, sequence, expires)
+    if len(keys) <= FIRST_CHUNK:
+        return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
+    out: list[tuple[ChunkRef, bytes]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending: list[tuple[int, bytes, concurrent.futures.Future[bytes]]] = []
+        for n, payload in payloads:
+            pending.append((n, payload, pool.submit(codec.encode, payload)))
+            # Keep at most two chunks in flight: memory stays bounded.
+            while len(pending) > 2:
+                m, p, fut = pending.pop(0)
+                out.append(_ref(m, p, fut.result(), sequence))
+        out.extend(_ref(m, p, fut.result(), sequence) for m, p, fut in pending)
+    return out
+
+
+def _ref(entries: int, payload: bytes, frame: bytes, sequence: int) -> tuple[ChunkRef, bytes]:
+    ref = ChunkRef(
+        digest=digest(frame),
+        entries=entries,
+        raw_bytes=len(payload),
+        stored_bytes=len(frame),
+        sequence=sequence,
+    )
+    return ref, frame

@@ -1,0 +1,212 @@
+"""The LMDB environment under a store: opening, growth, fork safety, errors.
+
+Private. Everything LMDB-specific that is not about checkpoints lives here, so
+``store.py`` reads as checkpoint logic only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from warmstart.errors import (
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+)
+
+__all__ = ()
+
+R = TypeVar("R")
+STORE_FORMAT = 1
+FORMAT_KEY = b"store-format"
+DB_NAMES = (b"meta", b"heads", b"manifests", b"chunks")
+# A fresh store maps this much address space; it grows by doubling on demand.
+INITIAL_MAP = 256 * 1024 * 1024
+
+
+class Env:
+    """One LMDB environment, reopened transparently after ``fork()``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool,
+        sync: bool,
+        max_map_size: int,
+        max_readers: int = 256,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.sync = sync
+        self.max_map_size = max_map_size
+        self.max_readers = max_readers
+        # Handles opened by a parent process: never used or closed in the
+        # child (LMDB forbids it), only kept so they are not finalised here.
+        self._inherited: list[Any] = []
+        self._open()
+
+    def _open(self) -> None:
+        if self.readonly:
+            if not (self.path / "data.mdb").exists():
+                msg = f"Expected a store at {str(self.path)!r}, found no data.mdb"
+                raise StoreError(msg)
+        else:
+            try:
+                self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                msg = f"Expected a writable store directory at {str(self.path)!r}: {exc}"
+                raise (
+                    ReadOnlyStoreError if exc.errno in (errno.EACCES, errno.EROFS) else StoreError
+                )(msg) from exc
+        self.env = self._open_env(lock=True)
+        self.pid = os.getpid()
+        self.dbs = {name.decode(): self._open_db(name) for name in DB_NAMES}
+        if not self.readonly:
+            # Clear reader slots left behind by killed processes.
+            self.env.reader_check()
+        self._check_format()
+
+    def _open_env(self, *, lock: bool) -> Any:
+        data = self.path / "data.mdb"
+        map_size = max(INITIAL_MAP, data.stat().st_size * 2 if data.exists() else 0)
+        map_size = min(map_size, self.max_map_size)
+        try:
+            return lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                subdir=True,
+                readonly=self.readonly,
+                lock=lock,
+                sync=self.sync,
+                metasync=self.sync,
+                max_dbs=len(DB_NAMES),
+                max_readers=self.max_readers,
+                mode=0o600,
+                readahead=False,
+                create=not self.readonly,
+            )
+        except lmdb.Error as exc:
+            if self.readonly and lock and _is_permission(exc):
+                # A read-only volume cannot hold the lock file: read without it.
+                return self._open_env(lock=False)
+            msg = f"Expected to open the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+
+    def _open_db(self, name: bytes) -> Any:
+        try:
+            return self.env.open_db(name, create=not self.readonly)
+        except lmdb.NotFoundError:
+            return None  # read-only open of a store that never held this table
+        except lmdb.Error as exc:
+            msg = f"Expected table {name.decode()!r} in the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+
+    def _check_format(self) -> None:
+        with self.read() as txn:
+            stored = txn.get(FORMAT_KEY, db=self.dbs["meta"]) if self.dbs["meta"] else None
+        if stored is None:
+            if not self.readonly:
+                self.write(
+                    lambda txn: txn.put(FORMAT_KEY, str(STORE_FORMAT).encode(), db=self.dbs["meta"])
+                )
+            return
+        try:
+            found = int(bytes(stored))
+        except ValueError:
+            found = -1
+        if found != STORE_FORMAT:
+            msg = (
+                f"Expected store format {STORE_FORMAT}, got {bytes(stored)!r} - in "
+                f"{str(self.path)!r}; it was written by another warmstart release"
+            )
+            raise StoreFormatError(msg)
+
+    def _ensure_process(self) -> None:
+        if os.getpid() != self.pid:
+            self._inherited.append(self.env)
+            self._open()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read transaction whose values are zero-copy memoryviews."""
+        self._ensure_process()
+        try:
+            txn = self.env.begin(buffers=True)
+        except lmdb.Error as exc:
+            msg = f"Expected to read the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def begin_read(self) -> Any:
+        """A long-lived read transaction; the caller aborts it."""
+        self._ensure_process()
+        try:
+            return self.env.begin(buffers=True)
+        except lmdb.Error as exc:
+            msg = f"Expected to read the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+
+    def write(self, body: Callable[[Any], R]) -> R:
+        """Run ``body(txn)`` in one write transaction, growing the map if needed.
+
+        The transaction commits only if ``body`` returns; any exception aborts
+        it, so nothing of a failed write is visible.
+        """
+        if self.readonly:
+            msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
+            raise ReadOnlyStoreError(msg)
+        self._ensure_process()
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError as exc:
+                self._grow(exc)
+            except lmdb.MapResizedError:
+                # Another process grew the map: adopt its size and retry.
+                self.env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise _translate(exc, self.path) from exc
+
+    def _grow(self, exc: Exception) -> None:
+        current = self.env.info()["map_size"]
+        if current >= self.max_map_size:
+            msg = (
+                f"Expected the save to fit in the store's maximum map size of "
+                f"{self.max_map_size} bytes at {str(self.path)!r}; raise max_map_size"
+            )
+            raise StoreFullError(msg) from exc
+        self.env.set_mapsize(min(current * 2, self.max_map_size))
+
+    def close(self) -> None:
+        if os.getpid() == self.pid:
+            self.env.close()
+
+
+def _is_permission(exc: lmdb.Error) -> bool:
+    text = str(exc).lower()
+    return "permission" in text or "read-only" in text or "no such file" in text
+
+
+def _translate(exc: lmdb.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, lmdb.ReadonlyError) or "read-only" in text.lower():
+        return ReadOnlyStoreError(f"Expected a writable store at {str(path)!r}: {text}")
+    if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return StoreFullError(
+            f"Expected free disk space for the store at {str(path)!r}: {text}; "
+            f"the previous generation is intact"
+        )
+    return StoreError(f"Expected the store at {str(path)!r} to accept the write: {text}")

@@ -1,0 +1,150 @@
+"""Periodic checkpoints in a background thread.
+
+A service that checkpoints every few seconds loses little warm state even to a
+``kill -9``. The checkpointer saves in delta mode (a tracked mapping costs what
+changed; an untracked one is diffed against fingerprints), at most one save at
+a time, and never lets a failure reach the service: errors are logged and
+counted, and the next tick tries again.
+
+>>> import msgspec, tempfile
+>>> from warmstart import Contract, Store, TrackedDict
+>>> class Row(msgspec.Struct):
+...     name: str
+>>> ROWS = Contract("row", Row)
+>>> rows = TrackedDict({"a": Row("x")})
+>>> with Store(tempfile.mkdtemp()) as store:
+...     with Checkpointer(store, "svc", {"rows": (ROWS, rows)}, interval=3600) as cp:
+...         generation = cp.checkpoint()
+...     print(generation, cp.saves, cp.failures)
+1 1 0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from warmstart.contract import Contract
+from warmstart.store import Store
+
+__all__ = ("Checkpointer",)
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+log = logging.getLogger("warmstart.checkpointer")
+
+
+class Checkpointer:
+    """Save ``sections`` of ``namespace`` into ``store`` every ``interval`` seconds.
+
+    Args:
+        store: the store to save into.
+        namespace: the namespace to save.
+        sections: section name -> ``(contract, mapping)``, or a callable that
+            returns that mapping at each tick (for state that changes shape).
+        interval: seconds between the end of one save and the start of the next.
+        watermark: a callable returning the source-of-truth position to record.
+
+    Attributes:
+        saves, failures: counters; ``last_error`` and ``last_generation``,
+        ``last_seconds`` describe the latest attempt.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        namespace: str,
+        sections: Mapping[str, tuple[Contract[Any], Any]]
+        | Callable[[], Mapping[str, tuple[Contract[Any], Any]]],
+        *,
+        interval: float,
+        watermark: Callable[[], Any] | None = None,
+    ) -> None:
+        if interval <= 0:
+            msg = f"Expected a positive interval in seconds, got {interval!r}"
+            raise ValueError(msg)
+        self.store = store
+        self.namespace = namespace
+        self.interval = interval
+        self._sections = sections
+        self._watermark = watermark
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.saves = 0
+        self.failures = 0
+        self.last_error: BaseException | None = None
+        self.last_generation: int | None = None
+        self.last_seconds: float | None = None
+
+    def __enter__(self) -> Checkpointer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"warmstart-checkpointer-{self.namespace}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread, letting a save in progress finish first."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.checkpoint(raise_errors=False)
+
+    def checkpoint(self, *, raise_errors: bool = True) -> int | None:
+        """Save now (waiting for a save in progress); return the generation.
+
+        Args:
+            raise_errors: False in the background thread: log and count instead.
+        """
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                sections = self._sections() if callable(self._sections) else self._sections
+                watermark = self._watermark() if self._watermark is not None else None
+                generation = self.store.save(
+                    self.namespace, sections, watermark=watermark, mode="delta"
+                )
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = exc
+                log.warning(
+                    "checkpoint of %r failed: %s",
+                    self.namespace,
+                    exc,
+                    extra={"namespace": self.namespace, "failures": self.failures},
+                )
+                if raise_errors:
+                    raise
+                return None
+            finally:
+                self.last_seconds = time.perf_counter() - started
+            self.saves += 1
+            self.last_generation = generation
+            self.last_error = None
+            return generation

@@ -1,0 +1,382 @@
+"""Contracts: a record type, its key type and version, and how to read old data.
+
+A contract turns a batch of entries into deterministic msgpack bytes (the
+payload of one chunk) and back. Reading adapts to the version that wrote the
+data, decided once per section from the stored writer schema:
+
+* same version: typed fast path straight into the Struct;
+* older writer: decode to plain data, run the upgraders W -> W+1 -> ... -> R,
+  then convert;
+* newer writer (a rollback): typed read when every field this reader requires
+  is written with a readable type (unknown fields are ignored); otherwise the
+  section is incompatible.
+
+An entry that fails validation is dropped and counted (``on_invalid="drop"``)
+or fails its section (``on_invalid="fail"``); one bad entry never sinks the
+others.
+
+>>> import msgspec
+>>> class Quote(msgspec.Struct):
+...     symbol: str
+...     price: float
+...     currency: str = "USD"
+>>> QUOTES = Contract("quote", Quote, key=str, version=2,
+...                   upgraders={1: lambda old: {**old, "currency": "USD"}})
+>>> payload = QUOTES.encode_entries(["AAPL"], [Quote("AAPL", 189.5)])
+>>> QUOTES.decode_entries(payload, QUOTES.write_schema).values
+[Quote(symbol='AAPL', price=189.5, currency='USD')]
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from warmstart.errors import (
+    ContractError,
+    DecodeError,
+    EncodeError,
+    IncompatibleVersionError,
+    IntegrityError,
+)
+from warmstart.schema import Schema, read_problems, schema_of
+
+__all__ = ("Contract", "DecodedEntries")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+Upgrader = Callable[[dict[str, Any]], dict[str, Any]]
+OnInvalid = Literal["drop", "fail"]
+#: How many validation failures a section keeps word of, for its report.
+MAX_REASONS = 5
+_KEY_SCALARS = (str, int, bytes)
+
+
+def _check_key_type(key: Any, name: str) -> None:
+    if key in _KEY_SCALARS:
+        return
+    args = getattr(key, "__args__", None)
+    if getattr(key, "__origin__", None) is tuple and args and Ellipsis not in args:
+        for arg in args:
+            _check_key_type(arg, name)
+        return
+    msg = (
+        f"Expected a key type of str, int, bytes or a tuple of those, got {key!r} "
+        f"- in contract {name!r}"
+    )
+    raise ContractError(msg)
+
+
+def _is_struct_type(candidate: object) -> bool:
+    # Checked at run time: contracts are often built from configuration.
+    return isinstance(candidate, builtins.type) and issubclass(candidate, msgspec.Struct)
+
+
+@dataclasses.dataclass
+class DecodedEntries(Generic[T]):
+    """What one chunk decoded to: entries in saved order, deletions, and counts."""
+
+    keys: list[Any]
+    values: list[T]
+    deleted: list[Any]
+    sequence: int
+    #: Wall-clock expiry per entry (TTL caches), or empty.
+    expires: list[float] = dataclasses.field(default_factory=list)
+    upgraded: int = 0
+    dropped: int = 0
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+
+class Contract(Generic[T]):
+    """The versioned shape of one piece of warm state.
+
+    Args:
+        name: stable name of the contract, recorded with the data.
+        type: the ``msgspec.Struct`` subclass of each value.
+        key: the key type: ``str``, ``int``, ``bytes`` or a ``tuple[...]`` of those.
+        version: the version this release reads (and, by default, writes).
+        upgraders: ``{v: fn}`` where ``fn`` turns a plain-data record of
+            version ``v`` into one of version ``v + 1``.
+        downgrader: with ``write_version``: turns a current record into an
+            instance of ``write_type`` (the previous release's Struct).
+        write_version: staged exposure: write this older version until every
+            replica reads the new one; flipping it is a flag, not a deploy.
+        write_type: the Struct of ``write_version`` (needed with ``downgrader``).
+        deprecated: field names still read but reported as deprecated.
+        on_invalid: ``"drop"`` (count and skip) or ``"fail"`` (fail the section).
+
+    Raises:
+        ContractError: when the definition itself is wrong.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        type: type[T],  # noqa: A002 - the issue's public signature
+        *,
+        key: Any = str,
+        version: int = 1,
+        upgraders: Mapping[int, Upgrader] | None = None,
+        downgrader: Callable[[T], msgspec.Struct] | None = None,
+        write_version: int | None = None,
+        write_type: type[msgspec.Struct] | None = None,
+        deprecated: Sequence[str] = (),
+        on_invalid: OnInvalid = "drop",
+    ) -> None:
+        if not name or not isinstance(name, str):
+            msg = f"Expected a non-empty contract name, got {name!r}"
+            raise ContractError(msg)
+        if not _is_struct_type(type):
+            msg = f"Expected a msgspec.Struct subclass, got {type!r} - in contract {name!r}"
+            raise ContractError(msg)
+        if not isinstance(version, int) or version < 1:
+            msg = f"Expected a contract version >= 1, got {version!r} - in contract {name!r}"
+            raise ContractError(msg)
+        _check_key_type(key, name)
+        if on_invalid not in ("drop", "fail"):
+            msg = f"Expected on_invalid 'drop' or 'fail', got {on_invalid!r}"
+            raise ContractError(msg)
+        self.name = name
+        self.type = type
+        self.key = key
+        self.version = version
+        self.upgraders: dict[int, Upgrader] = dict(upgraders or {})
+        for step in self.upgraders:
+            if not 1 <= step < version:
+                msg = (
+                    f"Expected upgrader steps between 1 and {version - 1}, got {step} "
+                    f"- in contract {name!r}"
+                )
+                raise ContractError(msg)
+        self.deprecated = tuple(deprecated)
+        self.on_invalid: OnInvalid = on_invalid
+        self.schema = schema_of(
+            type, version=version, name=name, key=key, deprecated=self.deprecated
+        )
+        unknown = set(self.deprecated) - {f.name for f in self.schema.fields}
+        if unknown:
+            msg = f"Expected deprecated fields of {type.__name__}, got unknown {sorted(unknown)}"
+            raise ContractError(msg)
+        self.write_version = version if write_version is None else write_version
+        self.downgrader = downgrader
+        self.write_schema = self._write_schema(write_type)
+        # Built once and reused: encoders and decoders are the hot path.
+        self._encoder = msgspec.msgpack.Encoder(order="deterministic")
+        chunk_type: Any = tuple[int, list[key], list[type], list[key], list[float]]  # type: ignore[valid-type]
+        self._typed = msgspec.msgpack.Decoder(chunk_type)
+        self._raw = msgspec.msgpack.Decoder(
+            tuple[int, list[msgspec.Raw], list[msgspec.Raw], list[msgspec.Raw], list[float]]
+        )
+        self._key_decoder = msgspec.msgpack.Decoder(key)
+        self._value_decoder = msgspec.msgpack.Decoder(type)
+        self._plain_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+    def _write_schema(self, write_type: type[msgspec.Struct] | None) -> Schema:
+        self._staged_schema: Schema | None = None
+        if write_type is not None:
+            if self.downgrader is None or self.write_version >= self.version:
+                msg = (
+                    f"Expected write_type only with a downgrader and a write_version "
+                    f"below {self.version} - in contract {self.name!r}"
+                )
+                raise ContractError(msg)
+            self._staged_schema = schema_of(
+                write_type, version=self.write_version, name=self.name, key=self.key
+            )
+        if self.write_version == self.version:
+            return self.schema
+        if not 1 <= self.write_version < self.version:
+            msg = (
+                f"Expected write_version between 1 and {self.version}, got "
+                f"{self.write_version} - in contract {self.name!r}"
+            )
+            raise ContractError(msg)
+        if self._staged_schema is None:
+            msg = (
+                f"Expected a downgrader and write_type to write v{self.write_version} "
+                f"while reading v{self.version} - in contract {self.name!r}"
+            )
+            raise ContractError(msg)
+        return self._staged_schema
+
+    def __repr__(self) -> str:
+        staged = (
+            "" if self.write_version == self.version else f", write_version={self.write_version}"
+        )
+        return (
+            f"Contract({self.name!r}, {self.type.__name__}, key={self.schema.key}, "
+            f"version={self.version}{staged})"
+        )
+
+    def with_write_version(self, write_version: int | None) -> Contract[T]:
+        """Return a copy of this contract that writes ``write_version``.
+
+        This is the staged-exposure flag: once every replica reads the new
+        version, flip to ``None`` (write this contract's own version).
+        """
+        target = self.version if write_version is None else write_version
+        if target == self.version:
+            schema = self.schema
+        elif self._staged_schema is not None and target == self._staged_schema.version:
+            schema = self._staged_schema
+        else:
+            msg = (
+                f"Expected write_version {self.version} or the staged one, got "
+                f"{write_version} - in contract {self.name!r}"
+            )
+            raise ContractError(msg)
+        clone: Contract[T] = Contract.__new__(Contract)
+        clone.__dict__.update(self.__dict__)
+        clone.write_version = target
+        clone.write_schema = schema
+        return clone
+
+    # -- encoding -----------------------------------------------------------
+
+    def encode_entries(
+        self,
+        keys: Sequence[Any],
+        values: Sequence[T],
+        *,
+        deleted: Sequence[Any] = (),
+        sequence: int = 0,
+        expires: Sequence[float] = (),
+    ) -> bytes:
+        """Encode a batch of entries (and deletions, for a delta) deterministically.
+
+        The payload is ``[sequence, keys, values, deleted, expires]``; ``expires``
+        is empty or holds one wall-clock expiry per entry (TTL caches).
+        """
+        if self.write_version != self.version:
+            assert self.downgrader is not None
+            written: Iterable[Any] = [self.downgrader(v) for v in values]
+        else:
+            written = values
+        try:
+            return self._encoder.encode((sequence, keys, written, deleted, expires))
+        except (TypeError, ValueError, OverflowError) as exc:
+            msg = (
+                f"Expected entries encodable as {self.type.__name__}, got: {exc} "
+                f"- in contract {self.name!r}"
+            )
+            raise EncodeError(msg) from exc
+
+    def encode_value(self, value: T) -> bytes:
+        """Encode one value as written (used for hash-diff change detection)."""
+        return self._encoder.encode(value)
+
+    # -- decoding -----------------------------------------------------------
+
+    def plan(self, writer: Schema) -> Literal["typed", "upgrade"]:
+        """Decide how to read data written with ``writer`` (from the schemas only).
+
+        Raises:
+            IncompatibleVersionError: no upgrade path, or a newer writer lacks a
+                field this reader requires.
+        """
+        if writer.contract != self.name:
+            msg = (
+                f"Expected contract {self.name!r}, got data written by contract {writer.contract!r}"
+            )
+            raise IncompatibleVersionError(msg)
+        if writer.version < self.version:
+            missing = [v for v in range(writer.version, self.version) if v not in self.upgraders]
+            if missing:
+                gaps = ", ".join(f"v{v}->v{v + 1}" for v in missing)
+                msg = (
+                    f"Expected upgraders from v{writer.version} to v{self.version}, "
+                    f"missing {gaps} - in contract {self.name!r}"
+                )
+                raise IncompatibleVersionError(msg)
+            return "upgrade"
+        problems = read_problems(writer, self.schema)
+        if problems:
+            msg = (
+                f"Expected data readable by contract {self.name!r} v{self.version}, "
+                f"got v{writer.version}: {'; '.join(problems)}"
+            )
+            raise IncompatibleVersionError(msg)
+        return "typed"
+
+    def decode_entries(self, payload: bytes, writer: Schema) -> DecodedEntries[T]:
+        """Decode one chunk payload written with ``writer``.
+
+        Raises:
+            IntegrityError: the payload is not a chunk at all (malformed).
+            IncompatibleVersionError: see :meth:`plan`.
+            DecodeError: an entry is invalid and ``on_invalid="fail"``.
+        """
+        if self.plan(writer) == "typed":
+            try:
+                seq, keys, values, deleted, expires = self._typed.decode(payload)
+            except msgspec.ValidationError:
+                return self._decode_each(payload, writer)
+            except msgspec.DecodeError as exc:
+                msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
+                raise IntegrityError(msg) from exc
+            if len(values) != len(keys) or (expires and len(expires) != len(keys)):
+                msg = (
+                    f"Expected as many keys, values and expiries, got {len(keys)}, "
+                    f"{len(values)} and {len(expires)}"
+                )
+                raise IntegrityError(msg)
+            return DecodedEntries(keys, values, deleted, seq, expires)
+        return self._decode_each(payload, writer)
+
+    def _decode_each(self, payload: bytes, writer: Schema) -> DecodedEntries[T]:
+        """The slow path: one entry at a time, upgrading and dropping as needed."""
+        try:
+            seq, raw_keys, raw_values, raw_deleted, expires = self._raw.decode(payload)
+        except msgspec.MsgspecError as exc:
+            msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
+            raise IntegrityError(msg) from exc
+        if len(raw_keys) != len(raw_values) or (expires and len(expires) != len(raw_keys)):
+            msg = (
+                f"Expected as many keys, values and expiries, got {len(raw_keys)}, "
+                f"{len(raw_values)} and {len(expires)}"
+            )
+            raise IntegrityError(msg)
+        out: DecodedEntries[T] = DecodedEntries(keys=[], values=[], deleted=[], sequence=seq)
+        upgrade = writer.version < self.version
+        for i, (raw_key, raw_value) in enumerate(zip(raw_keys, raw_values)):
+            try:
+                key = self._key_decoder.decode(raw_key)
+                if upgrade:
+                    value = self._upgrade(self._plain_decoder.decode(raw_value), writer.version)
+                else:
+                    value = self._value_decoder.decode(raw_value)
+            except Exception as exc:
+                self._invalid(out, exc)
+                continue
+            out.keys.append(key)
+            out.values.append(value)
+            if expires:
+                out.expires.append(expires[i])
+            out.upgraded += upgrade
+        for raw_key in raw_deleted:
+            try:
+                out.deleted.append(self._key_decoder.decode(raw_key))
+            except msgspec.MsgspecError as exc:
+                self._invalid(out, exc)
+        return out
+
+    def _upgrade(self, data: dict[str, Any], version: int) -> T:
+        for step in range(version, self.version):
+            data = self.upgraders[step](data)
+        return msgspec.convert(data, self.type)
+
+    def _invalid(self, out: DecodedEntries[T], exc: Exception) -> None:
+        if self.on_invalid == "fail":
+            msg = f"Expected valid entries of contract {self.name!r}, got: {exc}"
+            raise DecodeError(msg) from exc
+        out.dropped += 1
+        if len(out.reasons) < MAX_REASONS:
+            out.reasons.append(f"{type(exc).__name__}: {exc}")

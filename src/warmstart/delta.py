@@ -1,0 +1,421 @@
+"""Change tracking, delta operations, replay, and the compaction policy.
+
+A periodic checkpoint should cost what changed, not what exists. Changes are
+found one of three ways, cheapest first:
+
+* **tracked**: a :class:`TrackedDict`, or any Python-level mapping (a
+  ``cachetools`` cache) passed through :func:`track`, records dirty and deleted
+  keys at O(1) per write; cache evictions and expiries count as deletions.
+* **identity**: for an untracked mapping whose values are immutable (frozen
+  Structs), a snapshot of references from the last checkpoint; a value that is
+  the same object is unchanged, so only replaced values are encoded.
+* **hash**: for an untracked mapping of mutable values, the xxh3-64 of each
+  entry's encoded bytes at the last checkpoint, compared entry by entry.
+
+A delta is a list of upserts (in last-write order) and a set of deletions; a
+key is in one or the other, never both. Replay removes every touched key and
+appends the upserts in order, so it is deterministic and idempotent: applying a
+delta twice, or a prefix of it and then all of it, gives the same mapping in
+the same order.
+
+>>> d = TrackedDict({"a": 1, "b": 2})
+>>> d.mark_clean()
+>>> d["c"] = 3; del d["a"]
+>>> changes = d.take_changes()
+>>> changes.upserts, sorted(changes.deletes)
+(['c'], ['a'])
+>>> state = {"a": 1, "b": 2}
+>>> replay(state, [("c", 3)], ["a"])
+>>> state
+{'b': 2, 'c': 3}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import operator
+import threading
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    KeysView,
+    MutableMapping,
+    Sequence,
+)
+from typing import Any, Generic, TypeVar
+
+import xxhash
+
+from warmstart.errors import ContractError
+
+__all__ = (
+    "ChangeSet",
+    "CompactionPolicy",
+    "TrackedDict",
+    "is_tracked",
+    "replay",
+    "track",
+)
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclasses.dataclass
+class ChangeSet:
+    """Keys written (in last-write order) and keys deleted since a checkpoint.
+
+    ``full`` means the history is unknown (a ``clear()``, or no baseline): the
+    next checkpoint must write a fresh base.
+    """
+
+    upserts: list[Any]
+    deletes: set[Any]
+    full: bool = False
+
+    def merge_back(self, later: ChangeSet) -> ChangeSet:
+        """Combine this (older, failed to commit) change set with a later one."""
+        upserts = [k for k in self.upserts if k not in later.deletes]
+        seen = set(later.upserts)
+        upserts = [k for k in upserts if k not in seen] + later.upserts
+        deletes = (self.deletes - seen) | later.deletes
+        return ChangeSet(upserts, deletes, self.full or later.full)
+
+
+class _ChangeLog:
+    """The record a tracked mapping keeps: O(1) per write, thread-safe."""
+
+    __slots__ = ("baseline", "cleared", "deletes", "dirty", "lock")
+
+    def __init__(self) -> None:
+        self.dirty: dict[Any, None] = {}
+        self.deletes: set[Any] = set()
+        self.cleared = True  # no checkpoint yet: the first one is a full base
+        self.baseline: object = None
+        self.lock = threading.Lock()
+
+    # The lock makes a write and a concurrent checkpoint's take() atomic with
+    # respect to each other: every write lands in exactly one checkpoint.
+    def wrote(self, key: Any) -> None:
+        with self.lock:
+            self.deletes.discard(key)
+            # pop + set moves a rewritten key to the end: last-write order.
+            self.dirty.pop(key, None)
+            self.dirty[key] = None
+
+    def deleted(self, key: Any) -> None:
+        with self.lock:
+            self.dirty.pop(key, None)
+            self.deletes.add(key)
+
+    def take(self) -> ChangeSet:
+        with self.lock:
+            changes = ChangeSet(list(self.dirty), self.deletes, self.cleared)
+            self.dirty = {}
+            self.deletes = set()
+            self.cleared = False
+            return changes
+
+    def restore(self, changes: ChangeSet) -> None:
+        """Put back changes whose checkpoint failed, ahead of newer ones."""
+        with self.lock:
+            later = ChangeSet(list(self.dirty), self.deletes, self.cleared)
+            merged = changes.merge_back(later)
+            self.dirty = dict.fromkeys(merged.upserts)
+            self.deletes = merged.deletes
+            self.cleared = merged.full
+
+
+class TrackedDict(MutableMapping[K, V], Generic[K, V]):
+    """A dict that records which keys changed since the last checkpoint.
+
+    Every write is O(1) extra work; iteration order is insertion order, as for
+    ``dict``. Use it for warm state checkpointed periodically.
+
+    >>> d = TrackedDict(a=1)
+    >>> d["b"] = 2
+    >>> dict(d)
+    {'a': 1, 'b': 2}
+    """
+
+    __slots__ = ("_data", "_warm_log")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._data: dict[K, V] = dict(*args, **kwargs)
+        self._warm_log = _ChangeLog()
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._warm_log.wrote(key)
+
+    def __delitem__(self, key: K) -> None:
+        del self._data[key]
+        self._warm_log.deleted(key)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"TrackedDict({self._data!r})"
+
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def clear(self) -> None:
+        self._data.clear()
+        log = self._warm_log
+        with log.lock:
+            log.dirty.clear()
+            log.deletes.clear()
+            log.cleared = True
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
+        # dict.setdefault is atomic under the GIL: a background restore uses it
+        # so that it never overwrites a value the live service just wrote.
+        before = len(self._data)
+        value = self._data.setdefault(key, default)
+        if len(self._data) != before:
+            self._warm_log.wrote(key)
+        return value
+
+    def items(self) -> Any:
+        return self._data.items()
+
+    def values(self) -> Any:
+        return self._data.values()
+
+    def keys(self) -> Any:
+        return self._data.keys()
+
+    def mark_clean(self) -> None:
+        """Forget recorded changes: the current content is the baseline."""
+        self._warm_log.take()
+
+    def take_changes(self) -> ChangeSet:
+        """Return and reset the changes since the last checkpoint."""
+        return self._warm_log.take()
+
+
+def _tracking_class(cls: Any) -> type:
+    """A subclass of ``cls`` that records writes, deletions and evictions."""
+    cached = _TRACKING_CLASSES.get(cls)
+    if cached is not None:
+        return cached
+    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": f"Tracked{cls.__name__}"}
+
+    def __setitem__(self: Any, key: Any, value: Any) -> None:  # noqa: N807
+        cls.__setitem__(self, key, value)
+        self._warm_log.wrote(key)
+
+    def __delitem__(self: Any, key: Any) -> None:  # noqa: N807
+        cls.__delitem__(self, key)
+        self._warm_log.deleted(key)
+
+    def popitem(self: Any) -> tuple[Any, Any]:
+        # cachetools evicts through popitem(): an eviction is a deletion.
+        key, value = cls.popitem(self)
+        self._warm_log.deleted(key)
+        return key, value
+
+    def clear(self: Any) -> None:
+        cls.clear(self)
+        with self._warm_log.lock:
+            self._warm_log.cleared = True
+
+    namespace.update(__setitem__=__setitem__, __delitem__=__delitem__, popitem=popitem, clear=clear)
+    if hasattr(cls, "expire"):
+
+        def expire(self: Any, time: Any = None) -> Any:
+            # TTL caches drop expired entries here, bypassing __delitem__.
+            expired = cls.expire(self, time) if time is not None else cls.expire(self)
+            for key, _ in expired or ():
+                self._warm_log.deleted(key)
+            return expired
+
+        namespace["expire"] = expire
+    tracking = type(f"Tracked{cls.__name__}", (cls,), namespace)
+    _TRACKING_CLASSES[cls] = tracking
+    return tracking
+
+
+_TRACKING_CLASSES: dict[Any, type] = {}
+
+
+def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
+    """Add change tracking to ``mapping`` in place, and return it.
+
+    Works for Python-level mappings such as ``cachetools`` caches (evictions
+    and TTL expiries count as deletions). A plain ``dict`` cannot be changed in
+    place: use :class:`TrackedDict`, or leave it untracked (hash diff).
+
+    >>> import cachetools
+    >>> cache = track(cachetools.LRUCache(maxsize=2))
+    >>> cache["a"] = 1; cache["b"] = 2; cache["c"] = 3   # evicts "a"
+    >>> is_tracked(cache)
+    True
+    """
+    if is_tracked(mapping):
+        return mapping
+    cls = type(mapping)
+    if not hasattr(mapping, "__dict__"):
+        msg = (
+            f"Expected a mapping whose class can be extended (a cachetools cache, a "
+            f"MutableMapping subclass), got {cls.__name__}; use warmstart.TrackedDict"
+        )
+        raise ContractError(msg)
+    mapping.__class__ = _tracking_class(cls)
+    mapping._warm_log = _ChangeLog()  # type: ignore[attr-defined]
+    return mapping
+
+
+def is_tracked(mapping: object) -> bool:
+    """Whether ``mapping`` records its own changes."""
+    return isinstance(getattr(mapping, "_warm_log", None), _ChangeLog)
+
+
+def change_log(mapping: object) -> _ChangeLog | None:
+    """The change log of a tracked mapping, or None."""
+    log = getattr(mapping, "_warm_log", None)
+    return log if isinstance(log, _ChangeLog) else None
+
+
+# -- untracked mappings: identity snapshot or per-entry hashes ---------------
+
+
+class Fingerprints:
+    """What an untracked mapping looked like at its last checkpoint.
+
+    Immutable values are remembered by reference (a value that is the same
+    object is unchanged, found in C with ``operator.is_not``); mutable values
+    by the xxh3-64 of their encoded bytes, since they may change in place.
+    """
+
+    __slots__ = ("by_identity", "seen")
+
+    def __init__(self, by_identity: bool) -> None:
+        self.by_identity = by_identity
+        self.seen: dict[Any, Any] = {}
+
+    @classmethod
+    def of(
+        cls,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        encode: Callable[[Any], bytes],
+        *,
+        by_identity: bool,
+    ) -> Fingerprints:
+        """Fingerprint entries (as read by ``containers.entries_of``)."""
+        prints = cls(by_identity)
+        if by_identity:
+            prints.seen = dict(zip(keys, values))
+        else:
+            prints.seen = dict(zip(keys, map(xxhash.xxh3_64_intdigest, map(encode, values))))
+        return prints
+
+    def diff(
+        self, keys: Sequence[Any], values: Sequence[Any], encode: Callable[[Any], bytes]
+    ) -> ChangeSet:
+        """Keys upserted (in the given order) and deleted since these prints."""
+        seen = self.seen
+        # All in C: look up each key's old print and compare it with the new one.
+        if self.by_identity:
+            flags = map(operator.is_not, map(seen.get, keys), values)
+        else:
+            hashes = map(xxhash.xxh3_64_intdigest, map(encode, values))
+            flags = map(operator.ne, map(seen.get, keys), hashes)
+        upserts = list(itertools.compress(keys, flags))
+        inserted = sum(1 for k in upserts if k not in seen)
+        deletes: set[Any] = set()
+        if len(seen) + inserted != len(keys):
+            present = set(keys) if not isinstance(keys, KeysView) else keys
+            deletes = set(itertools.filterfalse(present.__contains__, seen.keys()))
+        return ChangeSet(upserts, deletes)
+
+    def update(
+        self,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        changes: ChangeSet,
+        encode: Callable[[Any], bytes],
+    ) -> None:
+        """Advance these prints past a committed delta: O(changes).
+
+        ``keys``/``values`` are the upserted entries still present.
+        """
+        seen = self.seen
+        for key in changes.deletes:
+            seen.pop(key, None)
+        for key in changes.upserts:
+            seen.pop(key, None)
+        if self.by_identity:
+            seen.update(zip(keys, values))
+        else:
+            seen.update(zip(keys, map(xxhash.xxh3_64_intdigest, map(encode, values))))
+
+    def bytes_per_entry(self) -> float:
+        """Approximate memory this record costs per entry (for the docs)."""
+        import sys  # noqa: PLC0415 - diagnostics only
+
+        if not self.seen:
+            return 0.0
+        per_slot = sys.getsizeof(self.seen) / len(self.seen)
+        if self.by_identity:
+            return per_slot
+        sample = next(iter(self.seen.values()))
+        return per_slot + sys.getsizeof(sample)
+
+
+# -- replay -------------------------------------------------------------------
+
+
+def replay(
+    state: dict[Any, Any], upserts: Iterable[tuple[Any, Any]], deletes: Iterable[Any]
+) -> None:
+    """Apply one delta to ``state`` in place: deletions, then upserts moved to the end.
+
+    Idempotent: replaying the same delta again leaves ``state`` unchanged.
+    """
+    for key in deletes:
+        state.pop(key, None)
+    for key, value in upserts:
+        state.pop(key, None)
+        state[key] = value
+
+
+@dataclasses.dataclass(frozen=True)
+class CompactionPolicy:
+    """When the next checkpoint writes a fresh base instead of another delta.
+
+    Args:
+        max_deltas: longest delta chain before compacting. Restore decodes every
+            delta after the base, so a long chain slows boot.
+        max_ratio: compact once the deltas' stored bytes reach this fraction of
+            the base's: past it, a delta chain costs more to restore than a base.
+
+    The defaults come from benchmarks/delta.py (docs/benchmarks.md): with 16
+    deltas of 1% each, a restore costs well under 1.3x the compacted base.
+    """
+
+    max_deltas: int = 16
+    max_ratio: float = 0.5
+
+    def wants_base(self, chain: int, delta_bytes: int, base_bytes: int) -> bool:
+        """Whether a checkpoint on a chain this long and this heavy should compact."""
+        return chain >= self.max_deltas or delta_bytes >= self.max_ratio * max(base_bytes, 1)

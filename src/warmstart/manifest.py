@@ -1,0 +1,147 @@
+"""Manifests: what one committed generation holds, and how to find its bytes.
+
+A manifest lists, per section, the contract and writer schema it was written
+with and the digests of its chunks: the base chunks (entries in saved order)
+and then the delta chunks (ordered upserts and deletions, with sequence
+numbers). It is itself stored as a verified frame, so a damaged manifest is
+detected like a damaged chunk.
+
+>>> from warmstart.codec import Codec
+>>> m = Manifest(namespace="svc", generation=1, lineage="ab", created_at=0.0,
+...              library_version="0", host="h", pid=1)
+>>> decode_manifest(Codec(), encode_manifest(Codec(), m)) == m
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from warmstart.codec import Codec, digest
+from warmstart.errors import IntegrityError
+from warmstart.schema import Schema
+
+__all__ = ("ChunkRef", "Manifest", "SectionManifest", "decode_manifest", "encode_manifest")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+MANIFEST_FORMAT = 1
+
+
+class ChunkRef(msgspec.Struct, frozen=True, array_like=True):
+    """One chunk of a section: its digest, entry count, and byte sizes.
+
+    ``sequence`` is 0 for base chunks and the generation that wrote it for
+    delta chunks; replay applies deltas in manifest order.
+    """
+
+    digest: bytes
+    entries: int
+    raw_bytes: int
+    stored_bytes: int
+    sequence: int = 0
+
+
+class SectionManifest(msgspec.Struct, frozen=True):
+    """One section of a generation."""
+
+    name: str
+    schema: Schema
+    base: tuple[ChunkRef, ...]
+    deltas: tuple[ChunkRef, ...] = ()
+    #: Entries once base and deltas are replayed.
+    entries: int = 0
+    #: True for a key-only section (which keys were hot, not their values).
+    keys_only: bool = False
+
+    @property
+    def chunks(self) -> tuple[ChunkRef, ...]:
+        """Base chunks then delta chunks, in replay order."""
+        return self.base + self.deltas
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of every frame this section references."""
+        return sum(c.stored_bytes for c in self.chunks)
+
+    @property
+    def base_bytes(self) -> int:
+        """Bytes of the base frames alone (compaction compares deltas to it)."""
+        return sum(c.stored_bytes for c in self.base)
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """One committed generation of a namespace.
+
+    ``lineage`` names the chain of generations that share a base: a delta is
+    only ever written on top of the generation it was computed against.
+    """
+
+    namespace: str
+    generation: int
+    lineage: str
+    created_at: float
+    library_version: str
+    host: str
+    pid: int
+    parent: int | None = None
+    kind: Literal["full", "delta"] = "full"
+    watermark: Any = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    sections: tuple[SectionManifest, ...] = ()
+    format: int = MANIFEST_FORMAT
+
+    def section(self, name: str) -> SectionManifest | None:
+        """Return the section called ``name``, or None."""
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of every frame this generation references (shared ones included)."""
+        return sum(s.stored_bytes for s in self.sections)
+
+    @property
+    def delta_chain(self) -> int:
+        """Number of delta generations since the last full base."""
+        return max((len({c.sequence for c in s.deltas}) for s in self.sections), default=0)
+
+    def digests(self) -> set[bytes]:
+        """Every chunk digest this generation references."""
+        return {c.digest for s in self.sections for c in s.chunks}
+
+
+_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_decoder = msgspec.msgpack.Decoder(Manifest)
+
+
+def encode_manifest(codec: Codec, manifest: Manifest) -> bytes:
+    """Encode a manifest as its digest followed by its frame."""
+    frame = codec.encode(_encoder.encode(manifest))
+    return digest(frame) + frame
+
+
+def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
+    """Verify and decode a stored manifest.
+
+    Raises:
+        IntegrityError: the manifest is damaged, tampered with, or malformed.
+    """
+    view = memoryview(stored)
+    payload = codec.decode(view[16:], digest=bytes(view[:16]))
+    try:
+        manifest = _decoder.decode(payload)
+    except msgspec.MsgspecError as exc:
+        msg = f"Expected a manifest, got malformed data: {exc}"
+        raise IntegrityError(msg) from exc
+    if manifest.format > MANIFEST_FORMAT:
+        msg = f"Expected manifest format <= {MANIFEST_FORMAT}, got {manifest.format}"
+        raise IntegrityError(msg)
+    return manifest

@@ -1,0 +1,226 @@
+"""Writer schemas and the compatibility check between two of them.
+
+Every section a checkpoint holds carries the schema of the contract that wrote
+it: field names (as encoded), a canonical type string, and whether each field
+is required. That makes a checkpoint self-describing (a tool can show its
+fields without the service's code) and lets a reader decide *from the two
+schemas*, not by trying, whether it can read data written by another release.
+
+>>> import msgspec
+>>> class V1(msgspec.Struct):
+...     symbol: str
+>>> class V2(msgspec.Struct):
+...     symbol: str
+...     currency: str = "USD"
+>>> result = compatibility(schema_of(V1, version=1), schema_of(V2, version=2))
+>>> result.backward, result.forward
+(True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+__all__ = ("Compatibility", "FieldSchema", "Schema", "compatibility", "schema_of")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+class FieldSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """One field of a writer schema: its wire name, type and requiredness."""
+
+    name: str
+    type: str
+    required: bool
+
+
+class Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The schema a section was written with (stored in every manifest)."""
+
+    contract: str
+    version: int
+    key: str
+    fields: tuple[FieldSchema, ...]
+    #: Field names still read but no longer written with a meaningful value.
+    deprecated: tuple[str, ...] = ()
+
+    def field(self, name: str) -> FieldSchema | None:
+        """Return the field with wire name ``name``, or None."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+
+class Compatibility(msgspec.Struct, frozen=True):
+    """Whether data can flow between two schema versions, and why not.
+
+    ``backward``: a reader of ``new`` reads data written with ``old`` (an
+    upgrade deploy). ``forward``: a reader of ``old`` reads data written with
+    ``new`` (a rollback, or replicas still on the old release).
+    """
+
+    backward: bool
+    forward: bool
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Both directions are compatible."""
+        return self.backward and self.forward
+
+
+_SCALARS: dict[type[mi.Type], str] = {
+    mi.AnyType: "any",
+    mi.NoneType: "none",
+    mi.BoolType: "bool",
+    mi.IntType: "int",
+    mi.FloatType: "float",
+    mi.StrType: "str",
+    mi.BytesType: "bytes",
+    mi.ByteArrayType: "bytearray",
+    mi.MemoryViewType: "memoryview",
+    mi.DateTimeType: "datetime",
+    mi.DateType: "date",
+    mi.TimeType: "time",
+    mi.TimeDeltaType: "timedelta",
+    mi.UUIDType: "uuid",
+    mi.DecimalType: "decimal",
+    mi.RawType: "raw",
+}
+
+
+def _render(t: mi.Type) -> str:  # noqa: PLR0911 - one return per type family
+    """Render an inspected type as a canonical, release-independent string."""
+    name = _SCALARS.get(type(t))
+    if name is not None:
+        return name
+    if isinstance(t, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
+        kind = {
+            mi.ListType: "list",
+            mi.SetType: "set",
+            mi.FrozenSetType: "frozenset",
+            mi.VarTupleType: "tuple",
+        }
+        return f"{kind[type(t)]}[{_render(t.item_type)}]"
+    if isinstance(t, mi.TupleType):
+        return f"tuple[{', '.join(_render(i) for i in t.item_types)}]"
+    if isinstance(t, mi.DictType):
+        return f"dict[{_render(t.key_type)}, {_render(t.value_type)}]"
+    if isinstance(t, mi.UnionType):
+        return " | ".join(sorted(_render(i) for i in t.types))
+    if isinstance(t, mi.LiteralType):
+        return f"literal[{', '.join(sorted(repr(v) for v in t.values))}]"
+    if isinstance(t, mi.EnumType):
+        return f"enum[{', '.join(sorted(repr(m.value) for m in t.cls))}]"
+    if isinstance(t, (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)):
+        inner = ", ".join(
+            f"{f.encode_name if hasattr(f, 'encode_name') else f.name}: {_render(f.type)}"
+            for f in t.fields
+        )
+        return f"struct{{{inner}}}"
+    return "any"
+
+
+def _field_schemas(struct_type: type[msgspec.Struct]) -> tuple[FieldSchema, ...]:
+    info = mi.type_info(struct_type)
+    assert isinstance(info, mi.StructType)
+    return tuple(
+        FieldSchema(name=f.encode_name, type=_render(f.type), required=f.required)
+        for f in info.fields
+    )
+
+
+def render_type(tp: Any) -> str:
+    """Render any type msgspec understands (a key type, say) canonically."""
+    return _render(mi.type_info(tp))
+
+
+def schema_of(
+    struct_type: type[msgspec.Struct],
+    *,
+    version: int,
+    name: str | None = None,
+    key: Any = str,
+    deprecated: tuple[str, ...] = (),
+) -> Schema:
+    """Derive the writer schema of a Struct type (with ``msgspec.inspect``)."""
+    return Schema(
+        contract=name or struct_type.__name__,
+        version=version,
+        key=render_type(key),
+        fields=_field_schemas(struct_type),
+        deprecated=deprecated,
+    )
+
+
+# Reading a value written as the key type into the value type never fails.
+_WIDENINGS = {("int", "float"), ("bool", "int")}
+
+
+def type_readable(written: str, reader: str) -> bool:
+    """Whether a value written as type ``written`` decodes as type ``reader``."""
+    if reader in (written, "any") or (written, reader) in _WIDENINGS:
+        return True
+    reader_members = set(reader.split(" | "))
+    written_members = set(written.split(" | "))
+    # A union reader accepts each member it lists (adding "| None" is safe).
+    return written_members <= reader_members
+
+
+def read_problems(writer: Schema, reader: Schema) -> list[str]:
+    """Why a reader of ``reader`` cannot decode data written with ``writer``.
+
+    Decided from the two schemas: every field the reader requires must be
+    written, and every field both know must be of a readable type. Fields the
+    reader does not know are ignored (tolerant reader).
+    """
+    problems: list[str] = []
+    if not type_readable(writer.key, reader.key):
+        problems.append(f"key type changed from {writer.key} to {reader.key}")
+    for field in reader.fields:
+        written = writer.field(field.name)
+        if written is None:
+            if field.required:
+                problems.append(
+                    f"field {field.name!r} is required by v{reader.version} "
+                    f"but not written by v{writer.version}"
+                )
+        elif not type_readable(written.type, field.type):
+            problems.append(
+                f"field {field.name!r} changed type from {written.type} (v{writer.version}) "
+                f"to {field.type} (v{reader.version})"
+            )
+    return problems
+
+
+def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compatibility:
+    """Say whether each direction between two schemas is compatible, and why.
+
+    Args:
+        old: the schema in service now (or stored in a checkpoint).
+        new: the schema about to be deployed.
+        upgrades: the new contract has an upgrader chain from ``old``'s version;
+            then a new reader can read old data whatever the fields, since the
+            upgraders produce the new shape.
+
+    Rules, in the spirit of Avro/Protobuf resolution: an added optional field
+    is compatible both ways; an added required field is backward compatible
+    only with an upgrader (old data lacks it) and stays forward compatible
+    (the old reader ignores it); removing a field the old reader requires
+    breaks forward; a changed type breaks a direction unless it is a widening
+    there (int to float, X to X | None).
+    """
+    reasons: list[str] = []
+    back = read_problems(old, new)
+    if back and upgrades:
+        back = []
+    reasons.extend(f"backward: {p}" for p in back)
+    fwd = read_problems(new, old)
+    reasons.extend(f"forward: {p}" for p in fwd)
+    return Compatibility(backward=not back, forward=not fwd, reasons=tuple(reasons))

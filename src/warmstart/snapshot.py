@@ -1,0 +1,210 @@
+"""Snapshots: one verified generation, read section by section on demand.
+
+A snapshot holds an LMDB read transaction, so everything it reads comes from
+one consistent generation however many saves happen meanwhile, and frames are
+read zero-copy from the map. Close it (or use it as a context manager) when
+done: an open read transaction keeps LMDB from reusing pages.
+
+Reading a section replays its base chunks then its delta chunks in order. Bulk
+decoding pauses the garbage collector: building a million objects with it on
+costs 2-3x more (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import msgspec
+
+from warmstart.codec import Codec
+from warmstart.contract import Contract, DecodedEntries
+from warmstart.delta import replay
+from warmstart.errors import CheckpointNotFoundError
+from warmstart.manifest import ChunkRef, Manifest, SectionManifest
+
+__all__ = ("Section", "SectionStats", "Snapshot")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+@dataclasses.dataclass
+class SectionStats:
+    """What reading one section did."""
+
+    name: str
+    restored: int = 0
+    upgraded: int = 0
+    dropped_invalid: int = 0
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    chunks: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def add(self, decoded: DecodedEntries[Any], ref: ChunkRef) -> None:
+        self.upgraded += decoded.upgraded
+        self.dropped_invalid += decoded.dropped
+        room = 5 - len(self.reasons)
+        if room > 0:
+            self.reasons.extend(decoded.reasons[:room])
+        self.chunks += 1
+        self.bytes += ref.stored_bytes
+
+
+@dataclasses.dataclass
+class Section:
+    """A replayed section: entries in saved order, expiries, and what it cost."""
+
+    entries: dict[Any, Any]
+    expires: dict[Any, float]
+    stats: SectionStats
+
+
+@contextlib.contextmanager
+def paused_gc(*, freeze: bool = False) -> Iterator[None]:
+    """Pause the cyclic collector during bulk decoding.
+
+    With ``freeze``, objects alive at the end move to the permanent generation
+    (``gc.freeze()``), so the next collection does not walk the million
+    restored objects either. Only boot does that, once.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+class Snapshot:
+    """One verified generation of a namespace. Obtained from ``Store.load``.
+
+    Attributes:
+        namespace: the namespace read.
+        generation: the generation actually used.
+        manifest: its manifest (sections, contracts, writer schemas, metadata).
+        fallback: why newer generations were skipped (empty when the head was used).
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: Manifest,
+        txn: Any,
+        frame_of: Callable[[Any, ChunkRef], memoryview],
+        codec: Codec,
+        fallback: tuple[str, ...] = (),
+    ) -> None:
+        self.manifest = manifest
+        self.namespace = manifest.namespace
+        self.generation = manifest.generation
+        self.fallback = fallback
+        self._txn = txn
+        self._frame_of = frame_of
+        self._codec = codec
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(namespace={self.namespace!r}, generation={self.generation}, "
+            f"sections={list(self.sections)})"
+        )
+
+    def close(self) -> None:
+        """End the read transaction; sections can no longer be read."""
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Names of the sections this generation holds."""
+        return tuple(s.name for s in self.manifest.sections)
+
+    @property
+    def watermark(self) -> Any:
+        """The source-of-truth position recorded at save (or None)."""
+        return self.manifest.watermark
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since this generation was saved."""
+        return (time.time() if now is None else now) - self.manifest.created_at
+
+    def section_manifest(self, name: str) -> SectionManifest:
+        """The manifest entry of section ``name``.
+
+        Raises:
+            CheckpointNotFoundError: no such section in this generation.
+        """
+        found = self.manifest.section(name)
+        if found is None:
+            msg = (
+                f"Expected section {name!r} in namespace {self.namespace!r} generation "
+                f"{self.generation}, found {list(self.sections)}"
+            )
+            raise CheckpointNotFoundError(msg)
+        return found
+
+    def chunks(
+        self, name: str, contract: Contract[T], *, refs: tuple[ChunkRef, ...] | None = None
+    ) -> Iterator[tuple[ChunkRef, DecodedEntries[T]]]:
+        """Decode a section chunk by chunk, in replay order (streaming)."""
+        if self._txn is None:
+            msg = f"Expected an open snapshot, generation {self.generation} was closed"
+            raise CheckpointNotFoundError(msg)
+        section = self.section_manifest(name)
+        contract.plan(section.schema)  # fail fast, before any chunk is read
+        for ref in section.chunks if refs is None else refs:
+            payload = self._codec.decode(self._frame_of(self._txn, ref))
+            yield ref, contract.decode_entries(payload, section.schema)
+
+    def read(self, name: str, contract: Contract[T], *, freeze_gc: bool = False) -> Section:
+        """Replay section ``name`` (base, then deltas) into an ordered dict.
+
+        Raises:
+            CheckpointNotFoundError: no such section.
+            IncompatibleVersionError: the stored version cannot be read by ``contract``.
+            IntegrityError: a chunk is damaged.
+        """
+        started = time.perf_counter()
+        stats = SectionStats(name)
+        entries: dict[Any, T] = {}
+        expires: dict[Any, float] = {}
+        with paused_gc(freeze=freeze_gc):
+            for ref, decoded in self.chunks(name, contract):
+                stats.add(decoded, ref)
+                if decoded.sequence == 0:
+                    entries.update(zip(decoded.keys, decoded.values))
+                else:
+                    replay(entries, zip(decoded.keys, decoded.values), decoded.deleted)
+                if decoded.expires:
+                    expires.update(zip(decoded.keys, decoded.expires))
+        if expires and len(expires) != len(entries):
+            expires = {k: expires[k] for k in entries if k in expires}
+        stats.restored = len(entries)
+        stats.seconds = time.perf_counter() - started
+        return Section(entries, expires, stats)
+
+    def section(self, name: str, contract: Contract[T]) -> dict[Any, T]:
+        """Return section ``name`` as an ordered dict of its entries.
+
+        >>> # see Store.load for a complete example
+        """
+        return self.read(name, contract).entries

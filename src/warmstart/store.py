@@ -1,0 +1,768 @@
+"""The LMDB checkpoint store: generations, chunks, retention, verification.
+
+One store is one LMDB environment (one directory) with four tables:
+
+* ``meta``: store format version, namespace ids;
+* ``heads``: namespace -> newest generation and its lineage;
+* ``manifests``: (namespace id, generation) -> manifest frame;
+* ``chunks``: (namespace id, xxh3-128 digest) -> frame.
+
+A save writes its new chunks, its manifest, the new head, the retention cut
+and the garbage collection of chunks no retained generation references in
+**one** write transaction: a reader sees the old generation or the new one,
+never a mix. Chunks are scoped to their namespace so that one namespace can
+never read or delete another's bytes.
+
+>>> import msgspec, tempfile
+>>> class Row(msgspec.Struct):
+...     name: str
+>>> ROWS = Contract("row", Row, key=int)
+>>> with Store(tempfile.mkdtemp()) as store:
+...     generation = store.save("svc", {"rows": (ROWS, {1: Row("a"), 2: Row("b")})})
+...     with store.load("svc") as snapshot:
+...         print(generation, snapshot.section("rows", ROWS))
+1 {1: Row(name='a'), 2: Row(name='b')}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from warmstart._chunks import encode_chunks
+from warmstart._env import Env
+from warmstart.codec import Codec
+from warmstart.containers import entries_of, peek_entries
+from warmstart.contract import Contract
+from warmstart.delta import ChangeSet, CompactionPolicy, Fingerprints, change_log
+from warmstart.errors import CheckpointNotFoundError, IntegrityError
+from warmstart.manifest import (
+    ChunkRef,
+    Manifest,
+    SectionManifest,
+    decode_manifest,
+    encode_manifest,
+)
+from warmstart.snapshot import Snapshot
+
+__all__ = ("GenerationInfo", "Problem", "Store", "VerifyReport")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+log = logging.getLogger("warmstart.store")
+
+SaveMode = Literal["auto", "delta", "full"]
+Sections = Mapping[str, Any]  # section name -> (Contract, mapping), checked at run time
+_GEN = struct.Struct(">Q")
+_NSID = struct.Struct(">I")
+NS_PREFIX = b"ns:"
+NS_NEXT = b"ns-next"
+MAX_NAMESPACE = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationInfo:
+    """One generation as listed by :meth:`Store.generations`."""
+
+    namespace: str
+    generation: int
+    kind: str
+    created_at: float
+    stored_bytes: int
+    sections: dict[str, int]
+    delta_chain: int
+    watermark: Any
+    head: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing :meth:`Store.verify` found wrong."""
+
+    namespace: str
+    generation: int | None
+    what: str
+    chunk: str | None = None
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    """The outcome of :meth:`Store.verify`."""
+
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    namespaces: int = 0
+    generations: int = 0
+    chunks: int = 0
+    orphans: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong."""
+        return not self.problems
+
+
+@dataclasses.dataclass
+class _Baseline:
+    """What this process last committed or loaded for a namespace (for deltas)."""
+
+    generation: int
+    lineage: str
+    manifest: Manifest
+    prints: dict[str, Fingerprints] = dataclasses.field(default_factory=dict)
+
+
+class _StaleBaseError(Exception):
+    """Another writer moved the head since the delta was computed."""
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """A section encoded outside the write transaction, ready to commit."""
+
+    name: str
+    contract: Contract[Any]
+    mapping: Mapping[Any, Any]
+    frames: list[tuple[ChunkRef, bytes]]
+    section: SectionManifest
+    delta: bool
+    changes: ChangeSet | None = None
+    #: The entries encoded (all of them for a base, the upserts for a delta).
+    keys: list[Any] = dataclasses.field(default_factory=list)
+    values: list[Any] = dataclasses.field(default_factory=list)
+
+
+def _check_namespace(namespace: str) -> bytes:
+    if not isinstance(namespace, str) or not namespace:
+        msg = f"Expected a non-empty namespace string, got {namespace!r}"
+        raise ValueError(msg)
+    raw = namespace.encode()
+    if len(raw) > MAX_NAMESPACE or "\x00" in namespace:
+        msg = (
+            f"Expected a namespace of at most {MAX_NAMESPACE} bytes without NUL, got {namespace!r}"
+        )
+        raise ValueError(msg)
+    return raw
+
+
+class Store:
+    """An embedded, crash-safe, multi-process checkpoint store in one directory.
+
+    Args:
+        path: the store directory (created with mode 0700 if missing).
+        keep: generations retained per namespace; older ones are dropped and
+            their unreferenced chunks collected at the next save.
+        sync: fsync every commit (durable across power loss). ``False`` is
+            still crash-safe against process kills, not against power loss.
+        secret: key for BLAKE2b MACs on every frame; a tampered checkpoint is
+            then rejected. Strongly recommended when checkpoints travel.
+        readonly: open for inspection only (also works on read-only volumes).
+        max_map_size: upper bound of the LMDB map; the map grows by doubling
+            up to it. A save that does not fit fails with ``StoreFullError``.
+        compaction: when deltas give way to a fresh base.
+        clock: wall clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        keep: int = 3,
+        sync: bool = True,
+        secret: bytes | None = None,
+        readonly: bool = False,
+        max_map_size: int = 1 << 40,
+        compression_level: int = 1,
+        compaction: CompactionPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if keep < 1:
+            msg = f"Expected keep >= 1, got {keep}"
+            raise ValueError(msg)
+        self.path = Path(path)
+        self.keep = keep
+        self.codec = Codec(level=compression_level, secret=secret)
+        self.compaction = compaction or CompactionPolicy()
+        self.clock = clock
+        self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
+        self._token = os.path.realpath(self.path)
+        self._baselines: dict[str, _Baseline] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, keep={self.keep})"
+
+    def close(self) -> None:
+        """Close the environment; open snapshots must be closed first."""
+        self._env.close()
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the store was opened read-only."""
+        return self._env.readonly
+
+    # -- keys -----------------------------------------------------------------
+
+    def _db(self, name: str) -> Any:
+        return self._env.dbs[name]
+
+    def _nsid(self, txn: Any, namespace: str, *, create: bool) -> bytes | None:
+        key = NS_PREFIX + _check_namespace(namespace)
+        meta = self._db("meta")
+        if meta is None:
+            return None
+        found = txn.get(key, db=meta)
+        if found is not None or not create:
+            return None if found is None else bytes(found)
+        counter = txn.get(NS_NEXT, db=meta)
+        number = 1 if counter is None else _NSID.unpack(bytes(counter))[0] + 1
+        nsid = _NSID.pack(number)
+        txn.put(NS_NEXT, nsid, db=meta)
+        txn.put(key, nsid, db=meta)
+        return nsid
+
+    @staticmethod
+    def _chunk_key(nsid: bytes, ref_digest: bytes) -> bytes:
+        return nsid + ref_digest
+
+    def _head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
+        heads = self._db("heads")
+        raw = None if heads is None else txn.get(_check_namespace(namespace), db=heads)
+        if raw is None:
+            return None
+        raw = bytes(raw)
+        return _GEN.unpack(raw[:8])[0], raw[8:].decode()
+
+    def _generations(self, txn: Any, nsid: bytes) -> list[int]:
+        """Generations stored for a namespace, newest first."""
+        manifests = self._db("manifests")
+        if manifests is None:
+            return []
+        keys = (key for key, _ in _prefixed(txn, manifests, nsid))
+        return sorted((_GEN.unpack(key[4:])[0] for key in keys), reverse=True)
+
+    def _read_manifest(self, txn: Any, nsid: bytes, generation: int) -> Manifest:
+        raw = txn.get(nsid + _GEN.pack(generation), db=self._db("manifests"))
+        if raw is None:
+            msg = f"Expected a manifest for generation {generation}, found none"
+            raise CheckpointNotFoundError(msg)
+        return decode_manifest(self.codec, raw)
+
+    # -- writing --------------------------------------------------------------
+
+    def save(
+        self,
+        namespace: str,
+        sections: Sections,
+        *,
+        watermark: Any = None,
+        tags: Mapping[str, str] | None = None,
+        mode: SaveMode = "auto",
+    ) -> int:
+        """Commit one generation of ``namespace`` and return its number.
+
+        Args:
+            namespace: e.g. ``"pricing"`` or ``"tenant-42/pricing"``.
+            sections: section name -> ``(contract, mapping)``. Each mapping is
+                read in its own policy order (LRU to MRU for an LRU cache).
+            watermark: an opaque source-of-truth position (a DB LSN, a Kafka
+                offset, an ETag) that a boot can validate staleness against.
+            tags: free-form string labels kept in the manifest.
+            mode: ``"auto"`` writes deltas for tracked mappings and full bases
+                otherwise; ``"delta"`` also diffs untracked mappings against
+                fingerprints kept from the last save (costs memory, see the
+                docs); ``"full"`` always writes a fresh base.
+
+        Raises:
+            EncodeError: a value is not of its contract's type.
+            StoreFullError: the map or the disk is full; nothing was written.
+            ReadOnlyStoreError: the store is read-only.
+        """
+        nsbytes = _check_namespace(namespace)
+        prepared = self._prepare(namespace, sections, mode)
+        try:
+            try:
+                manifest = self._env.write(
+                    lambda txn: self._commit(txn, nsbytes, namespace, prepared, watermark, tags)
+                )
+            except _StaleBaseError:
+                log.info(
+                    "head of %r moved under this process; writing a full base",
+                    namespace,
+                    extra={"namespace": namespace},
+                )
+                for item in prepared:
+                    self._put_back(item)
+                prepared = self._prepare(namespace, sections, "full")
+                manifest = self._env.write(
+                    lambda txn: self._commit(txn, nsbytes, namespace, prepared, watermark, tags)
+                )
+        except BaseException:
+            for item in prepared:
+                self._put_back(item)
+            raise
+        self._committed(namespace, manifest, prepared, mode)
+        return manifest.generation
+
+    @staticmethod
+    def _put_back(item: _Prepared) -> None:
+        changes_log = change_log(item.mapping)
+        if changes_log is not None and item.changes is not None:
+            changes_log.restore(item.changes)
+
+    def _prepare(self, namespace: str, sections: Sections, mode: SaveMode) -> list[_Prepared]:
+        baseline = self._baselines.get(namespace)
+        out: list[_Prepared] = []
+        for name, spec in sections.items():
+            contract, mapping = spec
+            if not isinstance(contract, Contract):
+                got = type(contract).__name__
+                msg = f"Expected (Contract, mapping) for section {name!r}, got {got}"
+                raise TypeError(msg)
+            item = self._prepare_delta(name, contract, mapping, baseline, mode, namespace)
+            out.append(item or self._prepare_full(name, contract, mapping))
+        return out
+
+    def _prepare_full(
+        self, name: str, contract: Contract[Any], mapping: Mapping[Any, Any]
+    ) -> _Prepared:
+        changes_log = change_log(mapping)
+        changes = changes_log.take() if changes_log is not None else None
+        keys, values, expires = entries_of(mapping)
+        frames = encode_chunks(contract, self.codec, keys, values, expires=expires)
+        section = SectionManifest(
+            name=name,
+            schema=contract.write_schema,
+            base=tuple(ref for ref, _ in frames),
+            entries=len(keys),
+        )
+        return _Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
+
+    def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write a base
+        self,
+        name: str,
+        contract: Contract[Any],
+        mapping: Mapping[Any, Any],
+        baseline: _Baseline | None,
+        mode: SaveMode,
+        namespace: str,
+    ) -> _Prepared | None:
+        if mode == "full" or baseline is None:
+            return None
+        previous = baseline.manifest.section(name)
+        if previous is None or previous.schema != contract.write_schema:
+            return None
+        chain = len({c.sequence for c in previous.deltas})
+        delta_bytes = sum(c.stored_bytes for c in previous.deltas)
+        if self.compaction.wants_base(chain, delta_bytes, previous.base_bytes):
+            return None
+        changes_log = change_log(mapping)
+        if changes_log is not None:
+            if changes_log.baseline != (self._token, namespace, name, baseline.generation):
+                return None
+            changes = changes_log.take()
+            if changes.full:
+                changes_log.restore(changes)
+                return None
+        else:
+            prints = baseline.prints.get(name)
+            if prints is None:
+                return None
+            all_keys, all_values, _ = entries_of(mapping)
+            changes = prints.diff(all_keys, all_values, contract.encode_value)
+        sequence = baseline.generation + 1
+        keys, values, expires = peek_entries(mapping, changes.upserts)
+        # A key written then removed before this checkpoint is a deletion.
+        deleted = sorted(changes.deletes | (set(changes.upserts) - set(keys)), key=repr)
+        frames = encode_chunks(
+            contract, self.codec, keys, values, deleted=deleted, sequence=sequence, expires=expires
+        )
+        section = SectionManifest(
+            name=name,
+            schema=contract.write_schema,
+            base=previous.base,
+            deltas=previous.deltas + tuple(ref for ref, _ in frames),
+            entries=len(mapping),
+        )
+        return _Prepared(name, contract, mapping, frames, section, True, changes, keys, values)
+
+    def _commit(
+        self,
+        txn: Any,
+        nsbytes: bytes,
+        namespace: str,
+        prepared: list[_Prepared],
+        watermark: Any,
+        tags: Mapping[str, str] | None,
+    ) -> Manifest:
+        head = self._head(txn, namespace)
+        baseline = self._baselines.get(namespace)
+        delta = any(p.delta for p in prepared)
+        if delta and (
+            head is None or baseline is None or head != (baseline.generation, baseline.lineage)
+        ):
+            raise _StaleBaseError
+        nsid = self._nsid(txn, namespace, create=True)
+        assert nsid is not None
+        generation = 1 if head is None else head[0] + 1
+        lineage = head[1] if delta and head is not None else secrets.token_hex(8)
+        chunks = self._db("chunks")
+        for item in prepared:
+            for ref, frame in item.frames:
+                txn.put(self._chunk_key(nsid, ref.digest), frame, db=chunks, overwrite=False)
+        manifest = Manifest(
+            namespace=namespace,
+            generation=generation,
+            lineage=lineage,
+            created_at=self.clock(),
+            library_version=_library_version(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            parent=None if head is None else head[0],
+            kind="delta" if delta else "full",
+            watermark=watermark,
+            tags=dict(tags or {}),
+            sections=tuple(p.section for p in prepared),
+        )
+        txn.put(
+            nsid + _GEN.pack(generation),
+            encode_manifest(self.codec, manifest),
+            db=self._db("manifests"),
+        )
+        txn.put(nsbytes, _GEN.pack(generation) + lineage.encode(), db=self._db("heads"))
+        self._retain(txn, nsid, manifest)
+        return manifest
+
+    def _retain(self, txn: Any, nsid: bytes, newest: Manifest) -> None:
+        """Drop generations beyond ``keep`` and sweep chunks none references."""
+        generations = self._generations(txn, nsid)
+        expired = generations[self.keep :]
+        if not expired:
+            return
+        manifests = self._db("manifests")
+        for generation in expired:
+            txn.delete(nsid + _GEN.pack(generation), db=manifests)
+        marked = newest.digests()
+        for generation in generations[1 : self.keep]:
+            try:
+                marked |= self._read_manifest(txn, nsid, generation).digests()
+            except IntegrityError:
+                # A damaged manifest cannot say what it references: keep every
+                # chunk rather than risk deleting one a generation needs.
+                log.warning("generation %d is damaged; garbage collection skipped", generation)
+                return
+        self._sweep(txn, nsid, marked)
+
+    def _sweep(self, txn: Any, nsid: bytes, marked: set[bytes]) -> int:
+        chunks = self._db("chunks")
+        doomed = [key for key, _ in _prefixed(txn, chunks, nsid) if key[4:] not in marked]
+        for key in doomed:
+            txn.delete(key, db=chunks)
+        return len(doomed)
+
+    def _committed(
+        self, namespace: str, manifest: Manifest, prepared: list[_Prepared], mode: SaveMode
+    ) -> None:
+        """After a commit: remember the baseline for the next delta."""
+        baseline = _Baseline(manifest.generation, manifest.lineage, manifest)
+        previous = self._baselines.get(namespace)
+        for item in prepared:
+            changes_log = change_log(item.mapping)
+            if changes_log is not None:
+                changes_log.baseline = (self._token, namespace, item.name, manifest.generation)
+                continue
+            prints = previous.prints.get(item.name) if previous else None
+            encode = item.contract.encode_value
+            if item.delta and prints is not None and item.changes is not None:
+                prints.update(item.keys, item.values, item.changes, encode)
+            elif mode == "delta" or prints is not None:
+                immutable = _immutable(item.contract)
+                prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
+            else:
+                continue
+            baseline.prints[item.name] = prints
+        self._baselines[namespace] = baseline
+
+    # -- reading --------------------------------------------------------------
+
+    def load(self, namespace: str, *, generation: int | None = None) -> Snapshot:
+        """Open the newest generation of ``namespace`` that verifies.
+
+        Every chunk of the chosen generation is verified (digest, and MAC when
+        keyed) before the snapshot is returned. If the head fails, older
+        generations are tried, newest first; ``snapshot.fallback`` says which
+        were skipped and why, and a warning is logged.
+
+        Args:
+            generation: a specific generation (no fallback when given).
+
+        Raises:
+            CheckpointNotFoundError: no such namespace or generation, or none verifies.
+        """
+        _check_namespace(namespace)
+        txn = self._env.begin_read()
+        try:
+            snapshot = self._load(txn, namespace, generation)
+        except BaseException:
+            txn.abort()
+            raise
+        return snapshot
+
+    def _load(self, txn: Any, namespace: str, generation: int | None) -> Snapshot:
+        nsid = self._nsid(txn, namespace, create=False)
+        candidates = [] if nsid is None else self._generations(txn, nsid)
+        if generation is not None:
+            candidates = [g for g in candidates if g == generation]
+        if nsid is None or not candidates:
+            which = "any generation" if generation is None else f"generation {generation}"
+            msg = f"Expected {which} of namespace {namespace!r} in {str(self.path)!r}, found none"
+            raise CheckpointNotFoundError(msg)
+        skipped: list[str] = []
+        for candidate in candidates:
+            try:
+                manifest = self._read_manifest(txn, nsid, candidate)
+                self._verify_chunks(txn, nsid, manifest)
+            except IntegrityError as exc:
+                reason = f"generation {candidate}: {exc}"
+                skipped.append(reason)
+                log.warning(
+                    "namespace %r: skipping %s",
+                    namespace,
+                    reason,
+                    extra={"namespace": namespace, "generation": candidate},
+                )
+                continue
+            if skipped:
+                log.warning(
+                    "namespace %r: fell back to generation %d",
+                    namespace,
+                    candidate,
+                    extra={"namespace": namespace, "generation": candidate},
+                )
+            head = self._head(txn, namespace)
+            if head == (manifest.generation, manifest.lineage):
+                self._baselines[namespace] = _Baseline(
+                    manifest.generation, manifest.lineage, manifest
+                )
+
+            def frame_of(read_txn: Any, ref: ChunkRef, nsid: bytes = nsid) -> memoryview:
+                return read_txn.get(self._chunk_key(nsid, ref.digest), db=self._db("chunks"))  # type: ignore[no-any-return]
+
+            return Snapshot(
+                manifest=manifest,
+                txn=txn,
+                frame_of=frame_of,
+                codec=self.codec,
+                fallback=tuple(skipped),
+            )
+        msg = (
+            f"Expected a generation of namespace {namespace!r} that verifies, none did: "
+            + "; ".join(skipped)
+        )
+        raise CheckpointNotFoundError(msg)
+
+    def _verify_chunks(self, txn: Any, nsid: bytes, manifest: Manifest) -> None:
+        chunks = self._db("chunks")
+        for ref in {c.digest: c for s in manifest.sections for c in s.chunks}.values():
+            frame = txn.get(self._chunk_key(nsid, ref.digest), db=chunks)
+            if frame is None:
+                msg = f"Expected chunk {ref.digest.hex()}, it is missing"
+                raise IntegrityError(msg)
+            self.codec.verify(frame, digest=ref.digest)
+
+    def mark_baseline(
+        self, namespace: str, section: str, mapping: Mapping[Any, Any], generation: int
+    ) -> None:
+        """Declare that ``mapping`` now holds exactly ``section`` of ``generation``.
+
+        Called after a restore into a tracked mapping, so the next checkpoint can
+        be a delta on top of the generation it was restored from.
+        """
+        changes_log = change_log(mapping)
+        baseline = self._baselines.get(namespace)
+        if changes_log is not None and baseline is not None and baseline.generation == generation:
+            changes_log.take()
+            changes_log.baseline = (self._token, namespace, section, generation)
+
+    # -- listing --------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that has a head, sorted."""
+        heads = self._db("heads")
+        if heads is None:
+            return []
+        with self._env.read() as txn, txn.cursor(db=heads) as cur:
+            return sorted(bytes(k).decode() for k in cur.iternext(values=False))
+
+    def generations(self, namespace: str) -> list[GenerationInfo]:
+        """Generations of ``namespace``, newest first (damaged ones are skipped and logged)."""
+        with self._env.read() as txn:
+            nsid = self._nsid(txn, namespace, create=False)
+            if nsid is None:
+                return []
+            head = self._head(txn, namespace)
+            infos = []
+            for generation in self._generations(txn, nsid):
+                try:
+                    m = self._read_manifest(txn, nsid, generation)
+                except IntegrityError as exc:
+                    log.warning("namespace %r generation %d: %s", namespace, generation, exc)
+                    continue
+                infos.append(
+                    GenerationInfo(
+                        namespace=namespace,
+                        generation=generation,
+                        kind=m.kind,
+                        created_at=m.created_at,
+                        stored_bytes=m.stored_bytes,
+                        sections={s.name: s.entries for s in m.sections},
+                        delta_chain=m.delta_chain,
+                        watermark=m.watermark,
+                        head=head is not None and head[0] == generation,
+                    )
+                )
+            return infos
+
+    def manifest(self, namespace: str, generation: int | None = None) -> Manifest:
+        """The manifest of a generation (the head by default), verified."""
+        with self._env.read() as txn:
+            nsid = self._nsid(txn, namespace, create=False)
+            head = self._head(txn, namespace)
+            if nsid is None or head is None:
+                msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
+                raise CheckpointNotFoundError(msg)
+            return self._read_manifest(txn, nsid, head[0] if generation is None else generation)
+
+    # -- maintenance ----------------------------------------------------------
+
+    def drop(self, namespace: str) -> bool:
+        """Remove a namespace entirely (head, manifests, chunks). True if it existed."""
+        nsbytes = _check_namespace(namespace)
+
+        def body(txn: Any) -> bool:
+            nsid = self._nsid(txn, namespace, create=False)
+            if nsid is None:
+                return False
+            for generation in self._generations(txn, nsid):
+                txn.delete(nsid + _GEN.pack(generation), db=self._db("manifests"))
+            self._sweep(txn, nsid, set())
+            txn.delete(nsbytes, db=self._db("heads"))
+            txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
+            return True
+
+        dropped = self._env.write(body)
+        self._baselines.pop(namespace, None)
+        return dropped
+
+    def gc(self) -> int:
+        """Mark and sweep every namespace; return how many chunks were freed.
+
+        Saves already collect as they go; this also cleans what an older
+        release or an interrupted operation may have left.
+        """
+
+        def body(txn: Any) -> int:
+            freed = 0
+            for namespace in self._namespaces_in(txn):
+                nsid = self._nsid(txn, namespace, create=False)
+                assert nsid is not None
+                marked: set[bytes] = set()
+                for generation in self._generations(txn, nsid):
+                    try:
+                        marked |= self._read_manifest(txn, nsid, generation).digests()
+                    except IntegrityError:
+                        log.warning("namespace %r: damaged manifest, not collected", namespace)
+                        break
+                else:
+                    freed += self._sweep(txn, nsid, marked)
+            return freed
+
+        return self._env.write(body)
+
+    def _namespaces_in(self, txn: Any) -> list[str]:
+        with txn.cursor(db=self._db("heads")) as cur:
+            return [bytes(k).decode() for k in cur.iternext(values=False)]
+
+    def verify(self) -> VerifyReport:
+        """Check every chunk digest (and MAC) and every manifest's references."""
+        report = VerifyReport()
+        with self._env.read() as txn:
+            for namespace in self._namespaces_in(txn) if self._db("heads") is not None else []:
+                report.namespaces += 1
+                self._verify_namespace(txn, namespace, report)
+        return report
+
+    def _verify_namespace(self, txn: Any, namespace: str, report: VerifyReport) -> None:
+        nsid = self._nsid(txn, namespace, create=False)
+        if nsid is None:
+            report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
+            return
+        referenced: set[bytes] = set()
+        for generation in self._generations(txn, nsid):
+            report.generations += 1
+            try:
+                manifest = self._read_manifest(txn, nsid, generation)
+            except (IntegrityError, CheckpointNotFoundError) as exc:
+                report.problems.append(Problem(namespace, generation, f"manifest: {exc}"))
+                continue
+            for ref_digest in manifest.digests():
+                referenced.add(ref_digest)
+                if txn.get(self._chunk_key(nsid, ref_digest), db=self._db("chunks")) is None:
+                    report.problems.append(
+                        Problem(
+                            namespace, generation, "referenced chunk is missing", ref_digest.hex()
+                        )
+                    )
+        for key, frame in _prefixed(txn, self._db("chunks"), nsid, values=True):
+            report.chunks += 1
+            try:
+                self.codec.verify(frame, digest=key[4:])
+            except IntegrityError as exc:
+                report.problems.append(Problem(namespace, None, f"chunk: {exc}", key[4:].hex()))
+            report.orphans += key[4:] not in referenced
+
+
+def _prefixed(
+    txn: Any, db: Any, prefix: bytes, *, values: bool = False
+) -> Iterator[tuple[bytes, Any]]:
+    """(key, value or None) for every key of ``db`` that starts with ``prefix``."""
+    with txn.cursor(db=db) as cur:
+        if not cur.set_range(prefix):
+            return
+        for key, value in (
+            cur.iternext(values=values)
+            if values
+            else ((k, None) for k in cur.iternext(values=False))
+        ):
+            raw = bytes(key)
+            if not raw.startswith(prefix):
+                return
+            yield raw, value
+
+
+def _immutable(contract: Contract[Any]) -> bool:
+    config = getattr(contract.type, "__struct_config__", None)
+    return bool(getattr(config, "frozen", False))
+
+
+def _library_version() -> str:
+    from warmstart import __version__  # noqa: PLC0415 - avoid an import cycle
+
+    return __version__

@@ -1,0 +1,78 @@
+"""Shared fixtures: real stores on disk, a fake clock, the Hypothesis profile."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, settings
+
+import warmstart
+
+settings.register_profile(
+    "default",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "slow",
+    deadline=None,
+    max_examples=2000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+class Record(msgspec.Struct):
+    """The benchmark's small record: six fields of the usual kinds."""
+
+    id: int
+    name: str
+    score: float
+    tags: list[int]
+    active: bool
+    kind: str
+
+
+RECORDS = warmstart.Contract("record", Record, key=str)
+
+
+def make_records(n: int, *, prefix: str = "k", salt: int = 0) -> dict[str, Record]:
+    return {
+        f"{prefix}{i}": Record(
+            i + salt, f"n{i}", i * 0.5, [i, i + 1, i + 2], i % 2 == 0, "abc"[i % 3]
+        )
+        for i in range(n)
+    }
+
+
+class FakeClock:
+    """A wall clock tests move by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(store_path: Path, clock: FakeClock) -> Iterator[warmstart.Store]:
+    with warmstart.Store(store_path, clock=clock, sync=False) as s:
+        yield s
