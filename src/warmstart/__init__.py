@@ -2,9 +2,11 @@
 
 from typing import Any
 
+from warmstart.boot import Boot, boot, parse_duration
 from warmstart.checkpointer import Checkpointer
 from warmstart.codec import Codec
 from warmstart.contract import Contract
+from warmstart.delta import ChangeSet, CompactionPolicy, TrackedDict, is_tracked, track
 from warmstart.errors import (
     CheckpointNotFoundError,
     ColdStartWarning,
@@ -21,11 +23,12 @@ from warmstart.errors import (
     StoreTimeoutError,
     WarmstartError,
 )
-from warmstart.delta import ChangeSet, CompactionPolicy, TrackedDict, is_tracked, track
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
+from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
 from warmstart.schema import Compatibility, FieldSchema, Schema, compatibility
 from warmstart.snapshot import Section, SectionStats, Snapshot
 from warmstart.store import GenerationInfo, Problem, Store, VerifyReport
+from warmstart.warm import State, WarmInfo, state, warm
 
 
 def __getattr__(name: str) -> Any:
@@ -46,9 +49,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = (
+    "Boot",
+    "BootReport",
     "ChangeSet",
-    "Checkpointer",
     "CheckpointNotFoundError",
+    "CheckpointReport",
+    "Checkpointer",
     "ChunkRef",
     "Codec",
     "ColdStartWarning",
@@ -63,14 +69,17 @@ __all__ = (
     "IncompatibleVersionError",
     "IntegrityError",
     "Manifest",
+    "Metrics",
     "MissingExtraError",
     "Problem",
     "ReadOnlyStoreError",
     "Schema",
     "Section",
     "SectionManifest",
+    "SectionReport",
     "SectionStats",
     "Snapshot",
+    "State",
     "Store",
     "StoreError",
     "StoreFormatError",
@@ -78,9 +87,14 @@ __all__ = (
     "StoreTimeoutError",
     "TrackedDict",
     "VerifyReport",
+    "WarmInfo",
     "WarmstartError",
     "__version__",
+    "boot",
     "compatibility",
     "is_tracked",
+    "parse_duration",
+    "state",
     "track",
+    "warm",
 )

@@ -530,6 +530,9 @@ class Store:
         candidates = [] if nsid is None else self._generations(txn, nsid)
         if generation is not None:
             candidates = [g for g in candidates if g == generation]
+        else:
+            quarantined = self._quarantined(txn, namespace)
+            candidates = [g for g in candidates if g not in quarantined]
         if nsid is None or not candidates:
             which = "any generation" if generation is None else f"generation {generation}"
             msg = f"Expected {which} of namespace {namespace!r} in {str(self.path)!r}, found none"
@@ -600,6 +603,68 @@ class Store:
         if changes_log is not None and baseline is not None and baseline.generation == generation:
             changes_log.take()
             changes_log.baseline = (self._token, namespace, section, generation)
+
+    # -- markers and quarantine (the boot's crash-loop breaker) ---------------
+
+    def _meta_prefix(self, kind: bytes, namespace: str) -> bytes:
+        return kind + b":" + _check_namespace(namespace) + b"\x00"
+
+    def _quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
+        meta = self._db("meta")
+        if meta is None:
+            return {}
+        prefix = self._meta_prefix(b"quarantine", namespace)
+        return {
+            _GEN.unpack(key[len(prefix) :])[0]: bytes(value).decode(errors="replace")
+            for key, value in _prefixed(txn, meta, prefix, values=True)
+        }
+
+    def quarantined(self, namespace: str) -> dict[int, str]:
+        """Generations of ``namespace`` that loads skip, with the reason each was set aside."""
+        with self._env.read() as txn:
+            return self._quarantined(txn, namespace)
+
+    def quarantine(self, namespace: str, generation: int, reason: str) -> None:
+        """Set a generation aside: ``load`` skips it; it stays for inspection.
+
+        ``release_quarantine`` undoes it.
+        """
+        key = self._meta_prefix(b"quarantine", namespace) + _GEN.pack(generation)
+        self._env.write(lambda txn: txn.put(key, reason.encode(), db=self._db("meta")))
+
+    def release_quarantine(self, namespace: str, generation: int | None = None) -> int:
+        """Let loads use quarantined generations again; return how many were released."""
+        prefix = self._meta_prefix(b"quarantine", namespace)
+
+        def body(txn: Any) -> int:
+            keys = [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]
+            if generation is not None:
+                keys = [k for k in keys if k == prefix + _GEN.pack(generation)]
+            for key in keys:
+                txn.delete(key, db=self._db("meta"))
+            return len(keys)
+
+        return self._env.write(body)
+
+    def set_marker(self, namespace: str, name: str, value: bytes | None) -> None:
+        """Write (or with None, delete) a small marker record for ``namespace``."""
+        key = self._meta_prefix(b"marker", namespace) + name.encode()
+        if value is None:
+            self._env.write(lambda txn: txn.delete(key, db=self._db("meta")))
+        else:
+            self._env.write(lambda txn: txn.put(key, value, db=self._db("meta")))
+
+    def markers(self, namespace: str) -> dict[str, bytes]:
+        """Every marker of ``namespace``, by name."""
+        meta = self._db("meta")
+        if meta is None:
+            return {}
+        prefix = self._meta_prefix(b"marker", namespace)
+        with self._env.read() as txn:
+            return {
+                key[len(prefix) :].decode(): bytes(value)
+                for key, value in _prefixed(txn, meta, prefix, values=True)
+            }
 
     # -- listing --------------------------------------------------------------
 

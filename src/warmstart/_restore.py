@@ -1,0 +1,171 @@
+"""Restoring one section into one container: eager, or hot part first.
+
+Private; used by ``boot``. The hot part of a section is its delta chunks (the
+entries written most recently) and its last base chunk (the most recent of
+the saved order). A progressive restore inserts the hot part before the
+service goes on, and the rest in a background thread, coldest first, never
+overwriting a key the live service has written meanwhile and never evicting;
+an LRU container's hot keys are touched again at the end so that they stay
+the most recent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from warmstart.containers import restore_into
+from warmstart.contract import Contract
+from warmstart.manifest import ChunkRef
+from warmstart.metrics import SectionReport
+from warmstart.snapshot import Snapshot, paused_gc
+
+__all__ = ()
+
+_DELETED = object()
+
+
+class SectionRestore:
+    """The restore of one section into one container, in one or two phases."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        name: str,
+        contract: Contract[Any],
+        container: Any,
+        report: SectionReport,
+        *,
+        lock: Any = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.snapshot = snapshot
+        self.name = name
+        self.contract = contract
+        self.container = container
+        self.report = report
+        self.lock = lock
+        self.now = now
+        manifest = snapshot.section_manifest(name)
+        self.base = manifest.base
+        self.deltas = manifest.deltas
+        report.saved = manifest.entries
+        self.hot_keys: list[Any] = []
+        self._touched: dict[Any, Any] = {}
+        self._touched_expires: dict[Any, float] = {}
+
+    def _decode(
+        self, refs: tuple[ChunkRef, ...]
+    ) -> Iterator[tuple[list[Any], list[Any], list[float], list[Any]]]:
+        for ref, decoded in self.snapshot.chunks(self.name, self.contract, refs=refs):
+            self.report.upgraded += decoded.upgraded
+            self.report.dropped_invalid += decoded.dropped
+            self.report.errors.extend(decoded.reasons[: max(0, 5 - len(self.report.errors))])
+            self.report.bytes += ref.stored_bytes
+            yield decoded.keys, decoded.values, decoded.expires, decoded.deleted
+
+    def _insert(
+        self, keys: list[Any], values: list[Any], expires: list[float], *, overwrite: bool
+    ) -> None:
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            stats = restore_into(
+                self.container, keys, values, expires, overwrite=overwrite, now=self.now()
+            )
+        self.report.restored += stats.inserted
+        self.report.dropped_expired += stats.skipped_expired
+        self.report.skipped_capacity += stats.skipped_capacity
+        self.report.skipped_live += stats.skipped_live
+
+    def eager(self) -> None:
+        """Restore everything now (the container is not shared yet)."""
+        started = time.perf_counter()
+        section = self.snapshot.read(self.name, self.contract)
+        stats = section.stats
+        self.report.upgraded += stats.upgraded
+        self.report.dropped_invalid += stats.dropped_invalid
+        self.report.errors.extend(stats.reasons)
+        self.report.bytes += stats.bytes
+        entries = section.entries
+        expires = [section.expires[k] for k in entries] if section.expires else []
+        with paused_gc():
+            self._insert(list(entries), list(entries.values()), expires, overwrite=True)
+        self.report.seconds += time.perf_counter() - started
+
+    def hot(self) -> None:
+        """Phase one: the deltas and the last base chunk."""
+        started = time.perf_counter()
+        touched, touched_expires = self._touched, self._touched_expires
+        for keys, values, expires, deleted in self._decode(self.deltas):
+            for key in deleted:
+                touched.pop(key, None)
+                touched[key] = _DELETED
+            for i, (key, value) in enumerate(zip(keys, values)):
+                touched.pop(key, None)
+                touched[key] = value
+                if expires:
+                    touched_expires[key] = expires[i]
+        hot_keys: list[Any] = []
+        hot_values: list[Any] = []
+        hot_expires: list[float] = []
+        if self.base:
+            for keys, values, expires, _ in self._decode(self.base[-1:]):
+                self._collect(keys, values, expires, hot_keys, hot_values, hot_expires)
+        for key, value in touched.items():
+            if value is not _DELETED:
+                hot_keys.append(key)
+                hot_values.append(value)
+                if touched_expires:
+                    hot_expires.append(touched_expires.get(key, float("inf")))
+        self.hot_keys = hot_keys
+        self._insert(hot_keys, hot_values, hot_expires, overwrite=True)
+        self.report.seconds += time.perf_counter() - started
+
+    def _collect(
+        self,
+        keys: list[Any],
+        values: list[Any],
+        expires: list[float],
+        out_keys: list[Any],
+        out_values: list[Any],
+        out_expires: list[float],
+    ) -> None:
+        touched = self._touched
+        for i, key in enumerate(keys):
+            if key not in touched:
+                out_keys.append(key)
+                out_values.append(values[i])
+                if expires:
+                    out_expires.append(expires[i])
+
+    def cold(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Phase two (background): the older base chunks, coldest first."""
+        started = time.perf_counter()
+        for keys, values, expires, _ in self._decode(self.base[:-1]):
+            if should_stop():
+                break
+            batch_keys: list[Any] = []
+            batch_values: list[Any] = []
+            batch_expires: list[float] = []
+            self._collect(keys, values, expires, batch_keys, batch_values, batch_expires)
+            self._insert(batch_keys, batch_values, batch_expires, overwrite=False)
+        self._retouch_hot()
+        self.report.seconds += time.perf_counter() - started
+
+    def _retouch_hot(self) -> None:
+        """Colder entries were inserted after the hot ones: make the hot ones recent again."""
+        container = self.container
+        order = getattr(container, "_LRUCache__order", None)
+        move = getattr(container, "move_to_end", None) if order is None else order.move_to_end
+        if move is None:
+            return
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            for key in self.hot_keys:
+                with contextlib.suppress(KeyError):
+                    move(key)
+
+    @property
+    def cold_entries(self) -> int:
+        """Entries the background phase has to read."""
+        return sum(ref.entries for ref in self.base[:-1])

@@ -1,0 +1,876 @@
+"""``boot()``: restore warm state at startup, checkpoint it until shutdown.
+
+>>> import msgspec, tempfile
+>>> from warmstart import Contract, boot, warm
+>>> class Quote(msgspec.Struct):
+...     price: float
+>>> @warm(quotes=Contract("quote", Quote))
+... class PriceService:
+...     def __init__(self) -> None:
+...         self.quotes: dict[str, Quote] = {}
+>>> path = tempfile.mkdtemp()
+>>> with boot(path, namespace="pricing", signals=False) as b:
+...     service = PriceService()
+...     service.quotes["AAPL"] = Quote(189.5)
+>>> b.report.status                       # the first start is cold
+'cold'
+>>> with boot(path, namespace="pricing", signals=False) as b:
+...     service = PriceService()
+>>> b.report.status, service.quotes      # the second comes back warm
+('warm', {'AAPL': Quote(price=189.5)})
+
+The safety rule: the library never makes startup worse. Any failure to
+restore (corrupt store, incompatible contract, missing path, stale
+checkpoint) starts that section cold, logs why and records it in the report;
+``strict=True`` raises instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import datetime
+import functools
+import inspect
+import logging
+import os
+import re
+import signal
+import struct
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from warmstart._restore import SectionRestore
+from warmstart.checkpointer import Checkpointer
+from warmstart.containers import check_container, entries_of
+from warmstart.contract import Contract
+from warmstart.errors import (
+    CheckpointNotFoundError,
+    ColdStartWarning,
+    ContractError,
+    WarmstartError,
+)
+from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
+from warmstart.snapshot import Snapshot, paused_gc
+from warmstart.store import Store
+from warmstart.warm import State, WarmSpec, spec_of
+
+__all__ = ("Boot", "boot", "parse_duration")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+log = logging.getLogger("warmstart.boot")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_CAPTURING: list[Boot] = []
+_CAPTURING_LOCK = threading.Lock()
+_MARKER = struct.Struct(">Qd")
+
+
+def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
+    """Seconds from a number, a timedelta, or a string such as ``"90s"`` or ``"1h"``.
+
+    >>> parse_duration("90s"), parse_duration("1h"), parse_duration(datetime.timedelta(minutes=2))
+    (90.0, 3600.0, 120.0)
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            msg = f"Expected a duration >= 0, got {value!r}"
+            raise ValueError(msg)
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    msg = f"Expected seconds, a timedelta or a string like '90s', '15m', '1h', '2d', got {value!r}"
+    raise ValueError(msg)
+
+
+def _attach_to_capturing(obj: object) -> None:
+    """Called by ``@warm`` classes after ``__init__``: attach to the active boot."""
+    with _CAPTURING_LOCK:
+        current = _CAPTURING[-1] if _CAPTURING else None
+    if current is not None:
+        current.attach(obj)
+
+
+class _Attached:
+    """One object attached to a boot, and the sections it owns."""
+
+    def __init__(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
+        self.obj = obj
+        self.spec = spec
+        self.sections = sections  # attribute -> section name
+
+
+class _HotKey(msgspec.Struct, frozen=True):
+    """The value stored for every key of a key-only section."""
+
+
+_HOT = _HotKey()
+_KEY_CONTRACTS: dict[Any, Contract[Any]] = {}
+
+
+def _keys_contract(key_type: Any) -> Contract[Any]:
+    contract = _KEY_CONTRACTS.get(key_type)
+    if contract is None:
+        contract = Contract("warmstart.hot-keys", _HotKey, key=key_type)
+        _KEY_CONTRACTS[key_type] = contract
+    return contract
+
+
+_SINGLE_KEYS: dict[Any, Any] = {str: "", int: 0, bytes: b""}
+
+
+class Boot:
+    """Restore warm state at startup and checkpoint it until shutdown.
+
+    Use as ``with``, ``async with`` (ASGI lifespans) or as a decorator of a
+    sync or async function. Every ``@warm`` object constructed inside it is
+    restored right after its ``__init__`` and registered for checkpoints;
+    :meth:`attach` does the same for objects made elsewhere.
+
+    Args:
+        path_or_store: a store directory, or an open :class:`~warmstart.Store`.
+        namespace: the namespace of this service's state.
+        max_age: a checkpoint older than this starts cold.
+        validate: ``validate(watermark) -> bool`` against the source of truth;
+            False starts cold.
+        refresh: with ``validate``: when the checkpoint is stale, called in the
+            background as ``refresh(section, keys)`` with the keys that were hot,
+            so the service can reload them from its source of truth.
+        progressive: restore the hot part of each section before going on and
+            the rest in the background (see ``ready`` and ``readiness``).
+        strict: raise on any restore failure instead of starting cold.
+        checkpoint_on_exit: checkpoint when the context exits normally (the
+            lifespan pattern); also on SIGTERM/SIGINT and at interpreter exit
+            while the boot is open. False keeps the boot open after the
+            ``with`` body (the startup-only pattern); call :meth:`close` or rely
+            on the signal/atexit checkpoint.
+        interval: seconds between periodic delta checkpoints (None: none).
+        signals: install SIGTERM/SIGINT handlers (main thread only), chaining
+            to the handlers already installed.
+        deadline: seconds a shutdown checkpoint may take; past it the previous
+            generation stays the head and shutdown goes on.
+        freeze_gc: after an eager restore, move restored objects to the
+            collector's permanent generation (``gc.freeze()``): no later pause.
+        watermark: a callable returning the source-of-truth position to record
+            with each checkpoint.
+        store_options: keyword arguments for ``Store`` when a path is given.
+        clock: the wall clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        path_or_store: str | os.PathLike[str] | Store,
+        *,
+        namespace: str,
+        max_age: float | datetime.timedelta | str | None = None,
+        validate: Callable[[Any], bool] | None = None,
+        refresh: Callable[[str, list[Any]], Any] | None = None,
+        progressive: bool = True,
+        strict: bool = False,
+        checkpoint_on_exit: bool = True,
+        interval: float | None = None,
+        signals: bool = True,
+        deadline: float = 20.0,
+        freeze_gc: bool = False,
+        watermark: Callable[[], Any] | None = None,
+        prefetch_concurrency: int = 8,
+        prefetch_batch: int = 256,
+        store_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._target = path_or_store
+        self.namespace = namespace
+        self.max_age = parse_duration(max_age)
+        self.validate = validate
+        self.refresh = refresh
+        self.progressive = progressive
+        self.strict = strict
+        self.checkpoint_on_exit = checkpoint_on_exit
+        self.interval = interval
+        self.signals = signals
+        self.deadline = deadline
+        self.freeze_gc = freeze_gc
+        self.watermark = watermark
+        self.prefetch_concurrency = prefetch_concurrency
+        self.prefetch_batch = prefetch_batch
+        self._store_options = dict(store_options or {})
+        self.clock = clock
+        self.report = BootReport(namespace=namespace)
+        self.metrics = Metrics()
+        self.ready = threading.Event()
+        self.store: Store | None = None
+        self.snapshot: Snapshot | None = None
+        self._owns_store = False
+        self._attached: list[_Attached] = []
+        self._sections_seen: set[str] = set()
+        self._background: list[Callable[[], None]] = []
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = 0.0
+        self._entered = False
+        self._closed = False
+        self._final_done = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._checkpointer: Checkpointer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # pid alone is not unique across restarts (a container's service is
+        # often pid 1 every time), so each boot adds a token of its own.
+        self._marker = f"restoring-{os.getpid()}-{os.urandom(4).hex()}"
+        self._lock = threading.RLock()
+
+    # -- decorator ------------------------------------------------------------
+
+    def _recreate(self) -> Boot:
+        """A fresh, unused boot with the same settings (one per decorated call)."""
+        return Boot(
+            self._target,
+            namespace=self.namespace,
+            max_age=self.max_age,
+            validate=self.validate,
+            refresh=self.refresh,
+            progressive=self.progressive,
+            strict=self.strict,
+            checkpoint_on_exit=self.checkpoint_on_exit,
+            interval=self.interval,
+            signals=self.signals,
+            deadline=self.deadline,
+            freeze_gc=self.freeze_gc,
+            watermark=self.watermark,
+            prefetch_concurrency=self.prefetch_concurrency,
+            prefetch_batch=self.prefetch_batch,
+            store_options=self._store_options,
+            clock=self.clock,
+        )
+
+    def __call__(self, func: F) -> F:
+        """Use the boot as a decorator: each call runs inside a fresh boot."""
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with self._recreate():
+                    return await func(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self._recreate():
+                return func(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    # -- entering -------------------------------------------------------------
+
+    def __enter__(self) -> Boot:
+        self._enter()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._exit(failed=exc_type is not None)
+
+    async def __aenter__(self) -> Boot:
+        self._loop = asyncio.get_running_loop()
+        # Opening and verifying the store is I/O: keep the event loop free.
+        await asyncio.to_thread(self._open)
+        self._capture()
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._uncapture()
+        if exc_type is None and self.checkpoint_on_exit:
+            await asyncio.to_thread(self._final_checkpoint, "exit")
+        if self.checkpoint_on_exit or exc_type is not None:
+            await asyncio.to_thread(self.close)
+
+    def _enter(self) -> None:
+        self._open()
+        self._capture()
+
+    def _exit(self, *, failed: bool) -> None:
+        self._uncapture()
+        if not failed and self.checkpoint_on_exit:
+            self._final_checkpoint("exit")
+        if self.checkpoint_on_exit or failed:
+            self.close()
+
+    def _capture(self) -> None:
+        with _CAPTURING_LOCK:
+            _CAPTURING.append(self)
+        self._arm()
+
+    def _uncapture(self) -> None:
+        with _CAPTURING_LOCK:
+            if self in _CAPTURING:
+                _CAPTURING.remove(self)
+        if self.report.time_to_ready is None:
+            self.report.time_to_ready = time.perf_counter() - self._started
+        self._start_background()
+
+    def _open(self) -> None:
+        if self._entered:
+            msg = "Expected a fresh boot: this one was already entered (use one per startup)"
+            raise RuntimeError(msg)
+        self._entered = True
+        self._started = time.perf_counter()
+        try:
+            self.store = self._open_store()
+        except WarmstartError as exc:
+            self._go_cold(f"store unavailable: {exc}", exc)
+            return
+        try:
+            self._pick_generation()
+        except WarmstartError as exc:
+            self._go_cold(f"checkpoint unreadable: {exc}", exc)
+        if self.interval is not None and self.store is not None:
+            self._checkpointer = Checkpointer(
+                self.store,
+                self.namespace,
+                self._sections,
+                interval=self.interval,
+                watermark=self.watermark,
+            )
+
+    def _open_store(self) -> Store:
+        if isinstance(self._target, Store):
+            return self._target
+        self._owns_store = True
+        options = {"clock": self.clock, **self._store_options}
+        return Store(Path(self._target), **options)
+
+    def _go_cold(self, reason: str, exc: BaseException | None = None) -> None:
+        if self.strict and exc is not None:
+            raise exc
+        self.report.status = "cold"
+        self.report.reason = reason
+        if self.snapshot is not None:
+            self.snapshot.close()
+            self.snapshot = None
+        if exc is not None and not isinstance(exc, CheckpointNotFoundError):
+            warnings.warn(
+                f"warmstart {self.namespace!r}: cold start, {reason}",
+                ColdStartWarning,
+                stacklevel=4,
+            )
+        log.info(
+            "namespace %r starts cold: %s",
+            self.namespace,
+            reason,
+            extra={"namespace": self.namespace},
+        )
+
+    def _pick_generation(self) -> None:
+        assert self.store is not None
+        crashed = self._check_crash_loop()
+        if crashed is not None:
+            # Do not risk a second crash on the same data: start cold this once.
+            self._go_cold(f"crash-loop breaker: {crashed}")
+            return
+        try:
+            snapshot = self.store.load(self.namespace)
+        except CheckpointNotFoundError as exc:
+            if "none did" in str(exc):
+                raise
+            self._go_cold("no checkpoint yet")
+            return
+        self.snapshot = snapshot
+        report = self.report
+        report.generation = snapshot.generation
+        report.generation_age = snapshot.age(self.clock())
+        report.watermark = snapshot.watermark
+        report.fallback = list(snapshot.fallback)
+        report.status = "warm"
+        report.reason = (
+            f"newest generation that verifies ({len(snapshot.fallback)} skipped)"
+            if snapshot.fallback
+            else "head generation"
+        )
+        if self.max_age is not None and report.generation_age > self.max_age:
+            self._go_cold(
+                f"generation {snapshot.generation} is {report.generation_age:.0f}s old, "
+                f"max_age is {self.max_age:.0f}s"
+            )
+            return
+        if self.validate is not None and not self._validated(snapshot.watermark):
+            self._go_cold(f"watermark {snapshot.watermark!r} rejected by validate()")
+            return
+        if not self.store.readonly:
+            marker = _MARKER.pack(snapshot.generation, self.clock())
+            self.store.set_marker(self.namespace, self._marker, marker)
+
+    def _validated(self, watermark: Any) -> bool:
+        assert self.validate is not None
+        try:
+            return bool(self.validate(watermark))
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.warning("validate() raised %r; treating the checkpoint as stale", exc)
+            return False
+
+    def _check_crash_loop(self) -> str | None:
+        """A boot that died while restoring left its marker: quarantine that generation.
+
+        Returns why this boot must start cold, or None.
+        """
+        assert self.store is not None
+        if self.store.readonly:
+            return None
+        crashed = None
+        for name, value in self.store.markers(self.namespace).items():
+            if not name.startswith("restoring-") or len(value) != _MARKER.size:
+                continue
+            pid = int(name.split("-")[1])
+            if pid != os.getpid() and _alive(pid):
+                continue  # another worker restoring right now
+            generation, _ = _MARKER.unpack(value)
+            reason = f"a boot (pid {pid}) died while restoring generation {generation}"
+            self.store.quarantine(self.namespace, generation, reason)
+            self.store.set_marker(self.namespace, name, None)
+            self.report.fallback.append(f"generation {generation} quarantined: {reason}")
+            self.metrics.inc("restore_fallbacks_total")
+            log.warning(
+                "namespace %r: %s; it is quarantined for inspection",
+                self.namespace,
+                reason,
+                extra={"namespace": self.namespace, "generation": generation},
+            )
+            crashed = reason
+        return crashed
+
+    # -- attaching and restoring ----------------------------------------------
+
+    def attach(self, obj: object) -> object:
+        """Restore ``obj``'s warm state now and register it for checkpoints.
+
+        Returns ``obj``. Raises ContractError if it is not a ``@warm`` instance,
+        or if two instances of one class share a section (give them keys).
+        """
+        spec = spec_of(obj)
+        if spec is None:
+            msg = f"Expected an instance of a @warmstart.warm class, got {type(obj).__name__}"
+            raise ContractError(msg)
+        instance_key = spec.instance_key(obj)
+        sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
+        with self._lock:
+            clash = self._sections_seen.intersection(sections.values())
+            if clash:
+                msg = (
+                    f"Expected distinct instance keys for instances of {spec.cls.__name__}; "
+                    f"sections {sorted(clash)} are taken - pass @warm(key=...) or set warm_key"
+                )
+                raise ContractError(msg)
+            self._sections_seen.update(sections.values())
+            self._attached.append(_Attached(obj, spec, sections))
+        for attr, section in sections.items():
+            self._restore_attr(obj, spec.states[attr], attr, section)
+        self.report.time_to_ready = time.perf_counter() - self._started
+        self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
+        return obj
+
+    def _restore_attr(self, obj: object, st: State, attr: str, section: str) -> None:
+        value = getattr(obj, attr, None)
+        where = f"{type(obj).__name__}.{attr}"
+        single = isinstance(value, msgspec.Struct)
+        if not single and not st.keys_only:
+            check_container(value, where)
+        report = SectionReport(section)
+        self.report.sections[section] = report
+        snapshot = self.snapshot
+        if snapshot is None:
+            report.reason = self.report.reason or "no checkpoint"
+            self.metrics.inc("cold_sections_total")
+            return
+        if section not in snapshot.sections:
+            report.reason = f"not in generation {snapshot.generation}"
+            self.metrics.inc("cold_sections_total")
+            return
+        try:
+            if st.keys_only:
+                self._restore_keys(snapshot, st, section, value, report)
+            elif single:
+                self._restore_single(obj, attr, snapshot, st, section, report)
+            else:
+                self._restore_container(obj, st, section, value, report)
+        except WarmstartError as exc:
+            if self.strict:
+                raise
+            report.status = "cold"
+            report.reason = str(exc)
+            self.metrics.inc("cold_sections_total")
+            if self.report.status == "warm":
+                self.report.status = "partial"
+            warnings.warn(
+                f"warmstart section {section!r}: cold start, {exc}", ColdStartWarning, stacklevel=4
+            )
+            log.warning("section %r starts cold: %s", section, exc, extra={"section": section})
+
+    def _restore_container(
+        self, obj: object, st: State, section: str, container: Any, report: SectionReport
+    ) -> None:
+        assert self.snapshot is not None
+        assert st.contract is not None
+        lock = getattr(obj, st.lock) if st.lock is not None else None
+        restore = SectionRestore(
+            self.snapshot, section, st.contract, container, report, lock=lock, now=self.clock
+        )
+        thread_safe = (
+            lock is not None
+            or type(container) in (dict, _ordered_dict())
+            or _is_tracked_dict(container)
+        )
+        if self.progressive and thread_safe and restore.cold_entries:
+            restore.hot()
+            report.status = "warming"
+            self._background.append(functools.partial(self._cold_phase, restore))
+        else:
+            with paused_gc(freeze=self.freeze_gc):
+                restore.eager()
+            report.status = "warm"
+            if self.progressive and not thread_safe and restore.cold_entries:
+                report.reason = (
+                    "restored eagerly: the container is not thread-safe (pass state(lock=...))"
+                )
+        self._mark_baseline(section, container)
+
+    def _cold_phase(self, restore: SectionRestore) -> None:
+        restore.cold(self._stop.is_set)
+        restore.report.status = "warm"
+        self._mark_baseline(restore.name, restore.container)
+
+    def _mark_baseline(self, section: str, container: Any) -> None:
+        if self.store is not None and self.snapshot is not None:
+            self.store.mark_baseline(self.namespace, section, container, self.snapshot.generation)
+
+    def _restore_single(
+        self,
+        obj: object,
+        attr: str,
+        snapshot: Snapshot,
+        st: State,
+        section: str,
+        report: SectionReport,
+    ) -> None:
+        assert st.contract is not None
+        read = snapshot.read(section, st.contract)
+        report.saved = len(read.entries)
+        report.upgraded = read.stats.upgraded
+        report.dropped_invalid = read.stats.dropped_invalid
+        if read.entries:
+            setattr(obj, attr, next(iter(read.entries.values())))
+            report.restored = 1
+        report.status = "warm"
+
+    def _restore_keys(
+        self, snapshot: Snapshot, st: State, section: str, container: Any, report: SectionReport
+    ) -> None:
+        key_type = st.contract.key if st.contract is not None else str
+        keys = list(snapshot.read(section, _keys_contract(key_type)).entries)
+        report.saved = len(keys)
+        report.status = "warming"
+        assert st.prefetch is not None
+        # Hottest first: the saved order ends with the most recent keys.
+        keys.reverse()
+        self._background.append(functools.partial(self._prefetch, st, keys, container, report))
+
+    def _prefetch(self, st: State, keys: list[Any], container: Any, report: SectionReport) -> None:
+        assert st.prefetch is not None
+        batches = [
+            keys[i : i + self.prefetch_batch] for i in range(0, len(keys), self.prefetch_batch)
+        ]
+        prefetch = st.prefetch
+        if inspect.iscoroutinefunction(prefetch):
+            results = self._prefetch_async(prefetch, batches)
+        else:
+            import concurrent.futures  # noqa: PLC0415 - only key-only sections need it
+
+            with concurrent.futures.ThreadPoolExecutor(self.prefetch_concurrency) as pool:
+                results = list(pool.map(self._guarded(prefetch), batches))
+        for batch, result in zip(batches, results):
+            if isinstance(result, Mapping) and container is not None:
+                with contextlib.suppress(Exception):
+                    container.update(result)
+            report.prefetched += len(batch) if result is not None else 0
+        report.restored = report.prefetched
+        report.status = "warm"
+
+    def _guarded(self, prefetch: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
+        def call(batch: list[Any]) -> Any:
+            try:
+                result = prefetch(batch)
+            except Exception as exc:
+                log.warning("prefetch of %d keys failed: %r", len(batch), exc)
+                return None
+            return {} if result is None else result
+
+        return call
+
+    def _prefetch_async(
+        self, prefetch: Callable[[list[Any]], Any], batches: list[list[Any]]
+    ) -> list[Any]:
+        async def run_all() -> list[Any]:
+            gate = asyncio.Semaphore(self.prefetch_concurrency)
+
+            async def one(batch: list[Any]) -> Any:
+                async with gate:
+                    try:
+                        result = await prefetch(batch)
+                    except Exception as exc:
+                        log.warning("prefetch of %d keys failed: %r", len(batch), exc)
+                        return None
+                    return {} if result is None else result
+
+            return list(await asyncio.gather(*(one(b) for b in batches)))
+
+        if self._loop is not None and self._loop.is_running():
+            return asyncio.run_coroutine_threadsafe(run_all(), self._loop).result()
+        return asyncio.run(run_all())
+
+    # -- background phase and readiness ---------------------------------------
+
+    def _start_background(self) -> None:
+        if self._worker is not None:
+            return
+        if not self._background:
+            self._finish_restore()
+            return
+        self._worker = threading.Thread(
+            target=self._run_background, name="warmstart-restore", daemon=True
+        )
+        self._worker.start()
+
+    def _run_background(self) -> None:
+        for job in self._background:
+            if self._stop.is_set():
+                break
+            try:
+                job()
+            except Exception as exc:
+                log.warning("background restore failed: %r", exc)
+        self._finish_restore()
+
+    def _finish_restore(self) -> None:
+        self.report.time_to_warm = time.perf_counter() - self._started
+        if self.store is not None and self.snapshot is not None and not self.store.readonly:
+            with contextlib.suppress(WarmstartError):
+                self.store.set_marker(self.namespace, self._marker, None)
+        self.metrics.set("readiness", 1.0)
+        self.metrics.set("restore_seconds", self.report.time_to_warm)
+        self.metrics.record_boot(self.report)
+        self.ready.set()
+
+    @property
+    def readiness(self) -> float:
+        """Fraction of saved entries in place (1.0 when fully warm or cold)."""
+        if self.ready.is_set():
+            return 1.0
+        saved = sum(s.saved for s in self.report.sections.values())
+        if not saved:
+            return 0.0
+        done = sum(min(s.restored, s.saved) for s in self.report.sections.values())
+        return min(done / saved, 0.99)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the background restore is done; False on timeout."""
+        return self.ready.wait(timeout)
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def _sections(self) -> dict[str, tuple[Contract[Any], Any]]:
+        sections: dict[str, tuple[Contract[Any], Any]] = {}
+        with self._lock:
+            attached = list(self._attached)
+        for item in attached:
+            for attr, section in item.sections.items():
+                st = item.spec.states[attr]
+                value: Any = getattr(item.obj, attr, None)
+                if st.keys_only:
+                    keys, _, _ = entries_of(value)
+                    if st.max_keys is not None:
+                        keys = keys[-st.max_keys :]
+                    key_type = st.contract.key if st.contract is not None else str
+                    sections[section] = (_keys_contract(key_type), dict.fromkeys(keys, _HOT))
+                elif isinstance(value, msgspec.Struct):
+                    assert st.contract is not None
+                    sections[section] = (
+                        st.contract,
+                        {_SINGLE_KEYS.get(st.contract.key, ""): value},
+                    )
+                elif value is not None:
+                    assert st.contract is not None
+                    sections[section] = (st.contract, value)
+        return sections
+
+    def checkpoint(self) -> int | None:
+        """Save every attached object's state now; return the generation (None if nothing to save).
+
+        Raises:
+            StoreError: with ``strict=True`` (otherwise the error is logged,
+                counted, and None is returned).
+        """
+        if self.store is None or not self._attached:
+            return None
+        if self._worker is not None and not self.ready.wait(self.deadline):
+            # A checkpoint now would save half-restored containers over a
+            # complete generation: keep the previous one instead.
+            log.warning("checkpoint of %r skipped: restore still in progress", self.namespace)
+            return None
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                if self._checkpointer is not None:
+                    generation = self._checkpointer.checkpoint()
+                else:
+                    generation = self.store.save(
+                        self.namespace,
+                        self._sections(),
+                        watermark=self.watermark() if self.watermark is not None else None,
+                    )
+        except WarmstartError as exc:
+            report = CheckpointReport(
+                self.namespace, None, time.perf_counter() - started, "checkpoint", str(exc)
+            )
+            self.metrics.record_checkpoint(report)
+            log.warning("checkpoint of %r failed: %s", self.namespace, exc)
+            if self.strict:
+                raise
+            return None
+        report = CheckpointReport(
+            self.namespace, generation, time.perf_counter() - started, "checkpoint"
+        )
+        self.metrics.record_checkpoint(report)
+        log.info(
+            "checkpoint of %r: generation %s in %.3fs",
+            self.namespace,
+            generation,
+            report.seconds,
+            extra={
+                "namespace": self.namespace,
+                "generation": generation,
+                "seconds": report.seconds,
+            },
+        )
+        return generation
+
+    def _final_checkpoint(self, why: str) -> None:
+        """The shutdown checkpoint: once, within the deadline."""
+        with self._lock:
+            if self._final_done or self.store is None:
+                return
+            self._final_done = True
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self.checkpoint()
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=run, name="warmstart-final-checkpoint", daemon=True)
+        worker.start()
+        finished = done.wait(self.deadline)
+        self._stop.set()
+        if not finished:
+            log.warning(
+                "%s checkpoint of %r did not finish within %.1fs; the previous generation stays",
+                why,
+                self.namespace,
+                self.deadline,
+            )
+
+    # -- signals and exit -----------------------------------------------------
+
+    def _arm(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+        atexit.register(self._atexit)
+        if not self.signals or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def _disarm(self) -> None:
+        atexit.unregister(self._atexit)
+        if threading.current_thread() is threading.main_thread():
+            for sig, previous in self._previous_handlers.items():
+                if signal.getsignal(sig) == self._on_signal:
+                    signal.signal(sig, previous)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        self._final_checkpoint(name)
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        self._disarm()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            # Let the default behaviour happen: die by the same signal.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def _atexit(self) -> None:
+        self._final_checkpoint("exit")
+
+    def close(self) -> None:
+        """Stop background work and periodic checkpoints, disarm, release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        if self._worker is not None:
+            self._worker.join(self.deadline)
+        self._disarm()
+        if self.snapshot is not None:
+            self.snapshot.close()
+            self.snapshot = None
+        if self.store is not None and self._owns_store:
+            self.store.close()
+
+    def __repr__(self) -> str:
+        return f"Boot(namespace={self.namespace!r}, status={self.report.status!r})"
+
+
+boot = Boot
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ordered_dict() -> type:
+    import collections  # noqa: PLC0415
+
+    return collections.OrderedDict
+
+
+def _is_tracked_dict(container: object) -> bool:
+    return type(container).__name__ == "TrackedDict"

@@ -1,0 +1,207 @@
+"""Reports of what came back warm, and counters an exporter can read.
+
+Every boot yields a :class:`BootReport`: the generation used and why (or why
+the service started cold), and per section the entries restored, upgraded,
+dropped as invalid or expired, skipped for capacity, bytes and seconds. It is
+logged through :mod:`logging` with structured fields (``extra=``), and the
+numbers are mirrored in :class:`Metrics`, plain counters and gauges that the
+optional Prometheus exporter (``warmstart[prometheus]``) or any other code can
+read without extra dependencies.
+
+>>> report = BootReport(namespace="svc", status="cold", reason="no checkpoint yet")
+>>> report.warm_fraction
+0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any, Literal
+
+__all__ = ("BootReport", "CheckpointReport", "Metrics", "SectionReport")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+log = logging.getLogger("warmstart.boot")
+
+Status = Literal["warm", "partial", "warming", "cold"]
+
+
+@dataclasses.dataclass
+class SectionReport:
+    """One section of one attached object, as the boot restored it."""
+
+    name: str
+    status: Status = "cold"
+    reason: str = ""
+    saved: int = 0
+    restored: int = 0
+    upgraded: int = 0
+    dropped_invalid: int = 0
+    dropped_expired: int = 0
+    skipped_capacity: int = 0
+    skipped_live: int = 0
+    prefetched: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class BootReport:
+    """What a boot did: the generation used and why, and every section's fate."""
+
+    namespace: str
+    status: Status = "cold"
+    reason: str = ""
+    generation: int | None = None
+    generation_age: float | None = None
+    watermark: Any = None
+    fallback: list[str] = dataclasses.field(default_factory=list)
+    sections: dict[str, SectionReport] = dataclasses.field(default_factory=dict)
+    #: Seconds from entering boot() until the hot part of every section was in place.
+    time_to_ready: float | None = None
+    #: Seconds until the background restore finished too.
+    time_to_warm: float | None = None
+
+    @property
+    def restored(self) -> int:
+        """Entries restored across all sections."""
+        return sum(s.restored for s in self.sections.values())
+
+    @property
+    def warm_fraction(self) -> float:
+        """Restored entries over saved entries (0.0 when nothing was saved)."""
+        saved = sum(s.saved for s in self.sections.values())
+        return self.restored / saved if saved else 0.0
+
+    def summary(self) -> str:
+        """One human line per section, preceded by the overall outcome."""
+        lines = [
+            f"warmstart {self.namespace!r}: {self.status}"
+            + (f" from generation {self.generation}" if self.generation is not None else "")
+            + (f" ({self.reason})" if self.reason else "")
+        ]
+        lines.extend(
+            f"  {s.name}: {s.status}, {s.restored}/{s.saved} restored"
+            + (f", {s.upgraded} upgraded" if s.upgraded else "")
+            + (f", {s.dropped_invalid} invalid" if s.dropped_invalid else "")
+            + (f", {s.dropped_expired} expired" if s.dropped_expired else "")
+            + (f", {s.skipped_capacity} over capacity" if s.skipped_capacity else "")
+            + (f" - {s.reason}" if s.reason else "")
+            for s in self.sections.values()
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+@dataclasses.dataclass
+class CheckpointReport:
+    """One checkpoint: generation, kind, seconds, bytes; or the error."""
+
+    namespace: str
+    generation: int | None
+    seconds: float
+    reason: str
+    error: str | None = None
+
+
+class Metrics:
+    """Counters and gauges of one boot, safe to read from any thread.
+
+    Counters only grow; gauges hold the latest value. Names follow Prometheus
+    conventions so the exporter maps them one to one.
+    """
+
+    COUNTERS = (
+        "restore_entries_total",
+        "restore_upgraded_total",
+        "restore_dropped_invalid_total",
+        "restore_dropped_expired_total",
+        "restore_fallbacks_total",
+        "cold_sections_total",
+        "checkpoints_total",
+        "checkpoint_failures_total",
+        "checkpoint_seconds_total",
+        "warm_hits_total",
+        "lookups_total",
+    )
+    GAUGES = (
+        "restore_seconds",
+        "time_to_ready_seconds",
+        "readiness",
+        "last_checkpoint_seconds",
+        "last_checkpoint_generation",
+        "last_checkpoint_bytes",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, float] = dict.fromkeys(self.COUNTERS + self.GAUGES, 0.0)
+
+    def inc(self, name: str, amount: float = 1.0) -> None:
+        """Add to a counter."""
+        with self._lock:
+            self._values[name] += amount
+
+    def set(self, name: str, value: float) -> None:
+        """Set a gauge."""
+        with self._lock:
+            self._values[name] = value
+
+    def get(self, name: str) -> float:
+        """Read one value."""
+        return self._values[name]
+
+    def snapshot(self) -> dict[str, float]:
+        """All values at once, consistent with each other."""
+        with self._lock:
+            return dict(self._values)
+
+    @property
+    def warm_hit_fraction(self) -> float:
+        """Lookups served by restored entries, over counted lookups."""
+        lookups = self._values["lookups_total"]
+        return self._values["warm_hits_total"] / lookups if lookups else 0.0
+
+    def record_boot(self, report: BootReport) -> None:
+        """Fold a boot report into the counters and log it."""
+        for section in report.sections.values():
+            self.inc("restore_entries_total", section.restored)
+            self.inc("restore_upgraded_total", section.upgraded)
+            self.inc("restore_dropped_invalid_total", section.dropped_invalid)
+            self.inc("restore_dropped_expired_total", section.dropped_expired)
+            if section.status == "cold":
+                self.inc("cold_sections_total")
+        self.inc("restore_fallbacks_total", len(report.fallback))
+        if report.time_to_ready is not None:
+            self.set("time_to_ready_seconds", report.time_to_ready)
+        log.info(
+            "%s",
+            report.summary(),
+            extra={
+                "namespace": report.namespace,
+                "status": report.status,
+                "generation": report.generation,
+                "restored": report.restored,
+                "fallbacks": len(report.fallback),
+            },
+        )
+
+    def record_checkpoint(self, report: CheckpointReport, stored_bytes: int = 0) -> None:
+        """Fold one checkpoint into the counters."""
+        self.inc("checkpoints_total")
+        self.inc("checkpoint_seconds_total", report.seconds)
+        self.set("last_checkpoint_seconds", report.seconds)
+        if report.error is not None:
+            self.inc("checkpoint_failures_total")
+            return
+        self.set("last_checkpoint_generation", float(report.generation or 0))
+        self.set("last_checkpoint_bytes", float(stored_bytes))
