@@ -100,9 +100,9 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
         timed = links if links is not None else {k: i for k, i in items.items() if not i.removed}
         now_timer = mapping.timer()  # type: ignore[attr-defined]
         shift = time.time() - now_timer
-        ordered = (
-            sorted(timed, key=lambda k: timed[k].expires) if items is not None else list(timed)
-        )
+        # Soonest expiry first: a TTLCache's own key order is recency, which a
+        # read changes, and a restore must insert in expiry order.
+        ordered = sorted(timed, key=lambda k: timed[k].expires)
         keys = [k for k in ordered if now_timer < timed[k].expires]
         expires = [timed[k].expires + shift for k in keys]
     else:
@@ -184,14 +184,16 @@ def restore_into(
         _restore_dict(mapping, keys[start:], values[start:], overwrite, stats)
         return stats
     remaining = [e - wall for e in expires[start:]] if expires else []
-    with _lifetimes(mapping, keys[start:], remaining):
+    with _lifetimes(mapping, keys[start:], remaining) as lifetimes:
         for key, value in zip(keys[start:], values[start:]):
             if not overwrite:
                 if key in mapping:
                     stats.skipped_live += 1
+                    lifetimes.remaining.pop(key, None)  # a live key keeps its own lifetime
                     continue
                 if len(mapping) >= (maxsize or float("inf")):
                     stats.skipped_capacity += 1
+                    lifetimes.remaining.pop(key, None)
                     continue
             mapping[key] = value
             stats.inserted += 1
@@ -229,9 +231,9 @@ class _lifetimes:  # noqa: N801 - used as a context manager
         self.remaining = dict(zip(keys, remaining)) if remaining else {}
         self.saved: Any = None
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _lifetimes:
         if not self.remaining:
-            return
+            return self
         if hasattr(self.mapping, "_TLRUCache__ttu"):
             self.saved = self.mapping._TLRUCache__ttu
             original, remaining = self.saved, self.remaining
@@ -241,6 +243,7 @@ class _lifetimes:  # noqa: N801 - used as a context manager
                 return float(original(key, value, now)) if left is None else now + left
 
             self.mapping._TLRUCache__ttu = ttu
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if not self.remaining:
@@ -253,8 +256,14 @@ class _lifetimes:  # noqa: N801 - used as a context manager
             return
         now = self.mapping.timer()
         ttl = self.mapping.ttl
-        # Inserted in saved (ascending expiry) order, so the links stay sorted.
         for key, left in self.remaining.items():
             link = links.get(key)
             if link is not None:
                 link.expires = now + min(left, ttl)
+        # expire() stops at the first live link: the expiry list must stay
+        # sorted, also when live entries (with later expiries) came first.
+        root = getattr(self.mapping, "_TTLCache__root", None)
+        if root is not None:
+            root.prev = root.next = root
+            for link in sorted(links.values(), key=lambda link: link.expires):
+                link.insert(root)

@@ -273,7 +273,9 @@ def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
     if is_tracked(mapping):
         return mapping
     cls = type(mapping)
-    if not hasattr(mapping, "__dict__"):
+    # A dict subclass's C methods (update, pop, setdefault) bypass the tracking
+    # __setitem__/__delitem__, so its deltas would silently miss writes.
+    if not hasattr(mapping, "__dict__") or isinstance(mapping, dict):
         msg = (
             f"Expected a mapping whose class can be extended (a cachetools cache, a "
             f"MutableMapping subclass), got {cls.__name__}; use warmstart.TrackedDict"
