@@ -1,0 +1,404 @@
+"""Change tracking, replay and compaction policy (warmstart.delta), without a store."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import cachetools
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import warmstart
+from warmstart.delta import (
+    ChangeSet,
+    CompactionPolicy,
+    Fingerprints,
+    TrackedDict,
+    _ChangeLog,
+    change_log,
+    replay,
+)
+
+
+class Frozen(msgspec.Struct, frozen=True):
+    """An immutable value: compared by identity."""
+
+    n: int
+
+
+class Mutable(msgspec.Struct):
+    """A mutable value: compared by the hash of its encoding."""
+
+    n: int
+    tags: list[int] = msgspec.field(default_factory=list)
+
+
+ENCODE = msgspec.msgpack.Encoder().encode
+
+keys = st.integers(0, 12)
+values = st.integers(0, 1000)
+# One op: ("set", key, value) / ("del", key) / ("clear",)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), keys, values),
+        st.tuples(st.just("del"), keys),
+        st.tuples(st.just("clear")),
+    ),
+    max_size=40,
+)
+states = st.dictionaries(keys, values, max_size=12)
+
+
+@st.composite
+def deltas(draw: st.DrawFn) -> tuple[list[tuple[int, int]], list[int]]:
+    """A well-formed delta: unique upsert keys, deletions disjoint from them."""
+    upsert_keys = draw(st.lists(keys, unique=True, max_size=8))
+    upserts = [(k, draw(values)) for k in upsert_keys]
+    deletes = draw(st.lists(keys.filter(lambda k: k not in upsert_keys), unique=True, max_size=6))
+    return upserts, deletes
+
+
+def apply(mapping: Any, op: tuple[Any, ...]) -> None:
+    if op[0] == "set":
+        mapping[op[1]] = op[2]
+    elif op[0] == "del":
+        mapping.pop(op[1], None)
+    else:
+        mapping.clear()
+
+
+def snapshot(log: _ChangeLog) -> tuple[list[Any], set[Any], bool]:
+    return list(log.dirty), set(log.deletes), log.cleared
+
+
+class TestTrackedDict:
+    """A TrackedDict records dirty keys in last-write order and deleted keys."""
+
+    def test_it_behaves_as_a_dict(self) -> None:
+        """Reads, iteration order, membership and repr follow the dict behind it."""
+        d: TrackedDict[str, int] = TrackedDict({"b": 1}, a=2)
+        d["c"] = 3
+        assert list(d) == ["b", "a", "c"]
+        assert (d["a"], d.get("z", 9), "c" in d, len(d)) == (2, 9, True, 3)
+        assert list(d.items()) == [("b", 1), ("a", 2), ("c", 3)]
+        assert list(d.keys()) == ["b", "a", "c"]
+        assert list(d.values()) == [1, 2, 3]
+        assert repr(d) == "TrackedDict({'b': 1, 'a': 2, 'c': 3})"
+        assert warmstart.is_tracked(d)
+
+    def test_no_checkpoint_yet_means_full(self) -> None:
+        """Before any checkpoint the history is unknown: the first change set is full."""
+        d: TrackedDict[str, int] = TrackedDict(a=1)
+        assert d.take_changes().full
+        assert not d.take_changes().full
+
+    def test_last_write_order_and_deletions(self) -> None:
+        """Rewrites move a key to the end; a deleted key is only a deletion."""
+        d: TrackedDict[str, int] = TrackedDict(a=1, b=2, c=3)
+        d.mark_clean()
+        d["a"] = 10
+        d["x"] = 5
+        d["a"] = 11
+        del d["b"]
+        d["c"] = 30
+        del d["c"]
+        d["b"] = 20
+        changes = d.take_changes()
+        assert changes == ChangeSet(["x", "a", "b"], {"c"}, full=False)
+        assert d.take_changes() == ChangeSet([], set(), full=False)
+
+    def test_clear_makes_the_next_checkpoint_full(self) -> None:
+        """After clear() the next change set is full and holds only later writes."""
+        d: TrackedDict[str, int] = TrackedDict(a=1)
+        d.mark_clean()
+        d["b"] = 2
+        d.clear()
+        d["c"] = 3
+        assert d.take_changes() == ChangeSet(["c"], set(), full=True)
+
+    def test_setdefault_records_only_an_insert(self) -> None:
+        """setdefault on a present key is a read, on a missing key a write."""
+        d: TrackedDict[str, int] = TrackedDict(a=1)
+        d.mark_clean()
+        assert d.setdefault("a", 5) == 1
+        assert d.setdefault("b", 2) == 2
+        assert d.take_changes().upserts == ["b"]
+
+    def test_mutable_mapping_methods_are_tracked(self) -> None:
+        """update, pop and popitem go through the tracked writes."""
+        d: TrackedDict[str, int] = TrackedDict(a=1, b=2)
+        d.mark_clean()
+        d.update(c=3)
+        d.pop("a")
+        assert d.popitem() == ("b", 2)
+        changes = d.take_changes()
+        assert (changes.upserts, changes.deletes) == (["c"], {"a", "b"})
+        assert dict(d) == {"c": 3}
+
+    def test_every_concurrent_write_lands_in_exactly_one_change_set(self) -> None:
+        """Writes racing checkpoints are each taken once, none lost."""
+        d: TrackedDict[int, int] = TrackedDict()
+        d.mark_clean()
+        total = 20_000
+        taken: list[Any] = []
+
+        def writer() -> None:
+            for i in range(total):
+                d[i] = i
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while thread.is_alive():
+            taken.extend(d.take_changes().upserts)
+        thread.join()
+        taken.extend(d.take_changes().upserts)
+        assert sorted(taken) == list(range(total))
+
+
+class TestChangeLogRestore:
+    """A failed checkpoint puts its changes back as if they had never been taken."""
+
+    @given(ops, ops)
+    def test_put_back_equals_never_taken(
+        self, first: list[tuple[Any, ...]], second: list[tuple[Any, ...]]
+    ) -> None:
+        """Take after the first ops, restore after the second: same record as no take."""
+        taken_then_restored: TrackedDict[int, int] = TrackedDict()
+        never_taken: TrackedDict[int, int] = TrackedDict()
+        for d in (taken_then_restored, never_taken):
+            d.mark_clean()
+        for op in first:
+            apply(taken_then_restored, op)
+            apply(never_taken, op)
+        failed = taken_then_restored.take_changes()
+        for op in second:
+            apply(taken_then_restored, op)
+            apply(never_taken, op)
+        taken_then_restored._warm_log.restore(failed)
+        restored = snapshot(taken_then_restored._warm_log)
+        expected = snapshot(never_taken._warm_log)
+        assert restored[2] == expected[2]
+        if not expected[2]:  # a full change set writes a base: its keys do not matter
+            assert restored[:2] == expected[:2]
+        assert not set(restored[0]) & restored[1]
+
+    @given(ops, ops)
+    def test_merge_back_keeps_upserts_and_deletes_disjoint(
+        self, first: list[tuple[Any, ...]], second: list[tuple[Any, ...]]
+    ) -> None:
+        """A merged change set never both upserts and deletes a key."""
+        d: TrackedDict[int, int] = TrackedDict()
+        for op in first:
+            apply(d, op)
+        older = d.take_changes()
+        for op in second:
+            apply(d, op)
+        merged = older.merge_back(d.take_changes())
+        assert not set(merged.upserts) & merged.deletes
+        assert len(merged.upserts) == len(set(merged.upserts))
+
+
+class TestTrack:
+    """track() makes a cachetools cache record its changes, in place."""
+
+    def test_the_tracking_class_is_a_subclass_and_shared(self) -> None:
+        """The swapped class keeps isinstance and is made once per cache class."""
+        a = warmstart.track(cachetools.LRUCache(maxsize=4))
+        b = warmstart.track(cachetools.LRUCache(maxsize=4))
+        assert type(a) is type(b)
+        assert isinstance(a, cachetools.LRUCache)
+        assert type(a).__name__ == "TrackedLRUCache"
+
+    def test_all_write_paths_are_recorded(self) -> None:
+        """setitem, update, setdefault, pop, del and popitem are all recorded."""
+        cache = warmstart.track(cachetools.LRUCache(maxsize=10))
+        cache.update({"a": 1, "b": 2, "c": 3, "d": 4})
+        log = change_log(cache)
+        assert log is not None
+        log.take()
+        cache["e"] = 5
+        cache.setdefault("f", 6)
+        cache.setdefault("a", 0)
+        cache.pop("b")
+        del cache["c"]
+        popped, _ = cache.popitem()
+        changes = log.take()
+        assert changes.upserts == ["e", "f"]
+        assert changes.deletes == {"b", "c", popped}
+
+    def test_clear_makes_the_next_checkpoint_full(self) -> None:
+        """Clearing a tracked cache marks its history unknown."""
+        cache = warmstart.track(cachetools.FIFOCache(maxsize=10))
+        cache["a"] = 1
+        log = change_log(cache)
+        assert log is not None
+        log.take()
+        cache.clear()
+        assert log.take().full
+
+    def test_tlru_expiries_are_deletions(self) -> None:
+        """A TLRUCache purge through expire() records its keys as deleted."""
+        now = [0.0]
+        cache = warmstart.track(
+            cachetools.TLRUCache(10, ttu=lambda _k, v, t: t + v, timer=lambda: now[0])
+        )
+        cache["short"] = 1
+        cache["long"] = 100
+        log = change_log(cache)
+        assert log is not None
+        log.take()
+        now[0] = 5.0
+        assert cache.expire() == [("short", 1)]
+        assert log.take().deletes == {"short"}
+
+    def test_untracked_mapping_has_no_log(self) -> None:
+        """A plain cache is not tracked and has no change log."""
+        cache: cachetools.Cache[str, int] = cachetools.Cache(maxsize=2)
+        assert not warmstart.is_tracked(cache)
+        assert change_log(cache) is None
+
+
+class TestReplay:
+    """replay() is deterministic and idempotent: a delta twice, or a prefix then all, is one."""
+
+    @given(states, deltas())
+    def test_matches_the_definition(
+        self, state: dict[int, int], delta: tuple[list[tuple[int, int]], list[int]]
+    ) -> None:
+        """Untouched keys keep their order, then upserts follow in delta order."""
+        upserts, deletes = delta
+        touched = {k for k, _ in upserts} | set(deletes)
+        expected = [(k, v) for k, v in state.items() if k not in touched] + upserts
+        replay(state, upserts, deletes)
+        assert list(state.items()) == expected
+
+    @given(states, deltas())
+    def test_applying_twice_is_applying_once(
+        self, state: dict[int, int], delta: tuple[list[tuple[int, int]], list[int]]
+    ) -> None:
+        """Replaying the same delta again leaves content and order unchanged."""
+        upserts, deletes = delta
+        replay(state, upserts, deletes)
+        once = list(state.items())
+        replay(state, upserts, deletes)
+        assert list(state.items()) == once
+
+    @given(states, deltas(), st.data())
+    def test_a_prefix_then_the_whole_is_the_whole(
+        self,
+        state: dict[int, int],
+        delta: tuple[list[tuple[int, int]], list[int]],
+        data: st.DataObject,
+    ) -> None:
+        """A crash after part of a delta, then the whole delta, ends as the whole delta."""
+        upserts, deletes = delta
+        cut = data.draw(st.integers(0, len(upserts)))
+        whole = dict(state)
+        replay(whole, upserts, deletes)
+        replay(state, upserts[:cut], deletes)  # deletions ride in the first chunk
+        replay(state, upserts, deletes)
+        assert list(state.items()) == list(whole.items())
+
+    @given(states, st.lists(deltas(), max_size=5), st.data())
+    def test_a_chain_with_its_last_delta_repeated(
+        self,
+        state: dict[int, int],
+        chain: list[tuple[list[tuple[int, int]], list[int]]],
+        data: st.DataObject,
+    ) -> None:
+        """Replaying a chain is deterministic, and repeating the newest delta changes nothing."""
+        first = dict(state)
+        second = dict(state)
+        for upserts, deletes in chain:
+            replay(first, upserts, deletes)
+            replay(second, upserts, deletes)
+        assert list(first.items()) == list(second.items())
+        if chain:
+            upserts, deletes = chain[-1]
+            cut = data.draw(st.integers(0, len(upserts)))
+            replay(second, upserts[:cut], deletes)
+            replay(second, upserts, deletes)
+            assert list(first.items()) == list(second.items())
+
+
+class TestFingerprints:
+    """Untracked mappings are diffed by identity (frozen values) or by encoded hash."""
+
+    def test_identity_finds_replaced_values_only(self) -> None:
+        """A replaced frozen value is an upsert even when equal; the same object is not."""
+        a, b, c = Frozen(1), Frozen(2), Frozen(3)
+        prints = Fingerprints.of(["a", "b", "c"], [a, b, c], ENCODE, by_identity=True)
+        changes = prints.diff(["a", "b", "d"], [a, Frozen(2), Frozen(4)], ENCODE)
+        assert (changes.upserts, changes.deletes) == (["b", "d"], {"c"})
+
+    def test_hash_finds_in_place_mutation(self) -> None:
+        """A mutable value changed in place is an upsert; an equal copy is not."""
+        a, b = Mutable(1), Mutable(2)
+        prints = Fingerprints.of(["a", "b"], [a, b], ENCODE, by_identity=False)
+        a.tags.append(7)
+        changes = prints.diff(["a", "b"], [a, Mutable(2)], ENCODE)
+        assert (changes.upserts, changes.deletes) == (["a"], set())
+
+    def test_upserts_follow_the_given_order(self) -> None:
+        """Changed keys come out in the order the container is read."""
+        prints = Fingerprints.of(["x", "y"], [Mutable(1), Mutable(2)], ENCODE, by_identity=False)
+        changes = prints.diff(["n", "y", "x"], [Mutable(0), Mutable(5), Mutable(6)], ENCODE)
+        assert changes.upserts == ["n", "y", "x"]
+
+    @given(
+        st.dictionaries(keys, values, max_size=10),
+        st.dictionaries(keys, values, max_size=10),
+        st.booleans(),
+    )
+    def test_diff_then_update_equals_fresh_prints(
+        self, before: dict[int, int], after: dict[int, int], by_identity: bool
+    ) -> None:
+        """Advancing prints past a diff gives the prints of the new content."""
+        old = {k: Mutable(v) for k, v in before.items()}
+        new = {k: old[k] if k in old and old[k].n == v else Mutable(v) for k, v in after.items()}
+        prints = Fingerprints.of(list(old), list(old.values()), ENCODE, by_identity=by_identity)
+        changes = prints.diff(list(new), list(new.values()), ENCODE)
+        assert not set(changes.upserts) & changes.deletes
+        assert changes.deletes == set(old) - set(new)
+        assert set(changes.upserts) == {k for k in new if k not in old or new[k] is not old[k]}
+        upserted = [k for k in changes.upserts if k in new]
+        prints.update(upserted, [new[k] for k in upserted], changes, ENCODE)
+        fresh = Fingerprints.of(list(new), list(new.values()), ENCODE, by_identity=by_identity)
+        assert prints.seen == fresh.seen
+        assert prints.diff(list(new), list(new.values()), ENCODE) == ChangeSet([], set())
+
+    def test_bytes_per_entry(self) -> None:
+        """The memory estimate is zero when empty and positive otherwise."""
+        assert Fingerprints(by_identity=False).bytes_per_entry() == 0.0
+        prints = Fingerprints.of(["a"], [Mutable(1)], ENCODE, by_identity=False)
+        assert prints.bytes_per_entry() > 0
+
+
+class TestCompactionPolicy:
+    """The policy asks for a fresh base at the chain length or byte ratio threshold."""
+
+    @pytest.mark.parametrize(
+        ("chain", "delta_bytes", "base_bytes", "expected"),
+        [
+            (0, 0, 1000, False),
+            (2, 0, 1000, False),
+            (3, 0, 1000, True),
+            (1, 499, 1000, False),
+            (1, 500, 1000, True),
+            (0, 0, 0, False),
+            (1, 1, 0, True),
+        ],
+    )
+    def test_thresholds(
+        self, chain: int, delta_bytes: int, base_bytes: int, expected: bool
+    ) -> None:
+        """At max_deltas deltas, or deltas of max_ratio of the base, compact."""
+        policy = CompactionPolicy(max_deltas=3, max_ratio=0.5)
+        assert policy.wants_base(chain, delta_bytes, base_bytes) is expected
+
+    def test_defaults(self) -> None:
+        """The defaults are documented: 16 deltas or half the base."""
+        assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.5)
