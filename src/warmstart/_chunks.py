@@ -88,7 +88,13 @@ def encode_chunks(
     if len(keys) <= FIRST_CHUNK:
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
     out: list[tuple[ChunkRef, bytes]] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    try:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        pool.submit(int).result()
+    except RuntimeError:
+        # At interpreter shutdown (an atexit checkpoint) no thread can start.
+        return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
+    with pool:
         pending: list[tuple[int, bytes, concurrent.futures.Future[bytes]]] = []
         for n, payload in payloads:
             pending.append((n, payload, pool.submit(codec.encode, payload)))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from warmstart.containers import restore_into
+from warmstart.containers import bulk_target, finish_bulk, restore_into
 from warmstart.contract import Contract
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
@@ -81,16 +81,21 @@ class SectionRestore:
     def eager(self) -> None:
         """Restore everything now (the container is not shared yet)."""
         started = time.perf_counter()
-        section = self.snapshot.read(self.name, self.contract)
+        target = bulk_target(self.container, self.report.saved)
+        section = self.snapshot.read(self.name, self.contract, into=target)
         stats = section.stats
         self.report.upgraded += stats.upgraded
         self.report.dropped_invalid += stats.dropped_invalid
         self.report.errors.extend(stats.reasons)
         self.report.bytes += stats.bytes
         entries = section.entries
-        expires = [section.expires[k] for k in entries] if section.expires else []
-        with paused_gc():
-            self._insert(list(entries), list(entries.values()), expires, overwrite=True)
+        if target is not None:
+            finish_bulk(self.container)
+            self.report.restored += len(entries)
+        else:
+            expires = [section.expires[k] for k in entries] if section.expires else []
+            with paused_gc():
+                self._insert(list(entries), list(entries.values()), expires, overwrite=True)
         self.report.seconds += time.perf_counter() - started
 
     def hot(self) -> None:

@@ -786,7 +786,10 @@ class Boot:
                 done.set()
 
         worker = threading.Thread(target=run, name="warmstart-final-checkpoint", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:
+            run()  # interpreter shutdown forbids new threads: no deadline then
         finished = done.wait(self.deadline)
         self._stop.set()
         if not finished:

@@ -175,8 +175,18 @@ class Snapshot:
             payload = self._codec.decode(self._frame_of(self._txn, ref))
             yield ref, contract.decode_entries(payload, section.schema)
 
-    def read(self, name: str, contract: Contract[T], *, freeze_gc: bool = False) -> Section:
+    def read(
+        self,
+        name: str,
+        contract: Contract[T],
+        *,
+        freeze_gc: bool = False,
+        into: dict[Any, Any] | None = None,
+    ) -> Section:
         """Replay section ``name`` (base, then deltas) into an ordered dict.
+
+        ``into`` is an empty dict to fill instead of a new one (a restore fills
+        the container's own dict and skips a copy of a million entries).
 
         Raises:
             CheckpointNotFoundError: no such section.
@@ -185,7 +195,7 @@ class Snapshot:
         """
         started = time.perf_counter()
         stats = SectionStats(name)
-        entries: dict[Any, T] = {}
+        entries: dict[Any, T] = {} if into is None else into
         expires: dict[Any, float] = {}
         with paused_gc(freeze=freeze_gc):
             for ref, decoded in self.chunks(name, contract):
