@@ -244,7 +244,11 @@ class Codec:
             msg = f"Expected a zstd body of {raw_size} bytes, it declares {declared}"
             raise IntegrityError(msg)
         try:
-            payload = self._decompressor().decompress(body, max_output_size=raw_size)
+            # allow_extra_data=False: bytes after the zstd frame are damage too
+            # (zstd ignores them by default, so an extended body would pass).
+            payload = self._decompressor().decompress(
+                body, max_output_size=raw_size, allow_extra_data=False
+            )
         except zstandard.ZstdError as exc:
             msg = f"Expected a valid zstd body, got damage: {exc}"
             raise IntegrityError(msg) from exc

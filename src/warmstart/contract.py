@@ -32,7 +32,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeGuard, TypeVar
 
 import msgspec
 
@@ -75,9 +75,30 @@ def _check_key_type(key: Any, name: str) -> None:
     raise ContractError(msg)
 
 
-def _is_struct_type(candidate: object) -> bool:
+def _is_struct_type(candidate: object) -> TypeGuard[builtins.type[msgspec.Struct]]:
     # Checked at run time: contracts are often built from configuration.
     return isinstance(candidate, builtins.type) and issubclass(candidate, msgspec.Struct)
+
+
+#: Struct options that defeat reading by field name: positional encoding, fields
+#: left out when equal to their default (a writer schema would list them as
+#: written), and refusing the fields a newer writer added.
+_INTOLERANT = ("array_like", "omit_defaults", "forbid_unknown_fields")
+
+
+def _check_struct_type(candidate: object, name: str) -> None:
+    if not _is_struct_type(candidate):
+        msg = f"Expected a msgspec.Struct subclass, got {candidate!r} - in contract {name!r}"
+        raise ContractError(msg)
+    config = candidate.__struct_config__
+    options = [f"{option}=True" for option in _INTOLERANT if getattr(config, option)]
+    if options:
+        msg = (
+            f"Expected a Struct read by field name, got {candidate.__name__} with "
+            f"{', '.join(options)} (tolerant reading needs every field written by name "
+            f"and unknown ones ignored) - in contract {name!r}"
+        )
+        raise ContractError(msg)
 
 
 @dataclasses.dataclass
@@ -134,10 +155,8 @@ class Contract(Generic[T]):
         if not name or not isinstance(name, str):
             msg = f"Expected a non-empty contract name, got {name!r}"
             raise ContractError(msg)
-        if not _is_struct_type(type):
-            msg = f"Expected a msgspec.Struct subclass, got {type!r} - in contract {name!r}"
-            raise ContractError(msg)
-        if not isinstance(version, int) or version < 1:
+        _check_struct_type(type, name)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             msg = f"Expected a contract version >= 1, got {version!r} - in contract {name!r}"
             raise ContractError(msg)
         _check_key_type(key, name)
@@ -148,14 +167,23 @@ class Contract(Generic[T]):
         self.type = type
         self.key = key
         self.version = version
-        self.upgraders: dict[int, Upgrader] = dict(upgraders or {})
-        for step in self.upgraders:
-            if not 1 <= step < version:
+        # Typed loosely on purpose: contracts are often built from configuration.
+        given: dict[Any, Any] = dict(upgraders or {})
+        for step, upgrader in given.items():
+            # A str or bool step would never match a stored version: refuse it here.
+            if builtins.type(step) is not int or not 1 <= step < version:
                 msg = (
-                    f"Expected upgrader steps between 1 and {version - 1}, got {step} "
+                    f"Expected upgrader steps between 1 and {version - 1}, got {step!r} "
                     f"- in contract {name!r}"
                 )
                 raise ContractError(msg)
+            if not callable(upgrader):
+                msg = (
+                    f"Expected a callable upgrader for v{step}->v{step + 1}, got "
+                    f"{upgrader!r} - in contract {name!r}"
+                )
+                raise ContractError(msg)
+        self.upgraders: dict[int, Upgrader] = given
         self.deprecated = tuple(deprecated)
         self.on_invalid: OnInvalid = on_invalid
         self.schema = schema_of(
@@ -181,7 +209,14 @@ class Contract(Generic[T]):
 
     def _write_schema(self, write_type: type[msgspec.Struct] | None) -> Schema:
         self._staged_schema: Schema | None = None
+        if builtins.type(self.write_version) is not int:
+            msg = (
+                f"Expected an int write_version, got {self.write_version!r} "
+                f"- in contract {self.name!r}"
+            )
+            raise ContractError(msg)
         if write_type is not None:
+            _check_struct_type(write_type, self.name)
             if self.downgrader is None or self.write_version >= self.version:
                 msg = (
                     f"Expected write_type only with a downgrader and a write_version "
@@ -255,6 +290,13 @@ class Contract(Generic[T]):
         The payload is ``[sequence, keys, values, deleted, expires]``; ``expires``
         is empty or holds one wall-clock expiry per entry (TTL caches).
         """
+        if len(keys) != len(values) or (expires and len(expires) != len(keys)):
+            # Such a chunk could never be read back (decode refuses it as damage).
+            msg = (
+                f"Expected as many keys, values and expiries, got {len(keys)}, "
+                f"{len(values)} and {len(expires)} - in contract {self.name!r}"
+            )
+            raise EncodeError(msg)
         if self.write_version != self.version:
             assert self.downgrader is not None
             written: Iterable[Any] = [self.downgrader(v) for v in values]
@@ -296,6 +338,14 @@ class Contract(Generic[T]):
                     f"missing {gaps} - in contract {self.name!r}"
                 )
                 raise IncompatibleVersionError(msg)
+            # Upgraders reshape values only: a changed key type cannot be read.
+            problems = read_problems(writer, self.schema, fields=False)
+            if problems:
+                msg = (
+                    f"Expected data readable by contract {self.name!r} v{self.version}, "
+                    f"got v{writer.version}: {'; '.join(problems)}"
+                )
+                raise IncompatibleVersionError(msg)
             return "upgrade"
         problems = read_problems(writer, self.schema)
         if problems:
@@ -317,7 +367,9 @@ class Contract(Generic[T]):
         if self.plan(writer) == "typed":
             try:
                 seq, keys, values, deleted, expires = self._typed.decode(payload)
-            except msgspec.ValidationError:
+            except (msgspec.ValidationError, UnicodeDecodeError):
+                # msgspec raises UnicodeDecodeError (not DecodeError) for a str
+                # that is not UTF-8: one bad entry, so read entry by entry.
                 return self._decode_each(payload, writer)
             except msgspec.DecodeError as exc:
                 msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
@@ -335,7 +387,7 @@ class Contract(Generic[T]):
         """The slow path: one entry at a time, upgrading and dropping as needed."""
         try:
             seq, raw_keys, raw_values, raw_deleted, expires = self._raw.decode(payload)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
             raise IntegrityError(msg) from exc
         if len(raw_keys) != len(raw_values) or (expires and len(expires) != len(raw_keys)):
@@ -364,7 +416,7 @@ class Contract(Generic[T]):
         for raw_key in raw_deleted:
             try:
                 out.deleted.append(self._key_decoder.decode(raw_key))
-            except msgspec.MsgspecError as exc:
+            except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
                 self._invalid(out, exc)
         return out
 

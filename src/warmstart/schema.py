@@ -95,8 +95,13 @@ _SCALARS: dict[type[mi.Type], str] = {
 }
 
 
-def _render(t: mi.Type) -> str:  # noqa: PLR0911 - one return per type family
-    """Render an inspected type as a canonical, release-independent string."""
+def _render(t: mi.Type, outer: tuple[type, ...] = ()) -> str:  # noqa: PLR0911 - one return per type family
+    """Render an inspected type as a canonical, release-independent string.
+
+    ``outer`` holds the classes of the enclosing structured types: a recursive
+    type (a tree node listing its children) refers back to one of them, and is
+    rendered ``ref[n]`` (n levels up) instead of recursing forever.
+    """
     name = _SCALARS.get(type(t))
     if name is not None:
         return name
@@ -105,22 +110,28 @@ def _render(t: mi.Type) -> str:  # noqa: PLR0911 - one return per type family
             mi.ListType: "list",
             mi.SetType: "set",
             mi.FrozenSetType: "frozenset",
+            # "tuple[int, ...]": "tuple[int]" is a tuple of exactly one int.
             mi.VarTupleType: "tuple",
         }
-        return f"{kind[type(t)]}[{_render(t.item_type)}]"
+        rest = ", ..." if isinstance(t, mi.VarTupleType) else ""
+        return f"{kind[type(t)]}[{_render(t.item_type, outer)}{rest}]"
     if isinstance(t, mi.TupleType):
-        return f"tuple[{', '.join(_render(i) for i in t.item_types)}]"
+        return f"tuple[{', '.join(_render(i, outer) for i in t.item_types)}]"
     if isinstance(t, mi.DictType):
-        return f"dict[{_render(t.key_type)}, {_render(t.value_type)}]"
+        return f"dict[{_render(t.key_type, outer)}, {_render(t.value_type, outer)}]"
     if isinstance(t, mi.UnionType):
-        return " | ".join(sorted(_render(i) for i in t.types))
+        return " | ".join(sorted(_render(i, outer) for i in t.types))
     if isinstance(t, mi.LiteralType):
         return f"literal[{', '.join(sorted(repr(v) for v in t.values))}]"
     if isinstance(t, mi.EnumType):
         return f"enum[{', '.join(sorted(repr(m.value) for m in t.cls))}]"
     if isinstance(t, (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)):
+        if t.cls in outer:
+            # By depth, not by class name: renaming a class must not change it.
+            return f"ref[{len(outer) - 1 - outer.index(t.cls)}]"
         inner = ", ".join(
-            f"{f.encode_name if hasattr(f, 'encode_name') else f.name}: {_render(f.type)}"
+            f"{f.encode_name if hasattr(f, 'encode_name') else f.name}: "
+            f"{_render(f.type, (*outer, t.cls))}"
             for f in t.fields
         )
         return f"struct{{{inner}}}"
@@ -131,7 +142,7 @@ def _field_schemas(struct_type: type[msgspec.Struct]) -> tuple[FieldSchema, ...]
     info = mi.type_info(struct_type)
     assert isinstance(info, mi.StructType)
     return tuple(
-        FieldSchema(name=f.encode_name, type=_render(f.type), required=f.required)
+        FieldSchema(name=f.encode_name, type=_render(f.type, (struct_type,)), required=f.required)
         for f in info.fields
     )
 
@@ -159,30 +170,52 @@ def schema_of(
     )
 
 
-# Reading a value written as the key type into the value type never fails.
-_WIDENINGS = {("int", "float"), ("bool", "int")}
+# Reading a value written as the first type into the second never fails.
+# (Not bool -> int: msgspec refuses a bool where an int is expected.)
+_WIDENINGS = {("int", "float")}
+
+
+def _members(rendered: str) -> list[str]:
+    """Split a rendered type at its top-level ``|`` (not inside brackets)."""
+    members: list[str] = []
+    depth = start = 0
+    for i, char in enumerate(rendered):
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif depth == 0 and rendered.startswith(" | ", i):
+            members.append(rendered[start:i])
+            start = i + 3
+    members.append(rendered[start:])
+    return members
 
 
 def type_readable(written: str, reader: str) -> bool:
     """Whether a value written as type ``written`` decodes as type ``reader``."""
     if reader in (written, "any") or (written, reader) in _WIDENINGS:
         return True
-    reader_members = set(reader.split(" | "))
-    written_members = set(written.split(" | "))
-    # A union reader accepts each member it lists (adding "| None" is safe).
-    return written_members <= reader_members
+    readers = _members(reader)
+    # A union reader accepts each member it lists, widened (adding "| None" is
+    # safe, and so is int -> float | None).
+    return all(
+        any(r in (w, "any") or (w, r) in _WIDENINGS for r in readers) for w in _members(written)
+    )
 
 
-def read_problems(writer: Schema, reader: Schema) -> list[str]:
+def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> list[str]:
     """Why a reader of ``reader`` cannot decode data written with ``writer``.
 
     Decided from the two schemas: every field the reader requires must be
     written, and every field both know must be of a readable type. Fields the
-    reader does not know are ignored (tolerant reader).
+    reader does not know are ignored (tolerant reader). With ``fields=False``
+    only the key type is checked (upgraders reshape values, never keys).
     """
     problems: list[str] = []
     if not type_readable(writer.key, reader.key):
         problems.append(f"key type changed from {writer.key} to {reader.key}")
+    if not fields:
+        return problems
     for field in reader.fields:
         written = writer.field(field.name)
         if written is None:
@@ -207,7 +240,8 @@ def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compat
         new: the schema about to be deployed.
         upgrades: the new contract has an upgrader chain from ``old``'s version;
             then a new reader can read old data whatever the fields, since the
-            upgraders produce the new shape.
+            upgraders produce the new shape (but not a changed key type:
+            upgraders see values only).
 
     Rules, in the spirit of Avro/Protobuf resolution: an added optional field
     is compatible both ways; an added required field is backward compatible
@@ -217,9 +251,7 @@ def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compat
     there (int to float, X to X | None).
     """
     reasons: list[str] = []
-    back = read_problems(old, new)
-    if back and upgrades:
-        back = []
+    back = read_problems(old, new, fields=not upgrades)
     reasons.extend(f"backward: {p}" for p in back)
     fwd = read_problems(new, old)
     reasons.extend(f"forward: {p}" for p in fwd)
