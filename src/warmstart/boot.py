@@ -35,6 +35,7 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import re
 import signal
 import struct
@@ -222,7 +223,9 @@ class Boot:
         self._owns_store = False
         self._attached: list[_Attached] = []
         self._sections_seen: set[str] = set()
-        self._background: list[Callable[[], None]] = []
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._recorded = False
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = 0.0
@@ -324,7 +327,10 @@ class Boot:
                 _CAPTURING.remove(self)
         if self.report.time_to_ready is None:
             self.report.time_to_ready = time.perf_counter() - self._started
-        self._start_background()
+        with self._lock:
+            idle = self._pending == 0
+        if idle and not self.ready.is_set():
+            self._finish_restore()
 
     def _open(self) -> None:
         if self._entered:
@@ -485,6 +491,10 @@ class Boot:
             self._restore_attr(obj, spec.states[attr], attr, section)
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
+        with self._lock:
+            idle = self._pending == 0
+        if idle:
+            self._finish_restore()
         return obj
 
     def _restore_attr(self, obj: object, st: State, attr: str, section: str) -> None:
@@ -541,7 +551,7 @@ class Boot:
         if self.progressive and thread_safe and restore.cold_entries:
             restore.hot()
             report.status = "warming"
-            self._background.append(functools.partial(self._cold_phase, restore))
+            self._enqueue(functools.partial(self._cold_phase, restore))
         else:
             with paused_gc(freeze=self.freeze_gc):
                 restore.eager()
@@ -590,7 +600,7 @@ class Boot:
         assert st.prefetch is not None
         # Hottest first: the saved order ends with the most recent keys.
         keys.reverse()
-        self._background.append(functools.partial(self._prefetch, st, keys, container, report))
+        self._enqueue(functools.partial(self._prefetch, st, keys, container, report))
 
     def _prefetch(self, st: State, keys: list[Any], container: Any, report: SectionReport) -> None:
         assert st.prefetch is not None
@@ -647,35 +657,45 @@ class Boot:
 
     # -- background phase and readiness ---------------------------------------
 
-    def _start_background(self) -> None:
-        if self._worker is not None:
-            return
-        if not self._background:
-            self._finish_restore()
-            return
-        self._worker = threading.Thread(
-            target=self._run_background, name="warmstart-restore", daemon=True
-        )
-        self._worker.start()
+    def _enqueue(self, job: Callable[[], None]) -> None:
+        """Queue background restore work; the worker starts on the first job."""
+        with self._lock:
+            self._pending += 1
+            self.ready.clear()
+            self._jobs.put(job)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run_background, name="warmstart-restore", daemon=True
+                )
+                self._worker.start()
 
     def _run_background(self) -> None:
-        for job in self._background:
-            if self._stop.is_set():
-                break
-            try:
-                job()
-            except Exception as exc:
-                log.warning("background restore failed: %r", exc)
-        self._finish_restore()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if not self._stop.is_set():
+                try:
+                    job()
+                except Exception as exc:
+                    log.warning("background restore failed: %r", exc)
+            with self._lock:
+                self._pending -= 1
+                idle = self._pending == 0
+            if idle:
+                self._finish_restore()
 
     def _finish_restore(self) -> None:
+        """Everything queued so far is in place: ready."""
         self.report.time_to_warm = time.perf_counter() - self._started
-        if self.store is not None and self.snapshot is not None and not self.store.readonly:
-            with contextlib.suppress(WarmstartError):
-                self.store.set_marker(self.namespace, self._marker, None)
+        if not self._recorded:
+            self._recorded = True
+            if self.store is not None and self.snapshot is not None and not self.store.readonly:
+                with contextlib.suppress(WarmstartError):
+                    self.store.set_marker(self.namespace, self._marker, None)
+            self.metrics.set("restore_seconds", self.report.time_to_warm)
+            self.metrics.record_boot(self.report)
         self.metrics.set("readiness", 1.0)
-        self.metrics.set("restore_seconds", self.report.time_to_warm)
-        self.metrics.record_boot(self.report)
         self.ready.set()
 
     @property
@@ -729,7 +749,7 @@ class Boot:
         """
         if self.store is None or not self._attached:
             return None
-        if self._worker is not None and not self.ready.wait(self.deadline):
+        if self._pending and not self.ready.wait(self.deadline):
             # A checkpoint now would save half-restored containers over a
             # complete generation: keep the previous one instead.
             log.warning("checkpoint of %r skipped: restore still in progress", self.namespace)
@@ -844,6 +864,7 @@ class Boot:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._worker is not None:
+            self._jobs.put(None)
             self._worker.join(self.deadline)
         self._disarm()
         if self.snapshot is not None:
