@@ -1,0 +1,902 @@
+"""Export a generation to one self-verifying archive, and import it into another store.
+
+An archive is a byte stream of independently verifiable records::
+
+    archive  := preamble header chunk* trailer
+    preamble := b"WSTA" | format u8 (1) | 3 zero bytes
+    record   := tag u8 | body length u32 (big-endian) | digest 16 | body
+    header   := tag b"H", body = msgpack map: namespace, generation, lineage,
+                since, keyed, manifest (as stored: digest + frame), chunk
+                count and bytes; digest = xxh3-128 of the body
+    chunk    := tag b"C", body = the chunk's frame exactly as stored; digest =
+                its content address, xxh3-128 of the frame
+    trailer  := tag b"E", body = chunk count u64 | archive length before the
+                trailer u64 | xxh3-128 of those bytes; digest = xxh3-128 of the body
+
+Export reads one consistent LMDB snapshot, verifies every chunk it ships, and
+writes a temporary file that is fsynced and renamed over ``out_path``, so a
+reader never sees half an archive. Import first scans the whole archive
+(structure, every record digest, the trailer's whole-archive digest, the
+manifest's digest and MAC) before writing anything, then writes the chunks
+the target lacks in batch transactions (each chunk verified against its digest
+and MAC first), and commits the manifest and the head in one final
+transaction. An interrupted import keeps the batches it committed and a rerun
+skips them; importing an archive whose generation is already present changes
+nothing. See docs/transfer.md.
+
+>>> import msgspec, tempfile, pathlib
+>>> from warmstart import Contract, Store
+>>> class Row(msgspec.Struct):
+...     name: str
+>>> ROWS = Contract("row", Row, key=int)
+>>> tmp = pathlib.Path(tempfile.mkdtemp())
+>>> with Store(tmp / "a") as source:
+...     _ = source.save("svc", {"rows": (ROWS, {1: Row("x")})})
+...     sent = export(source, "svc", tmp / "svc.wsa")
+>>> with Store(tmp / "b") as target:
+...     got = import_archive(target, tmp / "svc.wsa")
+...     with target.load("svc") as snapshot:
+...         print(got.status, got.generation, snapshot.section("rows", ROWS))
+imported 1 {1: Row(name='x')}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import msgspec
+import xxhash
+
+from warmstart.codec import MAX_PAYLOAD, digest
+from warmstart.errors import (
+    CheckpointNotFoundError,
+    IntegrityError,
+    ReadOnlyStoreError,
+    StoreError,
+)
+from warmstart.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
+from warmstart.store import Store
+
+__all__ = ("ExportReport", "ImportReport", "TransferProgress", "export", "import_archive")
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
+
+
+MAGIC = b"WSTA"
+ARCHIVE_FORMAT = 1
+_PREAMBLE = struct.Struct(">4sB3x")
+_RECORD = struct.Struct(">cI16s")
+_TRAILER = struct.Struct(">QQ16s")
+TAG_HEADER = b"H"
+TAG_CHUNK = b"C"
+TAG_END = b"E"
+#: Largest record body an archive may declare: a frame is at most its payload
+#: cap plus header and MAC. Anything larger is damage, refused before reading.
+MAX_RECORD = MAX_PAYLOAD + 4096
+_GEN = struct.Struct(">Q")
+#: Chunk bytes written per import transaction: large enough that commits (and
+#: their fsyncs) do not dominate, small enough that a kill loses little work.
+_BATCH_BYTES = 16 * 1024 * 1024
+#: How often the final commit may find chunks swept under it (by a concurrent
+#: save's garbage collection) and write them again before giving up.
+_COMMIT_ATTEMPTS = 3
+#: Tag an imported manifest carries: where it came from (``namespace@generation``).
+IMPORTED_FROM = "imported-from"
+
+
+class TransferProgress(msgspec.Struct, frozen=True):
+    """One progress report of an export or import, passed to ``progress=``.
+
+    ``rate`` counts only bytes actually moved (chunks an import skips because
+    the target has them do not inflate it); ``eta`` is None until a rate is known.
+
+    >>> p = TransferProgress("import", 50, 200, 1, 4, rate=100.0, eta=1.5)
+    >>> p.fraction
+    0.25
+    """
+
+    operation: Literal["export", "import"]
+    bytes_done: int
+    bytes_total: int
+    chunks_done: int
+    chunks_total: int
+    rate: float = 0.0
+    eta: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the bytes done, between 0 and 1."""
+        return 1.0 if self.bytes_total <= 0 else min(1.0, self.bytes_done / self.bytes_total)
+
+
+class ExportReport(msgspec.Struct, frozen=True):
+    """What :func:`export` wrote.
+
+    Attributes:
+        chunks, chunk_bytes: chunk frames shipped in the archive.
+        omitted_chunks: chunks the generation references but the archive
+            leaves out, because generation ``since`` references them too.
+        archive_bytes: size of the archive file.
+
+    >>> ExportReport("svc", 3, "ab", None, "svc.wsa", 2, 900, 0, 1100, 0.01).generation
+    3
+    """
+
+    namespace: str
+    generation: int
+    lineage: str
+    since: int | None
+    path: str
+    chunks: int
+    chunk_bytes: int
+    omitted_chunks: int
+    archive_bytes: int
+    seconds: float
+
+
+class ImportReport(msgspec.Struct, frozen=True):
+    """What :func:`import_archive` did.
+
+    Attributes:
+        status: ``"imported"`` (a new generation was committed) or
+            ``"present"`` (an identical generation was already there: nothing
+            changed).
+        generation: the generation in the target store (the existing one when
+            ``present``); it differs from ``source_generation`` when the target
+            already had that number or a newer one.
+        chunks_written, bytes_written: chunks this run wrote.
+        chunks_skipped: chunks of the archive the target already held (shared
+            with another generation, or written by an interrupted earlier run).
+
+    >>> r = ImportReport("svc", 4, "svc", 2, "ab", "imported", 3, 0, 5000, 0.01)
+    >>> r.renumbered
+    True
+    """
+
+    namespace: str
+    generation: int
+    source_namespace: str
+    source_generation: int
+    lineage: str
+    status: Literal["imported", "present"]
+    chunks_written: int
+    chunks_skipped: int
+    bytes_written: int
+    seconds: float
+
+    @property
+    def renumbered(self) -> bool:
+        """Whether the generation got a new number in the target."""
+        return self.generation != self.source_generation
+
+
+class _Header(msgspec.Struct, frozen=True, kw_only=True):
+    """The archive's first record (unknown fields are ignored: forward compatible)."""
+
+    namespace: str
+    generation: int
+    lineage: str
+    since: int | None = None
+    keyed: bool = False
+    manifest: bytes
+    chunks: int
+    chunk_bytes: int
+    exported_at: float = 0.0
+    library_version: str = ""
+
+
+_header_decoder = msgspec.msgpack.Decoder(_Header)
+
+Progress = Callable[[TransferProgress], None]
+
+
+class _Meter:
+    """Counts bytes and chunks and reports :class:`TransferProgress`."""
+
+    def __init__(
+        self,
+        callback: Progress | None,
+        operation: Literal["export", "import"],
+        bytes_total: int,
+        chunks_total: int,
+    ) -> None:
+        self.callback = callback
+        self.operation: Literal["export", "import"] = operation
+        self.bytes_total = bytes_total
+        self.chunks_total = chunks_total
+        self.bytes_done = 0
+        self.chunks_done = 0
+        self.skipped_bytes = 0
+        self.started = time.perf_counter()
+
+    def skip(self, nbytes: int, chunks: int) -> None:
+        self.bytes_done += nbytes
+        self.skipped_bytes += nbytes
+        self.chunks_done += chunks
+
+    def redo(self, nbytes: int, chunks: int) -> None:
+        """Work already counted must be done again (chunks swept under the import)."""
+        self.bytes_done -= nbytes
+        self.chunks_done -= chunks
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes_done += nbytes
+        self.chunks_done += 1
+        self.emit()
+
+    def emit(self) -> None:
+        if self.callback is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        moved = self.bytes_done - self.skipped_bytes
+        rate = moved / elapsed if elapsed > 0 and moved > 0 else 0.0
+        remaining = self.bytes_total - self.bytes_done
+        eta = 0.0 if remaining <= 0 else (remaining / rate if rate > 0 else None)
+        self.callback(
+            TransferProgress(
+                self.operation,
+                self.bytes_done,
+                self.bytes_total,
+                self.chunks_done,
+                self.chunks_total,
+                rate=rate,
+                eta=eta,
+            )
+        )
+
+
+# -- export -------------------------------------------------------------------
+
+
+def export(
+    store: Store,
+    namespace: str,
+    out_path: str | os.PathLike[str],
+    *,
+    generation: int | None = None,
+    since: int | None = None,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write one generation of ``namespace`` to an archive file at ``out_path``.
+
+    The archive is written to a temporary file next to ``out_path``, fsynced
+    and renamed over it: ``out_path`` holds a complete archive or is untouched.
+    Every chunk is verified (digest, and MAC when keyed) before it is shipped.
+
+    Args:
+        store: the source store (read-only is fine).
+        namespace: the namespace to export.
+        out_path: the archive file to write (replaced if it exists).
+        generation: the generation to export (the head by default).
+        since: ship only the chunks that generation ``since`` of the same
+            lineage does not reference (an incremental archive, for a target
+            that already imported ``since``).
+        progress: called after each chunk with a :class:`TransferProgress`.
+
+    Returns:
+        An :class:`ExportReport`.
+
+    Raises:
+        CheckpointNotFoundError: no such namespace or generation, or ``since``
+            is not a generation of the same lineage.
+        IntegrityError: the generation is damaged in the source store.
+
+    >>> import msgspec, tempfile, pathlib
+    >>> from warmstart import Contract, Store
+    >>> class Row(msgspec.Struct):
+    ...     name: str
+    >>> ROWS = Contract("row", Row, key=int)
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> with Store(tmp / "a") as store:
+    ...     _ = store.save("svc", {"rows": (ROWS, {1: Row("x")})})
+    ...     report = export(store, "svc", tmp / "svc.wsa")
+    >>> report.generation, report.chunks, report.archive_bytes == (tmp / "svc.wsa").stat().st_size
+    (1, 1, True)
+    """
+    started = time.perf_counter()
+    out = Path(out_path)
+    where = f"namespace {namespace!r} of {str(store.path)!r}"
+    with store._env.read() as txn:
+        nsid = store._nsid(txn, namespace, create=False)
+        head = store._head(txn, namespace)
+        if nsid is None or head is None:
+            msg = f"Expected namespace {namespace!r} in {str(store.path)!r}, found none"
+            raise CheckpointNotFoundError(msg)
+        available = store._generations(txn, nsid)
+        chosen = head[0] if generation is None else generation
+        raw_manifest = _raw_manifest(store, txn, nsid, chosen, available, where)
+        manifest = decode_manifest(store.codec, raw_manifest)
+        omitted: set[bytes] = set()
+        if since is not None:
+            base = decode_manifest(
+                store.codec, _raw_manifest(store, txn, nsid, since, available, where)
+            )
+            if base.lineage != manifest.lineage:
+                msg = (
+                    f"Expected generation {since} of lineage {manifest.lineage} for since=, "
+                    f"got lineage {base.lineage} - in {where}; export without since"
+                )
+                raise CheckpointNotFoundError(msg)
+            omitted = base.digests()
+        refs = _unique_refs(manifest)
+        ship = [ref for ref in refs if ref.digest not in omitted]
+        header = _Header(
+            namespace=namespace,
+            generation=chosen,
+            lineage=manifest.lineage,
+            since=since,
+            keyed=store.codec.keyed,
+            manifest=raw_manifest,
+            chunks=len(ship),
+            chunk_bytes=sum(ref.stored_bytes for ref in ship),
+            exported_at=time.time(),
+            library_version=manifest.library_version,
+        )
+        meter = _Meter(progress, "export", header.chunk_bytes, len(ship))
+        meter.emit()
+        chunks_db = store._db("chunks")
+
+        def frames() -> Iterator[tuple[bytes, memoryview]]:
+            for ref in ship:
+                frame = txn.get(store._chunk_key(nsid, ref.digest), db=chunks_db)
+                if frame is None:
+                    msg = (
+                        f"Expected chunk {ref.digest.hex()} of generation {chosen} in "
+                        f"{where}, it is missing; run `warmstart verify`"
+                    )
+                    raise IntegrityError(msg)
+                store.codec.verify(frame, digest=ref.digest)
+                if len(frame) != ref.stored_bytes:
+                    msg = (
+                        f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as its "
+                        f"manifest says, got {len(frame)} - in {where}"
+                    )
+                    raise IntegrityError(msg)
+                yield ref.digest, frame
+                meter.advance(len(frame))
+
+        size = _write_archive(out, msgspec.msgpack.encode(header), frames(), len(ship))
+    return ExportReport(
+        namespace=namespace,
+        generation=chosen,
+        lineage=manifest.lineage,
+        since=since,
+        path=str(out),
+        chunks=len(ship),
+        chunk_bytes=header.chunk_bytes,
+        omitted_chunks=len(refs) - len(ship),
+        archive_bytes=size,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _raw_manifest(
+    store: Store, txn: Any, nsid: bytes, generation: int, available: list[int], where: str
+) -> bytes:
+    raw = txn.get(nsid + _GEN.pack(generation), db=store._db("manifests"))
+    if raw is None:
+        msg = (
+            f"Expected generation {generation} in {where}, found generations "
+            f"{sorted(available) or 'none'}"
+        )
+        raise CheckpointNotFoundError(msg)
+    return bytes(raw)
+
+
+def _unique_refs(manifest: Manifest) -> list[ChunkRef]:
+    """Every chunk a manifest references, once, in replay order."""
+    return list({ref.digest: ref for s in manifest.sections for ref in s.chunks}.values())
+
+
+def _write_archive(
+    out: Path, header: bytes, frames: Iterator[tuple[bytes, memoryview]], count: int
+) -> int:
+    """Write the archive to a temporary file, fsync it and rename it over ``out``."""
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    # Archives hold the service's state: readable by their owner only, like the store.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb", buffering=1024 * 1024) as f:
+            hasher = xxhash.xxh3_128()
+            length = 0
+
+            def put(*parts: bytes | memoryview) -> None:
+                nonlocal length
+                for part in parts:
+                    f.write(part)
+                    hasher.update(part)
+                    length += len(part)
+
+            put(_PREAMBLE.pack(MAGIC, ARCHIVE_FORMAT))
+            put(_RECORD.pack(TAG_HEADER, len(header), digest(header)), header)
+            for chunk_digest, frame in frames:
+                put(_RECORD.pack(TAG_CHUNK, len(frame), chunk_digest), frame)
+            end = _TRAILER.pack(count, length, hasher.digest())
+            f.write(_RECORD.pack(TAG_END, len(end), digest(end)) + end)
+            f.flush()
+            os.fsync(f.fileno())
+            size = f.tell()
+        tmp.replace(out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(out.parent)
+    return size
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- import -------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Scan:
+    """An archive whose structure and digests all check out."""
+
+    header: _Header
+    #: (digest, offset of the frame, frame length) per chunk, in archive order.
+    chunks: list[tuple[bytes, int, int]]
+
+
+def import_archive(
+    store: Store,
+    in_path: str | os.PathLike[str],
+    *,
+    namespace: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import an archive written by :func:`export` into ``store``.
+
+    Nothing is written until the whole archive has been checked (structure,
+    every record digest, the whole-archive digest, the manifest's digest and
+    MAC). Then the chunks the target lacks are verified one by one and written
+    in batch transactions, and the manifest and head are committed in one
+    final transaction, only when every chunk the generation references is
+    present. An interrupted import keeps its batches: rerun it and it skips
+    them.
+
+    Generation numbers never move backwards: the import keeps its source
+    generation number when that is newer than the target's head, and becomes
+    ``head + 1`` otherwise. Either way it becomes the head, keeps its
+    ``created_at`` and watermark (so staleness checks see the state's real
+    age), and carries a tag ``imported-from`` = ``"namespace@generation"``.
+    If the target already holds an identical generation (same lineage, same
+    chunks), nothing changes and the status is ``"present"``.
+
+    Args:
+        store: the target store, opened writable (and with the source's secret
+            when the source is keyed).
+        in_path: the archive file.
+        namespace: import under another namespace (the source's by default).
+        progress: called after each chunk with a :class:`TransferProgress`.
+
+    Returns:
+        An :class:`ImportReport`.
+
+    Raises:
+        IntegrityError: the archive is truncated, damaged or tampered with, or
+            was written by a store with another secret (or none); the target's
+            heads, manifests and loadable generations are unchanged.
+        CheckpointNotFoundError: an incremental archive needs chunks of its
+            ``since`` generation that the target lacks (the message names them).
+        ReadOnlyStoreError: the target is read-only.
+
+    >>> import msgspec, tempfile, pathlib
+    >>> from warmstart import Contract, Store
+    >>> class Row(msgspec.Struct):
+    ...     name: str
+    >>> ROWS = Contract("row", Row, key=int)
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> with Store(tmp / "a") as source:
+    ...     _ = source.save("svc", {"rows": (ROWS, {1: Row("x")})})
+    ...     _ = export(source, "svc", tmp / "svc.wsa")
+    >>> with Store(tmp / "b") as target:
+    ...     first = import_archive(target, tmp / "svc.wsa")
+    ...     again = import_archive(target, tmp / "svc.wsa")
+    >>> first.status, again.status, again.chunks_written
+    ('imported', 'present', 0)
+    """
+    started = time.perf_counter()
+    path = Path(in_path)
+    where = f"archive {str(path)!r}"
+    if store.readonly:
+        msg = f"Expected a writable target store, {str(store.path)!r} is open read-only"
+        raise ReadOnlyStoreError(msg)
+    with path.open("rb") as f:
+        scan = _scan(f, where)
+        manifest = _archive_manifest(store, scan, where)
+        target = manifest.namespace if namespace is None else namespace
+        present, have = _plan(store, target, manifest)
+        shipped = {d for d, _, _ in scan.chunks}
+        source = f"{manifest.namespace}@{manifest.generation}"
+        if present is not None:
+            meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
+            meter.skip(scan.header.chunk_bytes, len(scan.chunks))
+            meter.emit()
+            return ImportReport(
+                namespace=target,
+                generation=present,
+                source_namespace=manifest.namespace,
+                source_generation=manifest.generation,
+                lineage=manifest.lineage,
+                status="present",
+                chunks_written=0,
+                chunks_skipped=len(scan.chunks),
+                bytes_written=0,
+                seconds=time.perf_counter() - started,
+            )
+        _check_available(store, target, manifest, scan.header, shipped, have)
+        todo = [c for c in scan.chunks if c[0] not in have]
+        meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
+        meter.skip(
+            scan.header.chunk_bytes - sum(n for _, _, n in todo), len(scan.chunks) - len(todo)
+        )
+        meter.emit()
+        written: dict[bytes, int] = {}
+        for _ in range(_COMMIT_ATTEMPTS):
+            written.update(_write_chunks(store, f, target, todo, meter, where))
+            outcome = store._env.write(
+                lambda txn: _commit(store, txn, target, manifest, source),
+            )
+            if isinstance(outcome, tuple):
+                break
+            # A concurrent save's garbage collection swept chunks this import
+            # wrote (they were unreferenced until now): write them again.
+            _check_available(
+                store, target, manifest, scan.header, shipped, set(manifest.digests()) - outcome
+            )
+            todo = [c for c in scan.chunks if c[0] in outcome]
+            meter.redo(sum(n for _, _, n in todo), len(todo))
+        else:
+            msg = (
+                f"Expected to commit {where} into {str(store.path)!r}, but its chunks were "
+                f"collected {_COMMIT_ATTEMPTS} times by concurrent saves; retry"
+            )
+            raise StoreError(msg)
+    status, generation = outcome
+    # The head moved under this process's last save: its next save writes a base.
+    store._baselines.pop(target, None)
+    return ImportReport(
+        namespace=target,
+        generation=generation,
+        source_namespace=manifest.namespace,
+        source_generation=manifest.generation,
+        lineage=manifest.lineage,
+        status=status,
+        chunks_written=len(written),
+        chunks_skipped=len(scan.chunks) - len(written),
+        bytes_written=sum(written.values()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _scan(f: IO[bytes], where: str) -> _Scan:
+    """Check an archive's structure and every digest, without writing anything."""
+    size = os.fstat(f.fileno()).st_size
+    hasher = _check_preamble(f.read(_PREAMBLE.size), size, where)
+    offset = _PREAMBLE.size
+    header: _Header | None = None
+    chunks: list[tuple[bytes, int, int]] = []
+    seen: set[bytes] = set()
+    while True:
+        tag, declared, body = _read_record(f, offset, size, where)
+        body_at = offset + _RECORD.size
+        if tag == TAG_END:
+            _check_trailer(body, offset, body_at + len(body), size, len(chunks), hasher, where)
+            break
+        hasher.update(_RECORD.pack(tag, len(body), declared))
+        hasher.update(body)
+        if tag == TAG_HEADER and header is None:
+            header = _decode_header(body, where)
+        elif tag == TAG_CHUNK and header is not None and declared not in seen:
+            seen.add(declared)
+            chunks.append((declared, body_at, len(body)))
+        else:
+            what = "a chunk not seen before" if header else "the header"
+            msg = f"Expected {what} at byte {offset} of {where}, got a {tag!r} record"
+            raise IntegrityError(msg)
+        offset = body_at + len(body)
+    if header is None:
+        msg = f"Expected a header record in {where}, found none"
+        raise IntegrityError(msg)
+    if header.chunks != len(chunks):
+        msg = f"Expected {header.chunks} chunks as the header says, got {len(chunks)} - in {where}"
+        raise IntegrityError(msg)
+    return _Scan(header, chunks)
+
+
+def _check_preamble(preamble: bytes, size: int, where: str) -> Any:
+    """Check the preamble and return the whole-archive hasher fed with it."""
+    if len(preamble) < _PREAMBLE.size:
+        msg = (
+            f"Expected a warmstart archive of at least {_PREAMBLE.size} bytes, got {size} - {where}"
+        )
+        raise IntegrityError(msg)
+    magic, version = _PREAMBLE.unpack(preamble)
+    if magic != MAGIC:
+        msg = (
+            f"Expected archive magic {MAGIC!r}, got {magic!r} - {where} is not a warmstart archive"
+        )
+        raise IntegrityError(msg)
+    if version != ARCHIVE_FORMAT:
+        msg = (
+            f"Expected archive format {ARCHIVE_FORMAT}, got {version} - {where} was written "
+            f"by another warmstart release"
+        )
+        raise IntegrityError(msg)
+    return xxhash.xxh3_128(preamble)
+
+
+def _read_record(f: IO[bytes], offset: int, size: int, where: str) -> tuple[bytes, bytes, bytes]:
+    """Read the record at ``offset`` and check its digest: (tag, digest, body)."""
+    record = f.read(_RECORD.size)
+    if len(record) < _RECORD.size:
+        msg = (
+            f"Expected a record or the trailer at byte {offset} of {where}, "
+            f"the file ends at byte {size} (truncated)"
+        )
+        raise IntegrityError(msg)
+    tag, length, declared = _RECORD.unpack(record)
+    body_at = offset + _RECORD.size
+    # Checked before reading: a damaged length must not make us allocate it.
+    if length > MAX_RECORD or body_at + length > size:
+        msg = (
+            f"Expected a record of at most {min(MAX_RECORD, size - body_at)} bytes at byte "
+            f"{offset} of {where}, it declares {length} (truncated or damaged)"
+        )
+        raise IntegrityError(msg)
+    body = f.read(length)
+    found = digest(body)
+    if found != declared:
+        msg = (
+            f"Expected record digest {declared.hex()} at byte {offset} of {where}, got "
+            f"{found.hex()} - the archive is damaged"
+        )
+        raise IntegrityError(msg)
+    return tag, declared, body
+
+
+def _check_trailer(
+    body: bytes, offset: int, end: int, size: int, chunks: int, hasher: Any, where: str
+) -> None:
+    if len(body) != _TRAILER.size:
+        msg = (
+            f"Expected a trailer of {_TRAILER.size} bytes at byte {offset} of {where}, "
+            f"got {len(body)}"
+        )
+        raise IntegrityError(msg)
+    count, length, whole = _TRAILER.unpack(body)
+    if end != size:
+        msg = (
+            f"Expected the archive to end at byte {end} after its trailer, got {size} bytes "
+            f"- {where}"
+        )
+        raise IntegrityError(msg)
+    if count != chunks or length != offset or whole != hasher.digest():
+        msg = (
+            f"Expected the trailer to match the archive ({chunks} chunks, {offset} bytes, digest "
+            f"{hasher.hexdigest()}), got {count} chunks, {length} bytes, digest {whole.hex()} "
+            f"- {where} is damaged"
+        )
+        raise IntegrityError(msg)
+
+
+def _decode_header(body: bytes, where: str) -> _Header:
+    try:
+        return _header_decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        msg = f"Expected an archive header, got malformed data: {exc} - in {where}"
+        raise IntegrityError(msg) from exc
+
+
+def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:
+    """Verify the archive's manifest with the target's codec and cross-check the header."""
+    header = scan.header
+    if header.keyed != store.codec.keyed:
+        has, wants = ("keyed", "without") if header.keyed else ("unkeyed", "with")
+        msg = (
+            f"Expected an archive from a store {'with' if store.codec.keyed else 'without'} a "
+            f"secret like {str(store.path)!r}, got a {has} one - {where}; open the target "
+            f"{wants} the source's secret"
+        )
+        raise IntegrityError(msg)
+    try:
+        manifest = decode_manifest(store.codec, header.manifest)
+    except IntegrityError as exc:
+        msg = f"Expected a valid manifest in {where}: {exc}"
+        raise IntegrityError(msg) from exc
+    claimed = (header.namespace, header.generation, header.lineage)
+    actual = (manifest.namespace, manifest.generation, manifest.lineage)
+    if claimed != actual:
+        msg = f"Expected the header to describe its manifest {actual}, got {claimed} - in {where}"
+        raise IntegrityError(msg)
+    required = manifest.digests()
+    shipped = {d for d, _, _ in scan.chunks}
+    extra = shipped - required
+    if extra:
+        msg = (
+            f"Expected only chunks the manifest references, got {len(extra)} others "
+            f"(e.g. {min(extra).hex()}) - in {where}"
+        )
+        raise IntegrityError(msg)
+    if header.since is None and shipped != required:
+        msg = (
+            f"Expected all {len(required)} chunks in a full archive, "
+            f"{len(required - shipped)} are missing - in {where}"
+        )
+        raise IntegrityError(msg)
+    return manifest
+
+
+def _signature(manifest: Manifest) -> tuple[str, tuple[tuple[str, tuple[bytes, ...]], ...]]:
+    return manifest.lineage, tuple(
+        (s.name, tuple(c.digest for c in s.chunks)) for s in manifest.sections
+    )
+
+
+def _find_identical(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
+    """The generation of the target that is the same state (same lineage and chunks), if any."""
+    wanted = _signature(manifest)
+    for generation in store._generations(txn, nsid):
+        try:
+            if _signature(store._read_manifest(txn, nsid, generation)) == wanted:
+                return generation
+        except (IntegrityError, CheckpointNotFoundError):
+            continue
+    return None
+
+
+def _plan(store: Store, namespace: str, manifest: Manifest) -> tuple[int | None, set[bytes]]:
+    """(identical generation already present, chunks of the manifest the target has)."""
+    with store._env.read() as txn:
+        nsid = store._nsid(txn, namespace, create=False)
+        if nsid is None:
+            return None, set()
+        present = _find_identical(store, txn, nsid, manifest)
+        chunks = store._db("chunks")
+        have = {
+            d
+            for d in manifest.digests()
+            if txn.get(store._chunk_key(nsid, d), db=chunks) is not None
+        }
+    return present, have
+
+
+def _check_available(
+    store: Store,
+    namespace: str,
+    manifest: Manifest,
+    header: _Header,
+    shipped: set[bytes],
+    have: set[bytes],
+) -> None:
+    """Refuse an incremental archive whose omitted chunks the target lacks."""
+    unavailable = manifest.digests() - shipped - have
+    if not unavailable:
+        return
+    names = ", ".join(sorted(d.hex() for d in unavailable)[:5])
+    msg = (
+        f"Expected the target {str(store.path)!r} to hold the {len(unavailable)} chunks that "
+        f"the incremental archive (since generation {header.since}, lineage "
+        f"{manifest.lineage}) leaves out, missing in namespace {namespace!r}: {names}"
+        f"{', ...' if len(unavailable) > 5 else ''}; import generation {header.since} first "
+        f"or export without --since"
+    )
+    raise CheckpointNotFoundError(msg)
+
+
+def _write_chunks(
+    store: Store,
+    f: IO[bytes],
+    namespace: str,
+    todo: list[tuple[bytes, int, int]],
+    meter: _Meter,
+    where: str,
+) -> dict[bytes, int]:
+    """Verify and write chunks in batch transactions; return {digest: bytes} of those written."""
+    written: dict[bytes, int] = {}
+    batch: list[tuple[bytes, bytes]] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal pending
+        if batch:
+            written.update(store._env.write(lambda txn: _put_chunks(store, txn, namespace, batch)))
+            batch.clear()
+            pending = 0
+
+    for chunk_digest, offset, length in todo:
+        f.seek(offset)
+        frame = f.read(length)
+        if len(frame) != length:
+            msg = f"Expected {length} bytes at byte {offset} of {where}, the file changed"
+            raise IntegrityError(msg)
+        try:
+            store.codec.verify(frame, digest=chunk_digest)
+        except IntegrityError as exc:
+            msg = f"Expected a valid chunk {chunk_digest.hex()} at byte {offset} of {where}: {exc}"
+            raise IntegrityError(msg) from exc
+        batch.append((chunk_digest, frame))
+        pending += length
+        if pending >= _BATCH_BYTES:
+            flush()
+        meter.advance(length)
+    flush()
+    return written
+
+
+def _put_chunks(
+    store: Store, txn: Any, namespace: str, batch: list[tuple[bytes, bytes]]
+) -> dict[bytes, int]:
+    nsid = store._nsid(txn, namespace, create=True)
+    assert nsid is not None
+    chunks = store._db("chunks")
+    return {
+        chunk_digest: len(frame)
+        for chunk_digest, frame in batch
+        if txn.put(store._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
+    }
+
+
+def _commit(
+    store: Store, txn: Any, namespace: str, manifest: Manifest, source: str
+) -> tuple[Literal["imported", "present"], int] | set[bytes]:
+    """Commit the manifest and head: (status, generation), or the chunks still missing."""
+    nsid = store._nsid(txn, namespace, create=True)
+    assert nsid is not None
+    present = _find_identical(store, txn, nsid, manifest)
+    if present is not None:
+        return "present", present  # a concurrent identical import won the race
+    chunks = store._db("chunks")
+    missing = {
+        d for d in manifest.digests() if txn.get(store._chunk_key(nsid, d), db=chunks) is None
+    }
+    if missing:
+        return missing
+    head = store._head(txn, namespace)
+    # Never move the head backwards: keep the source number when it is newer
+    # than the target's head, else become head + 1 (issue "Operations").
+    if head is None or head[0] < manifest.generation:
+        generation = manifest.generation
+    else:
+        generation = head[0] + 1
+    imported = msgspec.structs.replace(
+        manifest,
+        namespace=namespace,
+        generation=generation,
+        parent=None if head is None else head[0],
+        tags={**manifest.tags, IMPORTED_FROM: source},
+    )
+    txn.put(
+        nsid + _GEN.pack(generation),
+        encode_manifest(store.codec, imported),
+        db=store._db("manifests"),
+    )
+    txn.put(
+        namespace.encode(), _GEN.pack(generation) + manifest.lineage.encode(), db=store._db("heads")
+    )
+    store._retain(txn, nsid, imported)
+    return "imported", generation
