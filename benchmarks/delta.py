@@ -1,0 +1,302 @@
+"""Delta: a checkpoint after 1% of a million entries changed, against a full save.
+
+Three ways a delta finds what changed: a tracked mapping (``TrackedDict``)
+records its writes; an untracked dict saved with ``mode="delta"`` is diffed
+against fingerprints of the previous save, by identity for frozen Structs and
+by xxh3 of the encoded bytes for mutable ones. Each is timed against a full
+save of the same dict (into a store that keeps no fingerprints), interleaved.
+Then a restore of a base plus 16 deltas against the compacted base, in fresh
+processes, and what change tracking keeps in memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import warmstart
+from benchmarks._common import (
+    Check,
+    Report,
+    Table,
+    frozen_inputs,
+    median,
+    mib,
+    run_child,
+    timed,
+)
+from benchmarks.generate_data import FROZEN_RECORDS, RECORDS, change_some, make_records
+from benchmarks.peers import NAMESPACE, SECTION
+from warmstart.delta import Fingerprints, change_log
+from warmstart.manifest import encode_manifest
+
+FRACTION = 0.01
+CHAIN = 16
+
+
+def written_bytes(store: warmstart.Store, generation: int) -> tuple[int, int]:
+    """(bytes of the frames a generation added, entries in them), manifest included."""
+    manifest = store.manifest(NAMESPACE, generation)
+    section = manifest.section(SECTION)
+    assert section is not None
+    if manifest.kind == "full":
+        refs = section.base
+    else:
+        refs = tuple(c for c in section.deltas if c.sequence == generation)
+    frames = sum(c.stored_bytes for c in refs)
+    return frames + len(encode_manifest(store.codec, manifest)), sum(c.entries for c in refs)
+
+
+def _scenario(
+    name: str,
+    n: int,
+    repeats: int,
+    workdir: Path,
+    *,
+    tracked: bool,
+    frozen: bool,
+) -> dict[str, Any]:
+    """Time ``repeats`` delta saves after 1% changes, each beside a full save."""
+    contract = FROZEN_RECORDS if frozen else RECORDS
+    data: Any = make_records(n, frozen=frozen)
+    if tracked:
+        data = warmstart.TrackedDict(data)
+    out: dict[str, Any] = {"delta": [], "full": [], "delta_bytes": [], "full_bytes": []}
+    sections = {SECTION: (contract, data)}
+    # A tracked mapping follows one store: the full saves beside it read the
+    # same entries through its plain dict.
+    full_sections = {SECTION: (contract, data._data if tracked else data)}
+    with (
+        frozen_inputs(),
+        warmstart.Store(workdir / f"delta-{name}") as store,
+        warmstart.Store(workdir / f"full-{name}") as full_store,
+    ):
+        mode = "auto" if tracked else "delta"
+        # The first save writes a base (and, for mode="delta", the fingerprints).
+        seconds, _ = timed(lambda: store.save(NAMESPACE, sections, mode=mode))
+        out["first"] = seconds
+        next_id = n
+        for r in range(repeats):
+            updates, inserts, deletes = change_some(
+                data,
+                FRACTION,
+                seed=r + 1,
+                next_id=next_id,
+                frozen=frozen,
+                in_place=not (frozen or tracked),
+            )
+            next_id += inserts
+            seconds, generation = timed(lambda: store.save(NAMESPACE, sections, mode=mode))
+            size, entries = written_bytes(store, generation)
+            if (
+                store.manifest(NAMESPACE, generation).kind != "delta"
+                or entries != updates + inserts
+            ):
+                msg = f"{name}: expected a delta of {updates + inserts} upserts, got {entries}"
+                raise RuntimeError(msg)
+            out["delta"].append(seconds)
+            out["delta_bytes"].append(size)
+            seconds, generation = timed(
+                lambda: full_store.save(NAMESPACE, full_sections, mode="full")
+            )
+            out["full"].append(seconds)
+            out["full_bytes"].append(written_bytes(full_store, generation)[0])
+        out["changed"] = updates + inserts + deletes
+    for sub in ("delta", "full"):
+        shutil.rmtree(workdir / f"{sub}-{name}", ignore_errors=True)
+    return out
+
+
+def _tracking_memory(n: int) -> dict[str, float]:
+    """Bytes per entry that change tracking keeps, measured with tracemalloc."""
+    out: dict[str, float] = {}
+    for label, frozen in (("hash", False), ("identity", True)):
+        data = make_records(n, frozen=frozen)
+        keys, values = list(data), list(data.values())
+        contract = FROZEN_RECORDS if frozen else RECORDS
+        tracemalloc.start()
+        prints = Fingerprints.of(keys, values, contract.encode_value, by_identity=frozen)
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[label] = size / n
+        del prints, data, keys, values
+    # A tracked dict keeps nothing per entry; its log holds the changed keys.
+    data = warmstart.TrackedDict(make_records(n))
+    data.mark_clean()
+    change_some(data, FRACTION, seed=99, next_id=n)
+    log = change_log(data)
+    assert log is not None
+    keys_only = sys.getsizeof(log.dirty) + sys.getsizeof(log.deletes)
+    keys_only += sum(sys.getsizeof(k) for k in log.deletes)  # deleted keys live on in the log
+    out["tracked"] = keys_only / n
+    out["tracked_per_change"] = keys_only / max(len(log.dirty) + len(log.deletes), 1)
+    out["tracked_wrapper"] = sys.getsizeof(data) / n
+    return out
+
+
+def _chain_restore(n: int, repeats: int, workdir: Path) -> dict[str, Any]:
+    """Restore a base + CHAIN deltas and the compacted base, in fresh processes."""
+    data = warmstart.TrackedDict(make_records(n))
+    chained, compacted = workdir / "chain", workdir / "compacted"
+    sections = {SECTION: (RECORDS, data)}
+    with frozen_inputs():
+        with warmstart.Store(chained) as store:
+            store.save(NAMESPACE, sections)
+            next_id = n
+            for r in range(CHAIN):
+                _, inserts, _ = change_some(data, FRACTION, seed=100 + r, next_id=next_id)
+                next_id += inserts
+                store.save(NAMESPACE, sections)
+            head = store.manifest(NAMESPACE)
+            if head.delta_chain != CHAIN:
+                msg = f"expected a chain of {CHAIN} deltas, got {head.delta_chain}"
+                raise RuntimeError(msg)
+        with warmstart.Store(compacted) as store:
+            store.save(NAMESPACE, sections, mode="full")
+    entries = len(data)
+    del data, sections
+    times: dict[str, list[float]] = {"chain": [], "compacted": []}
+    for _ in range(repeats):
+        for label, path in (("chain", chained), ("compacted", compacted)):
+            got = run_child(
+                "restore", method="warmstart", path=str(path), kind="records", entries=entries
+            )
+            if not got["ok"]:
+                msg = f"restore of the {label} store gave {got['entries']} entries, not {entries}"
+                raise RuntimeError(msg)
+            times[label].append(got["seconds"])
+    shutil.rmtree(chained, ignore_errors=True)
+    shutil.rmtree(compacted, ignore_errors=True)
+    return times
+
+
+SCENARIOS = (
+    ("tracked", "tracked (TrackedDict)", True, False),
+    ("hash", "hash diff, mutable Structs (xxh3)", False, False),
+    ("identity", "hash diff, frozen Structs (identity)", False, True),
+)
+
+
+LABELS = {s[0]: s[1] for s in SCENARIOS}
+
+
+def bench_delta(n: int, repeats: int, workdir: Path) -> Report:
+    report = Report("Delta")
+    rows = []
+    results: dict[str, dict[str, Any]] = {}
+    for name, label, tracked, frozen in SCENARIOS:
+        got = _scenario(name, n, repeats, workdir, tracked=tracked, frozen=frozen)
+        results[name] = got
+        delta, full = median(got["delta"]), median(got["full"])
+        dbytes, fbytes = median(got["delta_bytes"]), median(got["full_bytes"])
+        rows.append(
+            [
+                label,
+                got["first"],
+                delta,
+                full,
+                delta / full,
+                mib(dbytes),
+                mib(fbytes),
+                dbytes / fbytes,
+            ]
+        )
+        results[name]["ratio"] = delta / full
+        results[name]["bytes_ratio"] = dbytes / fbytes
+    report.tables.append(
+        Table(
+            f"Delta: {n:,} records, {FRACTION:.0%} changed "
+            f"(half updates, a quarter inserts, a quarter deletes), median of {repeats}",
+            [
+                "change tracking",
+                "first save s",
+                "delta save s",
+                "full save s",
+                "time ratio",
+                "delta MiB",
+                "full MiB",
+                "bytes ratio",
+            ],
+            rows,
+            note=(
+                "First save: the base (with fingerprints for mode='delta'). Full save: the same "
+                "dict into a store that keeps no fingerprints. Bytes: frames written plus the "
+                "manifest. Mutable records are changed in place (only a hash diff sees that); "
+                "frozen and tracked ones are replaced."
+            ),
+        )
+    )
+    tracked = results["tracked"]
+    report.checks.append(
+        Check(
+            "tracked delta save time / full save",
+            tracked["ratio"],
+            "<= 5%",
+            tracked["ratio"] <= 0.05,
+        )
+    )
+    report.checks.append(
+        Check(
+            "tracked delta bytes written / full save",
+            tracked["bytes_ratio"],
+            "<= 3%",
+            tracked["bytes_ratio"] <= 0.03,
+        )
+    )
+    for name in ("hash", "identity"):
+        x = results[name]["ratio"]
+        report.checks.append(
+            Check(
+                f"{LABELS[name]}: delta save time / full save",
+                x,
+                "<= 40%",
+                x <= 0.40,
+            )
+        )
+
+    chain = _chain_restore(n, repeats, workdir)
+    c, b = median(chain["chain"]), median(chain["compacted"])
+    report.tables.append(
+        Table(
+            f"Restore of a base + {CHAIN} deltas of {FRACTION:.0%} (fresh process), "
+            f"median of {repeats}",
+            ["store", "restore s"],
+            [[f"base + {CHAIN} deltas", c], ["compacted base", b], ["ratio", c / b]],
+        )
+    )
+    report.checks.append(
+        Check(f"restore base + {CHAIN} deltas / compacted base", c / b, "<= 1.3x", c / b <= 1.3)
+    )
+
+    memory = _tracking_memory(n)
+    report.tables.append(
+        Table(
+            "Memory kept for change tracking",
+            ["mode", "bytes per entry"],
+            [
+                ["hash diff, mutable Structs: key -> xxh3-64 int", memory["hash"]],
+                ["hash diff, frozen Structs: key -> value reference", memory["identity"]],
+                [
+                    (
+                        f"tracked: change log after {FRACTION:.0%} changed, per entry "
+                        f"({memory['tracked_per_change']:.0f} bytes per changed key)"
+                    ),
+                    memory["tracked"],
+                ],
+            ],
+            note=(
+                "Fingerprints: tracemalloc of Fingerprints.of over every entry. Tracked: "
+                "sys.getsizeof of the change log (keys are shared with the mapping, deleted "
+                "ones are kept alive by the log); it is emptied at every checkpoint."
+            ),
+        )
+    )
+    for mode in ("hash", "identity", "tracked"):
+        report.checks.append(
+            Check(f"change-tracking memory, {mode}, bytes/entry", memory[mode], "reported", None)
+        )
+    report.raw = {"scenarios": results, "chain": chain, "memory": memory}
+    return report
