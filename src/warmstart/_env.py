@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ FORMAT_KEY = b"store-format"
 DB_NAMES = (b"meta", b"heads", b"manifests", b"chunks")
 # A fresh store maps this much address space; it grows by doubling on demand.
 INITIAL_MAP = 256 * 1024 * 1024
+# Free space under which an I/O error during a commit is taken for a full disk.
+DISK_FULL_MARGIN = 1024 * 1024
 
 
 class Env:
@@ -52,6 +55,9 @@ class Env:
         # Handles opened by a parent process: never used or closed in the
         # child (LMDB forbids it), only kept so they are not finalised here.
         self._inherited: list[Any] = []
+        # Long-lived read transactions (snapshots): at fork, whether the parent
+        # still reads decides if the child may close its copy of the handle.
+        self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._open()
 
     def _open(self) -> None:
@@ -99,7 +105,9 @@ class Env:
                 # A read-only volume cannot hold the lock file: read without it.
                 return self._open_env(lock=False)
             msg = f"Expected to open the store at {str(self.path)!r}: {exc}"
-            raise StoreError(msg) from exc
+            text = str(exc).lower()
+            denied = "read-only" in text or "permission" in text
+            raise (ReadOnlyStoreError if denied else StoreError)(msg) from exc
 
     def _open_db(self, name: bytes) -> Any:
         try:
@@ -132,31 +140,78 @@ class Env:
 
     def _ensure_process(self) -> None:
         if os.getpid() != self.pid:
+            self._reopen_in_child()
+
+    def _reopen_in_child(self) -> None:
+        # The binding refuses a second open of an environment this process
+        # holds, so the child must close its copy of the parent's handle first.
+        # Closing aborts the handle's transactions, which frees their reader
+        # slots in the shared lock table: with a parent snapshot open that
+        # would let writers reuse pages the parent is still reading. Then the
+        # handle is kept, never closed, and the reopen may be refused.
+        parent_reading = any(map(_alive, self._readers))
+        self._readers = weakref.WeakSet()
+        if not parent_reading:
+            self.env.close()
+        elif self.env not in self._inherited:
             self._inherited.append(self.env)
+        try:
             self._open()
+        except StoreError as exc:
+            if not parent_reading:
+                raise
+            msg = (
+                f"Expected to reopen the store at {str(self.path)!r} after fork(), but the "
+                f"parent had a snapshot open; close snapshots before forking, or open the "
+                f"store in the child"
+            )
+            raise StoreError(msg) from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Any]:
         """A read transaction whose values are zero-copy memoryviews."""
-        self._ensure_process()
-        try:
-            txn = self.env.begin(buffers=True)
-        except lmdb.Error as exc:
-            msg = f"Expected to read the store at {str(self.path)!r}: {exc}"
-            raise StoreError(msg) from exc
+        txn = self.begin_read()
         try:
             yield txn
+        except lmdb.Error as exc:
+            # A damaged B-tree surfaces as MDB_CORRUPTED / MDB_PAGE_NOTFOUND.
+            raise read_error(exc, self.path) from exc
         finally:
             txn.abort()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turn LMDB errors of reads in a caller's transaction into StoreError."""
+        try:
+            yield
+        except lmdb.Error as exc:
+            raise read_error(exc, self.path) from exc
+
+    def get(self, txn: Any, key: bytes, db: Any) -> Any:
+        """``txn.get`` for a snapshot's long-lived transaction."""
+        try:
+            return txn.get(key, db=db)
+        except lmdb.Error as exc:
+            msg = (
+                f"Expected an open snapshot of the store at {str(self.path)!r}: {exc}; a save "
+                f"that grew the map (or closing the store) ends open snapshots: reload"
+            )
+            raise StoreError(msg) from exc
 
     def begin_read(self) -> Any:
         """A long-lived read transaction; the caller aborts it."""
         self._ensure_process()
         try:
-            return self.env.begin(buffers=True)
+            try:
+                txn = self.env.begin(buffers=True)
+            except lmdb.MapResizedError:
+                # Another process grew the map past ours: adopt its size.
+                self.env.set_mapsize(0)
+                txn = self.env.begin(buffers=True)
         except lmdb.Error as exc:
-            msg = f"Expected to read the store at {str(self.path)!r}: {exc}"
-            raise StoreError(msg) from exc
+            raise read_error(exc, self.path) from exc
+        self._readers.add(txn)
+        return txn
 
     def write(self, body: Callable[[Any], R]) -> R:
         """Run ``body(txn)`` in one write transaction, growing the map if needed.
@@ -200,11 +255,37 @@ def _is_permission(exc: lmdb.Error) -> bool:
     return "permission" in text or "read-only" in text or "no such file" in text
 
 
+def _alive(txn: Any) -> bool:
+    try:
+        txn.id()
+    except lmdb.Error:
+        return False
+    return True
+
+
+def read_error(exc: lmdb.Error, path: Path) -> StoreError:
+    """A read LMDB refused (closed, damaged, resized), as a StoreError."""
+    return StoreError(f"Expected to read the store at {str(path)!r}: {exc}")
+
+
+def _disk_full(exc: lmdb.Error, path: Path) -> bool:
+    # LMDB reports a short write (what a full disk gives) as EIO, not ENOSPC.
+    if isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC:
+        return True
+    if "Input/output error" not in str(exc):
+        return False
+    try:
+        fs = os.statvfs(path)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < DISK_FULL_MARGIN
+
+
 def _translate(exc: lmdb.Error, path: Path) -> StoreError:
     text = str(exc)
     if isinstance(exc, lmdb.ReadonlyError) or "read-only" in text.lower():
         return ReadOnlyStoreError(f"Expected a writable store at {str(path)!r}: {text}")
-    if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+    if "No space left" in text or _disk_full(exc, path):
         return StoreFullError(
             f"Expected free disk space for the store at {str(path)!r}: {text}; "
             f"the previous generation is intact"

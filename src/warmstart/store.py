@@ -519,7 +519,8 @@ class Store:
         _check_namespace(namespace)
         txn = self._env.begin_read()
         try:
-            snapshot = self._load(txn, namespace, generation)
+            with self._env.reading():
+                snapshot = self._load(txn, namespace, generation)
         except BaseException:
             txn.abort()
             raise
@@ -566,7 +567,8 @@ class Store:
                 )
 
             def frame_of(read_txn: Any, ref: ChunkRef, nsid: bytes = nsid) -> memoryview:
-                return read_txn.get(self._chunk_key(nsid, ref.digest), db=self._db("chunks"))  # type: ignore[no-any-return]
+                key = self._chunk_key(nsid, ref.digest)
+                return self._env.get(read_txn, key, self._db("chunks"))  # type: ignore[no-any-return]
 
             return Snapshot(
                 manifest=manifest,
@@ -779,7 +781,7 @@ class Store:
         if nsid is None:
             report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
             return
-        referenced: set[bytes] = set()
+        referenced: dict[bytes, list[int | None]] = {}  # digest -> generations using it
         for generation in self._generations(txn, nsid):
             report.generations += 1
             try:
@@ -788,7 +790,7 @@ class Store:
                 report.problems.append(Problem(namespace, generation, f"manifest: {exc}"))
                 continue
             for ref_digest in manifest.digests():
-                referenced.add(ref_digest)
+                referenced.setdefault(ref_digest, []).append(generation)
                 if txn.get(self._chunk_key(nsid, ref_digest), db=self._db("chunks")) is None:
                     report.problems.append(
                         Problem(
@@ -800,7 +802,9 @@ class Store:
             try:
                 self.codec.verify(frame, digest=key[4:])
             except IntegrityError as exc:
-                report.problems.append(Problem(namespace, None, f"chunk: {exc}", key[4:].hex()))
+                # Name each generation the damage breaks (None for an orphan chunk).
+                for user in referenced.get(key[4:]) or [None]:
+                    report.problems.append(Problem(namespace, user, f"chunk: {exc}", key[4:].hex()))
             report.orphans += key[4:] not in referenced
 
 
