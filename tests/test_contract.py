@@ -533,7 +533,7 @@ class TestCompatibilityMatrix:
         assert out.dropped == 0
         assert out.values == [read_as(v, change.new, change.old) for v in new_values]
 
-    @settings(max_examples=150)
+    @settings(max_examples=400)
     @given(old_spec=struct_specs(), new_spec=struct_specs(), data=st.data())
     def test_compatibility_is_sound_for_any_pair(
         self, old_spec: StructSpec, new_spec: StructSpec, data: st.DataObject

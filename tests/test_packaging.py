@@ -1,0 +1,131 @@
+"""What the installed package promises: version, public names, typing marker, cheap import."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import warmstart
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Optional integrations: importing warmstart must never pull them in.
+EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore")
+
+
+def public_modules() -> list[str]:
+    """Every ``warmstart.<name>`` module whose name has no leading underscore."""
+    return sorted(
+        f"warmstart.{info.name}"
+        for info in pkgutil.iter_modules(warmstart.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+class TestVersion:
+    def test_version_matches_metadata(self) -> None:
+        """``warmstart.__version__`` is the installed distribution's version."""
+        assert warmstart.__version__ == importlib.metadata.version("warmstart")
+
+    def test_version_is_not_the_fallback(self) -> None:
+        """The test environment runs an installed warmstart, not a bare source tree."""
+        assert warmstart.__version__ != "0+unknown"
+
+    def test_unknown_attribute_raises_attribute_error(self) -> None:
+        """The lazy ``__getattr__`` answers only for ``__version__``."""
+        with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+            warmstart.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+class TestPublicNames:
+    @pytest.mark.parametrize("name", warmstart.__all__)
+    def test_every_exported_name_exists(self, name: str) -> None:
+        """Each name in ``warmstart.__all__`` can be read from the package."""
+        assert getattr(warmstart, name) is not None
+
+    def test_no_duplicates(self) -> None:
+        """``__all__`` lists each name once."""
+        assert len(set(warmstart.__all__)) == len(warmstart.__all__)
+
+    def test_dir_is_sorted_all(self) -> None:
+        """``dir(warmstart)`` shows exactly the public API, sorted."""
+        assert dir(warmstart) == sorted(warmstart.__all__)
+
+    def test_classes_are_reexported_from_their_modules(self) -> None:
+        """Exported classes and functions come from a public warmstart module."""
+        modules = set(public_modules())
+        for name in warmstart.__all__:
+            obj = getattr(warmstart, name)
+            if callable(obj):
+                assert obj.__module__ in modules, (name, obj.__module__)
+
+
+@pytest.fixture(params=public_modules())
+def module(request: pytest.FixtureRequest) -> ModuleType:
+    return importlib.import_module(request.param)
+
+
+class TestPublicModules:
+    def test_modules_found(self) -> None:
+        """The foundation modules are among the public ones."""
+        assert {"warmstart.codec", "warmstart.contract", "warmstart.errors"} <= set(
+            public_modules()
+        )
+        assert "warmstart.schema" in public_modules()
+
+    def test_module_declares_all(self, module: ModuleType) -> None:
+        """Every public module declares ``__all__``, and each name in it exists."""
+        assert isinstance(module.__all__, (list, tuple))
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+    def test_module_dir_is_its_all(self, module: ModuleType) -> None:
+        """Every public module defines ``__dir__``, so ``dir()`` shows only its API."""
+        assert "__dir__" in vars(module)
+        assert dir(module) == sorted(module.__all__)
+
+
+class TestDistribution:
+    def test_py_typed_ships(self) -> None:
+        """The ``py.typed`` marker is inside the installed package."""
+        assert importlib.resources.files("warmstart").joinpath("py.typed").is_file()
+
+    def test_py_typed_goes_into_the_wheel(self) -> None:
+        """The wheel packs the package directory, and git (which hatch follows) keeps py.typed."""
+        pyproject = (ROOT / "pyproject.toml").read_text()
+        assert 'packages = ["src/warmstart"]' in pyproject
+        assert (ROOT / "src" / "warmstart" / "py.typed").is_file()
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", "src/warmstart/py.typed"],
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+        )
+        assert ignored.returncode != 0, "py.typed is git-ignored, so hatch would leave it out"
+
+
+class TestImportCost:
+    def test_import_pulls_in_no_extras_and_no_metadata(self) -> None:
+        """A fresh ``import warmstart`` imports no optional extra and not importlib.metadata."""
+        code = "import json, sys\nimport warmstart\nprint(json.dumps(sorted(sys.modules)))\n"
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        )
+        loaded = set(json.loads(out.stdout))
+        assert "warmstart" in loaded
+        leaked = sorted(m for m in loaded if m.split(".")[0] in EXTRAS)
+        assert leaked == []
+        assert "importlib.metadata" not in loaded
+
+    def test_an_extra_is_installed(self) -> None:
+        """The check above can fail: cachetools (a test dependency) is importable here."""
+        assert importlib.util.find_spec("cachetools") is not None
