@@ -681,6 +681,24 @@ class TestStagedExposure:
         with pytest.raises(ContractError, match=f"the staged one, got {target}"):
             ITEM_V2_STAGED.with_write_version(target)
 
+    def test_failing_downgrader_raises_encode_error(self) -> None:
+        """A downgrader that raises fails the encode with EncodeError, chained to its error."""
+        # Regression: the downgrader's own exception escaped encode_entries.
+        staged = Contract(
+            "item",
+            ItemV2,
+            version=2,
+            upgraders={1: identity},
+            write_version=1,
+            downgrader=lambda new: Item(new.sku, new.missing),  # type: ignore[attr-defined]
+            write_type=Item,
+        )
+        with pytest.raises(
+            EncodeError, match="downgrader turns into v1, got AttributeError"
+        ) as info:
+            staged.encode_entries(["a"], ITEMS[:1])
+        assert isinstance(info.value.__cause__, AttributeError)
+
     def test_unstaged_contract_cannot_stage(self) -> None:
         """A contract without a downgrader cannot start writing an older version."""
         with pytest.raises(ContractError):

@@ -299,7 +299,15 @@ class Contract(Generic[T]):
             raise EncodeError(msg)
         if self.write_version != self.version:
             assert self.downgrader is not None
-            written: Iterable[Any] = [self.downgrader(v) for v in values]
+            try:
+                written: Iterable[Any] = [self.downgrader(v) for v in values]
+            except Exception as exc:
+                # User code: a checkpoint reports it like any other bad value.
+                msg = (
+                    f"Expected values the downgrader turns into v{self.write_version}, got "
+                    f"{type(exc).__name__}: {exc} - in contract {self.name!r}"
+                )
+                raise EncodeError(msg) from exc
         else:
             written = values
         try:

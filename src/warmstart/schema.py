@@ -249,6 +249,11 @@ def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compat
     (the old reader ignores it); removing a field the old reader requires
     breaks forward; a changed type breaks a direction unless it is a widening
     there (int to float, X to X | None).
+
+    A :class:`~warmstart.Contract` reads an older version only through its
+    upgrader chain (a version bump may change what a field means, not only its
+    shape), so ``backward`` without ``upgrades`` says whether an identity
+    upgrader (``lambda old: old``) would do.
     """
     reasons: list[str] = []
     back = read_problems(old, new, fields=not upgrades)
