@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP_CORE := $(VENV)/.core-installed
 STAMP_TEST := $(VENV)/.test-installed
 STAMP_BENCH := $(VENV)/.bench-installed
+STAMP_DOCS := $(VENV)/.docs-installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+$(STAMP_DOCS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[docs]'
 	touch $@
 
 demo: $(STAMP_CORE)
@@ -41,6 +46,9 @@ test-slow: $(STAMP_TEST)
 
 bench: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks.run
+
+docs: $(STAMP_DOCS)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
