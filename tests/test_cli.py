@@ -118,7 +118,7 @@ class TestLs:
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
         assert lines[0].split() == [
-            "NAMESPACE", "GEN", "HEAD", "KIND", "AGE", "SIZE", "SECTIONS", "ENTRIES", "CHAIN"
+            "NAMESPACE", "GEN", "HEAD", "KIND", "AGE", "SIZE", "SECTIONS", "ENTRIES", "CHAIN", "NOTE"
         ]  # fmt: skip
         assert lines[2].split()[:4] == ["svc", "2", "*", "delta"]
         assert lines[2].split()[-2:] == ["3000", "1"]
@@ -140,6 +140,19 @@ class TestLs:
         assert (head["entries"], head["watermark"], first["head"]) == (3000, {"lsn": 42}, False)
         assert head["age"] >= 0
         assert by_ns["other/ns"][0]["sections"] == {"a": 3, "b": 0}
+
+    def test_quarantined_generations_are_marked(self, populated):
+        """A generation set aside by the crash-loop breaker is marked with its reason."""
+        path, _ = populated
+        with warmstart.Store(path, sync=False) as store:
+            store.quarantine("svc", 2, "boot died while restoring")
+        line = next(x for x in run("ls", path).stdout.splitlines() if x.startswith("svc  "))
+        assert line.endswith("quarantined: boot died while restoring")
+        data = run_json("ls", path)
+        svc = next(n for n in data["namespaces"] if n["namespace"] == "svc")["generations"]
+        assert [g["quarantined"] for g in svc] == ["boot died while restoring", None]
+        assert run_json("inspect", path, "svc")["quarantined"] == "boot died while restoring"
+        assert "quarantined  boot died while restoring" in run("inspect", path, "svc").stdout
 
     def test_empty_store(self, tmp_path):
         """An empty store lists nothing and succeeds."""

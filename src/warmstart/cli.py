@@ -304,32 +304,29 @@ def _progress() -> _ProgressLine | None:
 def _cmd_ls(args: argparse.Namespace) -> int:
     now = time.time()
     with _open(args, args.path) as store:
-        listing = [(ns, store.generations(ns)) for ns in store.namespaces()]
+        listing = [
+            (ns, g, store.quarantined(ns).get(g.generation))
+            for ns in store.namespaces()
+            for g in store.generations(ns)
+        ]
     if args.json:
-        _emit_json(
-            {
-                "path": args.path,
-                "namespaces": [
-                    {
-                        "namespace": ns,
-                        "generations": [
-                            {
-                                **_builtins(g),
-                                "age": now - g.created_at,
-                                "entries": sum(g.sections.values()),
-                            }
-                            for g in gens
-                        ],
-                    }
-                    for ns, gens in listing
-                ],
-            }
-        )
+        namespaces: dict[str, list[Any]] = {}
+        for ns, g, quarantined in listing:
+            namespaces.setdefault(ns, []).append(
+                {
+                    **_builtins(g),
+                    "age": now - g.created_at,
+                    "entries": sum(g.sections.values()),
+                    "quarantined": quarantined,
+                }
+            )
+        rows = [{"namespace": ns, "generations": gens} for ns, gens in namespaces.items()]
+        _emit_json({"path": args.path, "namespaces": rows})
         return EXIT_OK
     if not listing:
         print(f"no namespaces in {args.path}")
         return EXIT_OK
-    rows = [
+    table = [
         (
             ns,
             g.generation,
@@ -340,12 +337,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             len(g.sections),
             sum(g.sections.values()),
             g.delta_chain,
+            "" if quarantined is None else f"quarantined: {quarantined}",
         )
-        for ns, gens in listing
-        for g in gens
+        for ns, g, quarantined in listing
     ]
     headers = ("NAMESPACE", "GEN", "HEAD", "KIND", "AGE", "SIZE", "SECTIONS", "ENTRIES", "CHAIN")
-    print(_table(headers, rows, numeric={1, 4, 5, 6, 7, 8}))
+    print(_table((*headers, "NOTE"), table, numeric={1, 4, 5, 6, 7, 8}))
     return EXIT_OK
 
 
@@ -360,6 +357,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         namespace = args.namespace or _only_namespace(store, args.path)
         manifest = store.manifest(namespace, args.generation)
         heads = [g.generation for g in store.generations(namespace) if g.head]
+        quarantined = store.quarantined(namespace).get(manifest.generation)
         sections = list(manifest.sections)
         if args.section is not None:
             sections = [s for s in sections if s.name == args.section]
@@ -375,6 +373,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             if args.entries
         }
     data = _describe(manifest, sections, entries, head=manifest.generation in heads)
+    data["quarantined"] = quarantined
     if args.json:
         _emit_json(data)
     else:
@@ -453,6 +452,8 @@ def _print_inspect(d: dict[str, Any]) -> None:
         ("tags", tags),
         ("size", f"{_size(d['stored_bytes'])} in {_plural(d['chunks'], 'chunk')}"),
     ]
+    if d["quarantined"] is not None:
+        lines.append(("quarantined", f"{d['quarantined']} (loads skip it)"))
     print(_table(("", ""), lines, numeric=set()).split("\n", 1)[1])
     for s in d["sections"]:
         print(f"\nsection {s['name']}")
