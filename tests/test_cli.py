@@ -117,9 +117,8 @@ class TestLs:
         proc = run("ls", path)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
-        assert lines[0].split() == [
-            "NAMESPACE", "GEN", "HEAD", "KIND", "AGE", "SIZE", "SECTIONS", "ENTRIES", "CHAIN", "NOTE"
-        ]  # fmt: skip
+        assert lines[0].split()[:5] == ["NAMESPACE", "GEN", "HEAD", "KIND", "AGE"]
+        assert lines[0].split()[5:] == ["SIZE", "SECTIONS", "ENTRIES", "CHAIN", "NOTE"]
         assert lines[2].split()[:4] == ["svc", "2", "*", "delta"]
         assert lines[2].split()[-2:] == ["3000", "1"]
         assert lines[3].split()[:3] == ["svc", "1", "full"]
