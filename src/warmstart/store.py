@@ -329,15 +329,24 @@ class Store:
 
     def _prepare(self, namespace: str, sections: Sections, mode: SaveMode) -> list[_Prepared]:
         baseline = self._baselines.get(namespace)
-        out: list[_Prepared] = []
+        specs = []
         for name, spec in sections.items():
             contract, mapping = spec
             if not isinstance(contract, Contract):
                 got = type(contract).__name__
                 msg = f"Expected (Contract, mapping) for section {name!r}, got {got}"
                 raise TypeError(msg)
-            item = self._prepare_delta(name, contract, mapping, baseline, mode, namespace)
-            out.append(item or self._prepare_full(name, contract, mapping))
+            specs.append((name, contract, mapping))
+        out: list[_Prepared] = []
+        try:
+            for name, contract, mapping in specs:
+                item = self._prepare_delta(name, contract, mapping, baseline, mode, namespace)
+                out.append(item or self._prepare_full(name, contract, mapping))
+        except BaseException:
+            # Sections already prepared took their change logs: give them back.
+            for item in out:
+                self._put_back(item)
+            raise
         return out
 
     def _prepare_full(
@@ -345,8 +354,13 @@ class Store:
     ) -> _Prepared:
         changes_log = change_log(mapping)
         changes = changes_log.take() if changes_log is not None else None
-        keys, values, expires = entries_of(mapping)
-        frames = encode_chunks(contract, self.codec, keys, values, expires=expires)
+        try:
+            keys, values, expires = entries_of(mapping)
+            frames = encode_chunks(contract, self.codec, keys, values, expires=expires)
+        except BaseException:
+            if changes_log is not None and changes is not None:
+                changes_log.restore(changes)
+            raise
         section = SectionManifest(
             name=name,
             schema=contract.write_schema,
@@ -375,7 +389,8 @@ class Store:
             return None
         changes_log = change_log(mapping)
         if changes_log is not None:
-            if changes_log.baseline != (self._token, namespace, name, baseline.generation):
+            token = (self._token, namespace, name, baseline.generation, baseline.lineage)
+            if changes_log.baseline != token:
                 return None
             changes = changes_log.take()
             if changes.full:
@@ -388,12 +403,24 @@ class Store:
             all_keys, all_values, _ = entries_of(mapping)
             changes = prints.diff(all_keys, all_values, contract.encode_value)
         sequence = baseline.generation + 1
-        keys, values, expires = peek_entries(mapping, changes.upserts)
-        # A key written then removed before this checkpoint is a deletion.
-        deleted = sorted(changes.deletes | (set(changes.upserts) - set(keys)), key=repr)
-        frames = encode_chunks(
-            contract, self.codec, keys, values, deleted=deleted, sequence=sequence, expires=expires
-        )
+        try:
+            keys, values, expires = peek_entries(mapping, changes.upserts)
+            # A key written then removed before this checkpoint is a deletion.
+            deleted = sorted(changes.deletes | (set(changes.upserts) - set(keys)), key=repr)
+            frames = encode_chunks(
+                contract,
+                self.codec,
+                keys,
+                values,
+                deleted=deleted,
+                sequence=sequence,
+                expires=expires,
+            )
+        except BaseException:
+            # An encoding failure must not lose the changes taken for this delta.
+            if changes_log is not None:
+                changes_log.restore(changes)
+            raise
         section = SectionManifest(
             name=name,
             schema=contract.write_schema,
@@ -486,7 +513,13 @@ class Store:
         for item in prepared:
             changes_log = change_log(item.mapping)
             if changes_log is not None:
-                changes_log.baseline = (self._token, namespace, item.name, manifest.generation)
+                changes_log.baseline = (
+                    self._token,
+                    namespace,
+                    item.name,
+                    manifest.generation,
+                    manifest.lineage,
+                )
                 continue
             prints = previous.prints.get(item.name) if previous else None
             encode = item.contract.encode_value
@@ -562,8 +595,11 @@ class Store:
                 )
             head = self._head(txn, namespace)
             if head == (manifest.generation, manifest.lineage):
+                known = self._baselines.get(namespace)
+                # Fingerprints of this very generation stay valid: keep them.
+                same = known if known and (known.generation, known.lineage) == head else None
                 self._baselines[namespace] = _Baseline(
-                    manifest.generation, manifest.lineage, manifest
+                    manifest.generation, manifest.lineage, manifest, same.prints if same else {}
                 )
 
             def frame_of(read_txn: Any, ref: ChunkRef, nsid: bytes = nsid) -> memoryview:
@@ -604,7 +640,7 @@ class Store:
         baseline = self._baselines.get(namespace)
         if changes_log is not None and baseline is not None and baseline.generation == generation:
             changes_log.take()
-            changes_log.baseline = (self._token, namespace, section, generation)
+            changes_log.baseline = (self._token, namespace, section, generation, baseline.lineage)
 
     # -- markers and quarantine (the boot's crash-loop breaker) ---------------
 
