@@ -69,10 +69,14 @@ class SectionRestore:
     def _insert(
         self, keys: list[Any], values: list[Any], expires: list[float], *, overwrite: bool
     ) -> None:
+        target = self.container
+        if not overwrite and type(target).__name__ == "TrackedDict":
+            # The background phase fills the dict behind a TrackedDict: its
+            # setdefault is atomic (a live write is never overwritten), and the
+            # entries, already in the generation, are not logged as changes.
+            target = getattr(target, "_data", target)
         with self.lock if self.lock is not None else contextlib.nullcontext():
-            stats = restore_into(
-                self.container, keys, values, expires, overwrite=overwrite, now=self.now()
-            )
+            stats = restore_into(target, keys, values, expires, overwrite=overwrite, now=self.now())
         self.report.restored += stats.inserted
         self.report.dropped_expired += stats.skipped_expired
         self.report.skipped_capacity += stats.skipped_capacity
@@ -82,7 +86,14 @@ class SectionRestore:
         """Restore everything now (the container is not shared yet)."""
         started = time.perf_counter()
         target = bulk_target(self.container, self.report.saved)
-        section = self.snapshot.read(self.name, self.contract, into=target)
+        try:
+            section = self.snapshot.read(self.name, self.contract, into=target)
+        except BaseException:
+            if target is not None:
+                # Half a section in the container's own dict, its bookkeeping
+                # not rebuilt: empty it again, the section starts cold.
+                target.clear()
+            raise
         stats = section.stats
         self.report.upgraded += stats.upgraded
         self.report.dropped_invalid += stats.dropped_invalid
@@ -144,11 +155,16 @@ class SectionRestore:
                 if expires:
                     out_expires.append(expires[i])
 
-    def cold(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Phase two (background): the older base chunks, coldest first."""
+    def cold(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Phase two (background): the older base chunks, coldest first.
+
+        Returns False when ``should_stop`` cut it short.
+        """
         started = time.perf_counter()
+        completed = True
         for keys, values, expires, _ in self._decode(self.base[:-1]):
             if should_stop():
+                completed = False
                 break
             batch_keys: list[Any] = []
             batch_values: list[Any] = []
@@ -157,6 +173,7 @@ class SectionRestore:
             self._insert(batch_keys, batch_values, batch_expires, overwrite=False)
         self._retouch_hot()
         self.report.seconds += time.perf_counter() - started
+        return completed
 
     def _retouch_hot(self) -> None:
         """Colder entries were inserted after the hot ones: make the hot ones recent again."""

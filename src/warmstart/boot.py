@@ -42,7 +42,7 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -225,8 +225,11 @@ class Boot:
         self._sections_seen: set[str] = set()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._pending = 0
-        self._recorded = False
+        self._marked = False  # this boot's "restoring" marker is in the store
+        self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
         self._worker: threading.Thread | None = None
+        self._periodic: threading.Thread | None = None
+        self._final: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = 0.0
         self._entered = False
@@ -340,13 +343,19 @@ class Boot:
         self._started = time.perf_counter()
         try:
             self.store = self._open_store()
-        except WarmstartError as exc:
+        except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
         try:
             self._pick_generation()
-        except WarmstartError as exc:
-            self._go_cold(f"checkpoint unreadable: {exc}", exc)
+        except Exception as exc:
+            try:
+                self._go_cold(f"checkpoint unreadable: {exc}", exc)
+            except BaseException:
+                self.close()  # strict=True: raise, but release the store first
+                raise
+        # The boot's own outcome; each section is folded in as it finishes.
+        self.metrics.record_boot(self.report)
         if self.interval is not None and self.store is not None:
             self._checkpointer = Checkpointer(
                 self.store,
@@ -363,7 +372,10 @@ class Boot:
         options = {"clock": self.clock, **self._store_options}
         return Store(Path(self._target), **options)
 
-    def _go_cold(self, reason: str, exc: BaseException | None = None) -> None:
+    def _go_cold(
+        self, reason: str, exc: BaseException | None = None, *, failure: bool = False
+    ) -> None:
+        """Start cold; ``exc`` or ``failure`` mark a failure (warned), not a plain miss."""
         if self.strict and exc is not None:
             raise exc
         self.report.status = "cold"
@@ -371,7 +383,7 @@ class Boot:
         if self.snapshot is not None:
             self.snapshot.close()
             self.snapshot = None
-        if exc is not None and not isinstance(exc, CheckpointNotFoundError):
+        if failure or (exc is not None and not isinstance(exc, CheckpointNotFoundError)):
             warnings.warn(
                 f"warmstart {self.namespace!r}: cold start, {reason}",
                 ColdStartWarning,
@@ -389,7 +401,7 @@ class Boot:
         crashed = self._check_crash_loop()
         if crashed is not None:
             # Do not risk a second crash on the same data: start cold this once.
-            self._go_cold(f"crash-loop breaker: {crashed}")
+            self._go_cold(f"crash-loop breaker: {crashed}", failure=True)
             return
         try:
             snapshot = self.store.load(self.namespace)
@@ -417,11 +429,30 @@ class Boot:
             )
             return
         if self.validate is not None and not self._validated(snapshot.watermark):
-            self._go_cold(f"watermark {snapshot.watermark!r} rejected by validate()")
-            return
+            stale = f"watermark {snapshot.watermark!r} rejected by validate()"
+            if self.refresh is None:
+                self._go_cold(stale)
+                return
+            # Values stay cold, but the keys that were hot are worth reloading.
+            self._stale = True
+            report.status = "cold"
+            report.reason = f"{stale}; refresh() reloads the keys that were hot"
+            log.info(
+                "namespace %r starts cold: %s",
+                self.namespace,
+                report.reason,
+                extra={"namespace": self.namespace},
+            )
+        self._set_marker()
+
+    def _set_marker(self) -> None:
+        """Say "restoring": a boot that dies before clearing it trips the breaker."""
+        assert self.store is not None
+        assert self.snapshot is not None
         if not self.store.readonly:
-            marker = _MARKER.pack(snapshot.generation, self.clock())
+            marker = _MARKER.pack(self.snapshot.generation, self.clock())
             self.store.set_marker(self.namespace, self._marker, marker)
+            self._marked = True
 
     def _validated(self, watermark: Any) -> bool:
         assert self.validate is not None
@@ -453,7 +484,6 @@ class Boot:
             self.store.quarantine(self.namespace, generation, reason)
             self.store.set_marker(self.namespace, name, None)
             self.report.fallback.append(f"generation {generation} quarantined: {reason}")
-            self.metrics.inc("restore_fallbacks_total")
             log.warning(
                 "namespace %r: %s; it is quarantined for inspection",
                 self.namespace,
@@ -468,8 +498,12 @@ class Boot:
     def attach(self, obj: object) -> object:
         """Restore ``obj``'s warm state now and register it for checkpoints.
 
-        Returns ``obj``. Raises ContractError if it is not a ``@warm`` instance,
-        or if two instances of one class share a section (give them keys).
+        Returns ``obj``; attaching an attached object again does nothing.
+
+        Raises:
+            ContractError: ``obj`` is not a ``@warm`` instance, a warm attribute
+                holds an unsupported container, or two instances of one class
+                share a section (give them keys).
         """
         spec = spec_of(obj)
         if spec is None:
@@ -477,18 +511,29 @@ class Boot:
             raise ContractError(msg)
         instance_key = spec.instance_key(obj)
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
-        with self._lock:
-            clash = self._sections_seen.intersection(sections.values())
-            if clash:
-                msg = (
-                    f"Expected distinct instance keys for instances of {spec.cls.__name__}; "
-                    f"sections {sorted(clash)} are taken - pass @warm(key=...) or set warm_key"
-                )
-                raise ContractError(msg)
-            self._sections_seen.update(sections.values())
-            self._attached.append(_Attached(obj, spec, sections))
-        for attr, section in sections.items():
-            self._restore_attr(obj, spec.states[attr], attr, section)
+        for attr, st in spec.states.items():
+            # Checked before registering: a checkpoint must never meet it later.
+            if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
+                check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
+        attached = self._register(obj, spec, sections)
+        if attached is None:
+            return obj
+        snapshot = self.snapshot
+        if (
+            snapshot is not None
+            and not self._marked
+            and set(sections.values()) & set(snapshot.sections)
+        ):
+            self._set_marker()
+        try:
+            for attr, section in sections.items():
+                self._restore_attr(obj, spec.states[attr], attr, section)
+        except BaseException:
+            # strict=True: an object that failed to restore is not checkpointed.
+            with self._lock:
+                self._attached.remove(attached)
+                self._sections_seen.difference_update(sections.values())
+            raise
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
         with self._lock:
@@ -497,42 +542,69 @@ class Boot:
             self._finish_restore()
         return obj
 
+    def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> _Attached | None:
+        """Register ``obj`` for checkpoints (None: it already is)."""
+        with self._lock:
+            if any(item.obj is obj for item in self._attached):
+                return None  # made inside the boot and attached again by hand
+            clash = self._sections_seen.intersection(sections.values())
+            if clash:
+                msg = (
+                    f"Expected distinct instance keys for instances of {spec.cls.__name__}; "
+                    f"sections {sorted(clash)} are taken - pass @warm(key=...) or set warm_key"
+                )
+                raise ContractError(msg)
+            self._sections_seen.update(sections.values())
+            attached = _Attached(obj, spec, sections)
+            self._attached.append(attached)
+        return attached
+
     def _restore_attr(self, obj: object, st: State, attr: str, section: str) -> None:
-        value = getattr(obj, attr, None)
-        where = f"{type(obj).__name__}.{attr}"
-        single = isinstance(value, msgspec.Struct)
-        if not single and not st.keys_only:
-            check_container(value, where)
         report = SectionReport(section)
         self.report.sections[section] = report
         snapshot = self.snapshot
         if snapshot is None:
             report.reason = self.report.reason or "no checkpoint"
-            self.metrics.inc("cold_sections_total")
-            return
-        if section not in snapshot.sections:
+        elif section not in snapshot.sections:
             report.reason = f"not in generation {snapshot.generation}"
-            self.metrics.inc("cold_sections_total")
-            return
-        try:
-            if st.keys_only:
-                self._restore_keys(snapshot, st, section, value, report)
-            elif single:
-                self._restore_single(obj, attr, snapshot, st, section, report)
-            else:
-                self._restore_container(obj, st, section, value, report)
-        except WarmstartError as exc:
-            if self.strict:
-                raise
-            report.status = "cold"
-            report.reason = str(exc)
-            self.metrics.inc("cold_sections_total")
-            if self.report.status == "warm":
-                self.report.status = "partial"
-            warnings.warn(
-                f"warmstart section {section!r}: cold start, {exc}", ColdStartWarning, stacklevel=4
-            )
-            log.warning("section %r starts cold: %s", section, exc, extra={"section": section})
+        else:
+            try:
+                self._restore_from(snapshot, obj, st, attr, section, report)
+            except Exception as exc:
+                if self.strict:
+                    raise
+                report.status = "cold"
+                report.reason = str(exc)
+                if self.report.status == "warm":
+                    self.report.status = "partial"
+                warnings.warn(
+                    f"warmstart section {section!r}: cold start, {exc}",
+                    ColdStartWarning,
+                    stacklevel=5,
+                )
+                log.warning("section %r starts cold: %s", section, exc, extra={"section": section})
+        if report.status != "warming":
+            self.metrics.record_section(report)
+
+    def _restore_from(
+        self,
+        snapshot: Snapshot,
+        obj: object,
+        st: State,
+        attr: str,
+        section: str,
+        report: SectionReport,
+    ) -> None:
+        value = getattr(obj, attr, None)
+        if st.keys_only:
+            # Hot keys are not stale: their values come from prefetch anyway.
+            self._restore_keys(obj, snapshot, st, section, value, report)
+        elif self._stale:
+            self._refresh_keys(obj, snapshot, st, section, value, report)
+        elif isinstance(value, msgspec.Struct):
+            self._restore_single(obj, attr, snapshot, st, section, report)
+        else:
+            self._restore_container(obj, st, section, value, report)
 
     def _restore_container(
         self, obj: object, st: State, section: str, container: Any, report: SectionReport
@@ -550,6 +622,10 @@ class Boot:
         )
         if self.progressive and thread_safe and restore.cold_entries:
             restore.hot()
+            # The baseline is what the service sees now: its own writes from
+            # here on are changes for the next delta; the background phase
+            # only adds entries the generation already holds.
+            self._mark_baseline(section, container)
             report.status = "warming"
             self._enqueue(functools.partial(self._cold_phase, restore))
         else:
@@ -560,12 +636,29 @@ class Boot:
                 report.reason = (
                     "restored eagerly: the container is not thread-safe (pass state(lock=...))"
                 )
-        self._mark_baseline(section, container)
+            self._mark_baseline(section, container)
 
     def _cold_phase(self, restore: SectionRestore) -> None:
-        restore.cold(self._stop.is_set)
-        restore.report.status = "warm"
-        self._mark_baseline(restore.name, restore.container)
+        report = restore.report
+        try:
+            completed = restore.cold(self._stop.is_set)
+        except Exception as exc:
+            # The hot part is in place and the service is using it: keep it.
+            report.status = "partial"
+            report.reason = f"background restore failed: {exc}"
+            if self.report.status == "warm":
+                self.report.status = "partial"
+            log.warning(
+                "section %r: background restore failed, the rest starts cold: %s",
+                restore.name,
+                exc,
+                extra={"section": restore.name},
+            )
+        else:
+            report.status = "warm" if completed else "partial"
+            if not completed:
+                report.reason = "background restore stopped by shutdown"
+        self.metrics.record_section(report)
 
     def _mark_baseline(self, section: str, container: Any) -> None:
         if self.store is not None and self.snapshot is not None:
@@ -585,13 +678,21 @@ class Boot:
         report.saved = len(read.entries)
         report.upgraded = read.stats.upgraded
         report.dropped_invalid = read.stats.dropped_invalid
+        report.bytes = read.stats.bytes
+        report.seconds = read.stats.seconds
         if read.entries:
             setattr(obj, attr, next(iter(read.entries.values())))
             report.restored = 1
         report.status = "warm"
 
     def _restore_keys(
-        self, snapshot: Snapshot, st: State, section: str, container: Any, report: SectionReport
+        self,
+        owner: object,
+        snapshot: Snapshot,
+        st: State,
+        section: str,
+        container: Any,
+        report: SectionReport,
     ) -> None:
         key_type = st.contract.key if st.contract is not None else str
         keys = list(snapshot.read(section, _keys_contract(key_type)).entries)
@@ -600,28 +701,49 @@ class Boot:
         assert st.prefetch is not None
         # Hottest first: the saved order ends with the most recent keys.
         keys.reverse()
-        self._enqueue(functools.partial(self._prefetch, st, keys, container, report))
+        self._enqueue(functools.partial(self._prefetch, owner, st, keys, container, report))
 
-    def _prefetch(self, st: State, keys: list[Any], container: Any, report: SectionReport) -> None:
+    def _prefetch(
+        self, owner: object, st: State, keys: list[Any], container: Any, report: SectionReport
+    ) -> None:
         assert st.prefetch is not None
         batches = [
             keys[i : i + self.prefetch_batch] for i in range(0, len(keys), self.prefetch_batch)
         ]
         prefetch = st.prefetch
+        lock = getattr(owner, st.lock) if st.lock is not None else None
         if inspect.iscoroutinefunction(prefetch):
             results = self._prefetch_async(prefetch, batches)
+            self._fill_prefetched(batches, results, container, lock, report)
         else:
             import concurrent.futures  # noqa: PLC0415 - only key-only sections need it
 
             with concurrent.futures.ThreadPoolExecutor(self.prefetch_concurrency) as pool:
-                results = list(pool.map(self._guarded(prefetch), batches))
+                # map() yields in order as batches finish: insert as they come.
+                mapped = pool.map(self._guarded(prefetch), batches)
+                self._fill_prefetched(batches, mapped, container, lock, report)
+        report.status = "warm"
+        self.metrics.record_section(report)
+
+    @staticmethod
+    def _fill_prefetched(
+        batches: list[list[Any]],
+        results: Iterable[Any],
+        container: Any,
+        lock: Any,
+        report: SectionReport,
+    ) -> None:
         for batch, result in zip(batches, results):
             if isinstance(result, Mapping) and container is not None:
-                with contextlib.suppress(Exception):
-                    container.update(result)
+                try:
+                    with lock if lock is not None else contextlib.nullcontext():
+                        for key, value in result.items():
+                            # A value the service wrote meanwhile is newer: keep it.
+                            container.setdefault(key, value)
+                except Exception as exc:
+                    log.warning("prefetched values of %d keys not inserted: %r", len(batch), exc)
             report.prefetched += len(batch) if result is not None else 0
-        report.restored = report.prefetched
-        report.status = "warm"
+            report.restored = report.prefetched
 
     def _guarded(self, prefetch: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
         def call(batch: list[Any]) -> Any:
@@ -651,9 +773,62 @@ class Boot:
 
             return list(await asyncio.gather(*(one(b) for b in batches)))
 
+        results: list[Any] = self._on_loop(run_all)
+        return results
+
+    def _on_loop(self, factory: Callable[[], Any]) -> Any:
+        """Run a coroutine on the boot's event loop (``async with``), or on a new one."""
         if self._loop is not None and self._loop.is_running():
-            return asyncio.run_coroutine_threadsafe(run_all(), self._loop).result()
-        return asyncio.run(run_all())
+            return asyncio.run_coroutine_threadsafe(factory(), self._loop).result()
+        return asyncio.run(factory())
+
+    def _refresh_keys(
+        self,
+        owner: object,
+        snapshot: Snapshot,
+        st: State,
+        section: str,
+        container: Any,
+        report: SectionReport,
+    ) -> None:
+        """A stale checkpoint: no value is restored; ``refresh`` reloads the hot keys."""
+        report.reason = "stale checkpoint: not restored"
+        if isinstance(container, msgspec.Struct) or st.contract is None:
+            return
+        keys = list(snapshot.read(section, st.contract).entries)
+        keys.reverse()  # hottest first
+        report.saved = len(keys)
+        report.status = "warming"
+        report.reason = f"stale checkpoint: refresh() reloads {len(keys)} hot keys"
+        self._enqueue(functools.partial(self._refresh, owner, st, section, keys, container, report))
+
+    def _refresh(
+        self,
+        owner: object,
+        st: State,
+        section: str,
+        keys: list[Any],
+        container: Any,
+        report: SectionReport,
+    ) -> None:
+        refresh = self.refresh
+        assert refresh is not None
+        try:
+            if inspect.iscoroutinefunction(refresh):
+                result = self._on_loop(lambda: refresh(section, keys))
+            else:
+                result = refresh(section, keys)
+        except Exception as exc:
+            log.warning("refresh of section %r failed: %r", section, exc)
+            report.status = "cold"
+            report.reason = f"stale checkpoint; refresh() failed: {exc!r}"
+        else:
+            lock = getattr(owner, st.lock) if st.lock is not None else None
+            self._fill_prefetched(
+                [keys], [{} if result is None else result], container, lock, report
+            )
+            report.status = "warm"
+        self.metrics.record_section(report)
 
     # -- background phase and readiness ---------------------------------------
 
@@ -686,15 +861,17 @@ class Boot:
                 self._finish_restore()
 
     def _finish_restore(self) -> None:
-        """Everything queued so far is in place: ready."""
+        """Everything queued so far is in place: ready, and no longer restoring."""
         self.report.time_to_warm = time.perf_counter() - self._started
-        if not self._recorded:
-            self._recorded = True
-            if self.store is not None and self.snapshot is not None and not self.store.readonly:
-                with contextlib.suppress(WarmstartError):
-                    self.store.set_marker(self.namespace, self._marker, None)
-            self.metrics.set("restore_seconds", self.report.time_to_warm)
-            self.metrics.record_boot(self.report)
+        with self._lock:
+            marked, self._marked = self._marked, False
+        if marked and self.store is not None:
+            # Cleared whenever restoring stops, set again by the next attach that
+            # restores: a crash in any object's restore trips the breaker, and a
+            # kill of the running service does not.
+            with contextlib.suppress(WarmstartError):
+                self.store.set_marker(self.namespace, self._marker, None)
+        self.metrics.set("restore_seconds", self.report.time_to_warm)
         self.metrics.set("readiness", 1.0)
         self.ready.set()
 
@@ -747,6 +924,21 @@ class Boot:
             StoreError: with ``strict=True`` (otherwise the error is logged,
                 counted, and None is returned).
         """
+        return self._checkpoint("checkpoint", raise_errors=self.strict)
+
+    def _run_periodic(self) -> None:
+        """Periodic delta checkpoints, from the first attached object on.
+
+        A tick with nothing attached would commit an empty generation over the
+        previous one, and a tick during a background restore would save
+        half-restored containers: both wait for the next tick.
+        """
+        assert self.interval is not None
+        while not self._stop.wait(self.interval):
+            if self._attached and self.ready.is_set():
+                self._checkpoint("periodic", raise_errors=False)
+
+    def _checkpoint(self, why: str, *, raise_errors: bool) -> int | None:
         if self.store is None or not self._attached:
             return None
         if self._pending and not self.ready.wait(self.deadline):
@@ -765,21 +957,21 @@ class Boot:
                         self._sections(),
                         watermark=self.watermark() if self.watermark is not None else None,
                     )
-        except WarmstartError as exc:
+        except Exception as exc:
+            # Never let a checkpoint failure reach the service (unless strict).
             report = CheckpointReport(
-                self.namespace, None, time.perf_counter() - started, "checkpoint", str(exc)
+                self.namespace, None, time.perf_counter() - started, why, str(exc)
             )
             self.metrics.record_checkpoint(report)
-            log.warning("checkpoint of %r failed: %s", self.namespace, exc)
-            if self.strict:
+            log.warning("%s checkpoint of %r failed: %s", why, self.namespace, exc)
+            if raise_errors:
                 raise
             return None
-        report = CheckpointReport(
-            self.namespace, generation, time.perf_counter() - started, "checkpoint"
-        )
+        report = CheckpointReport(self.namespace, generation, time.perf_counter() - started, why)
         self.metrics.record_checkpoint(report)
         log.info(
-            "checkpoint of %r: generation %s in %.3fs",
+            "%s checkpoint of %r: generation %s in %.3fs",
+            why,
             self.namespace,
             generation,
             report.seconds,
@@ -801,7 +993,7 @@ class Boot:
 
         def run() -> None:
             try:
-                self.checkpoint()
+                self._checkpoint(why, raise_errors=False)
             finally:
                 done.set()
 
@@ -810,6 +1002,8 @@ class Boot:
             worker.start()
         except RuntimeError:
             run()  # interpreter shutdown forbids new threads: no deadline then
+        else:
+            self._final = worker
         finished = done.wait(self.deadline)
         self._stop.set()
         if not finished:
@@ -824,7 +1018,10 @@ class Boot:
 
     def _arm(self) -> None:
         if self._checkpointer is not None:
-            self._checkpointer.start()
+            self._periodic = threading.Thread(
+                target=self._run_periodic, name="warmstart-periodic-checkpoint", daemon=True
+            )
+            self._periodic.start()
         atexit.register(self._atexit)
         if not self.signals or threading.current_thread() is not threading.main_thread():
             return
@@ -861,12 +1058,22 @@ class Boot:
             return
         self._closed = True
         self._stop.set()
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
+        if self._periodic is not None:
+            self._periodic.join(self.deadline)
         if self._worker is not None:
             self._jobs.put(None)
             self._worker.join(self.deadline)
         self._disarm()
+        busy = [t for t in (self._periodic, self._worker, self._final) if t and t.is_alive()]
+        if busy:
+            # A thread past its deadline may still be inside the store: closing
+            # it under that thread could crash the process. Leave it to the exit.
+            log.warning(
+                "namespace %r: %s still running; the store is left open",
+                self.namespace,
+                ", ".join(t.name for t in busy),
+            )
+            return
         if self.snapshot is not None:
             self.snapshot.close()
             self.snapshot = None

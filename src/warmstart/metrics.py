@@ -51,6 +51,17 @@ class SectionReport:
     seconds: float = 0.0
     errors: list[str] = dataclasses.field(default_factory=list)
 
+    def summary(self) -> str:
+        """One human line: status, entries restored, and what was left out."""
+        return (
+            f"{self.name}: {self.status}, {self.restored}/{self.saved} restored"
+            + (f", {self.upgraded} upgraded" if self.upgraded else "")
+            + (f", {self.dropped_invalid} invalid" if self.dropped_invalid else "")
+            + (f", {self.dropped_expired} expired" if self.dropped_expired else "")
+            + (f", {self.skipped_capacity} over capacity" if self.skipped_capacity else "")
+            + (f" - {self.reason}" if self.reason else "")
+        )
+
 
 @dataclasses.dataclass
 class BootReport:
@@ -87,15 +98,7 @@ class BootReport:
             + (f" from generation {self.generation}" if self.generation is not None else "")
             + (f" ({self.reason})" if self.reason else "")
         ]
-        lines.extend(
-            f"  {s.name}: {s.status}, {s.restored}/{s.saved} restored"
-            + (f", {s.upgraded} upgraded" if s.upgraded else "")
-            + (f", {s.dropped_invalid} invalid" if s.dropped_invalid else "")
-            + (f", {s.dropped_expired} expired" if s.dropped_expired else "")
-            + (f", {s.skipped_capacity} over capacity" if s.skipped_capacity else "")
-            + (f" - {s.reason}" if s.reason else "")
-            for s in self.sections.values()
-        )
+        lines.extend(f"  {s.summary()}" for s in self.sections.values())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -171,15 +174,34 @@ class Metrics:
         lookups = self._values["lookups_total"]
         return self._values["warm_hits_total"] / lookups if lookups else 0.0
 
+    def record_section(self, section: SectionReport) -> None:
+        """Fold one finished section into the counters and log it."""
+        self.inc("restore_entries_total", section.restored)
+        self.inc("restore_upgraded_total", section.upgraded)
+        self.inc("restore_dropped_invalid_total", section.dropped_invalid)
+        self.inc("restore_dropped_expired_total", section.dropped_expired)
+        if section.status == "cold":
+            self.inc("cold_sections_total")
+        log.info(
+            "section %s",
+            section.summary(),
+            extra={
+                "section": section.name,
+                "status": section.status,
+                "restored": section.restored,
+                "seconds": section.seconds,
+            },
+        )
+
     def record_boot(self, report: BootReport) -> None:
-        """Fold a boot report into the counters and log it."""
+        """Fold a boot report (its finished sections too) into the counters and log it.
+
+        A boot calls it when its generation is chosen, before any section,
+        and folds each section in with :meth:`record_section` as it finishes.
+        """
         for section in report.sections.values():
-            self.inc("restore_entries_total", section.restored)
-            self.inc("restore_upgraded_total", section.upgraded)
-            self.inc("restore_dropped_invalid_total", section.dropped_invalid)
-            self.inc("restore_dropped_expired_total", section.dropped_expired)
-            if section.status == "cold":
-                self.inc("cold_sections_total")
+            if section.status != "warming":
+                self.record_section(section)
         self.inc("restore_fallbacks_total", len(report.fallback))
         if report.time_to_ready is not None:
             self.set("time_to_ready_seconds", report.time_to_ready)
