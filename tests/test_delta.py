@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import threading
 from typing import Any
 
@@ -19,6 +21,7 @@ from warmstart.delta import (
     TrackedDict,
     _ChangeLog,
     change_log,
+    deeply_immutable,
     replay,
 )
 
@@ -375,6 +378,55 @@ class TestFingerprints:
         assert Fingerprints(by_identity=False).bytes_per_entry() == 0.0
         prints = Fingerprints.of(["a"], [Mutable(1)], ENCODE, by_identity=False)
         assert prints.bytes_per_entry() > 0
+
+
+class Color(enum.Enum):
+    """An enum field: members are singletons."""
+
+    RED = 1
+
+
+class DeepFrozen(msgspec.Struct, frozen=True):
+    """Immutable all the way down, recursive through an optional child."""
+
+    n: int
+    name: str
+    at: datetime.datetime | None
+    pair: tuple[int, str]
+    items: tuple[Frozen, ...]
+    labels: frozenset[str]
+    color: Color = Color.RED
+    child: DeepFrozen | None = None
+
+
+class ShallowFrozen(msgspec.Struct, frozen=True):
+    """Frozen, but its list can change in place."""
+
+    tags: list[int]
+
+
+class HoldsMutable(msgspec.Struct, frozen=True):
+    """Frozen, but holds a mutable Struct."""
+
+    inner: Mutable
+
+
+class TestDeeplyImmutable:
+    """Identity diff is used only for values that can never change in place."""
+
+    @pytest.mark.parametrize(
+        ("tp", "expected"),
+        [
+            (Frozen, True),
+            (DeepFrozen, True),
+            (Mutable, False),
+            (ShallowFrozen, False),
+            (HoldsMutable, False),
+        ],
+    )
+    def test_types(self, tp: type, expected: bool) -> None:
+        """Frozen Structs of scalars, tuples, frozensets and frozen Structs qualify; others not."""
+        assert deeply_immutable(tp) is expected
 
 
 class TestCompactionPolicy:

@@ -39,6 +39,13 @@ class Frozen(msgspec.Struct, frozen=True):
     n: int
 
 
+class ShallowFrozen(msgspec.Struct, frozen=True):
+    """Frozen, but with a list field that can still change in place."""
+
+    n: int
+    tags: list[int]
+
+
 VALS = warmstart.Contract("val", Val, key=str)
 FROZEN = warmstart.Contract("frozen", Frozen, key=str)
 KEYS = st.sampled_from([f"k{i}" for i in range(10)])
@@ -467,6 +474,18 @@ class TestHashDiff:
             d["k3"] = d["k3"]
             store.save(NS, {"s": (FROZEN, d)}, mode="delta")
             assert delta_keys(store, "s", FROZEN) == (["k2"], [])
+
+    def test_frozen_values_with_mutable_fields_are_compared_by_hash(self, tmp_path: Path) -> None:
+        """A frozen Struct whose list field changes in place is still found changed."""
+        contract = warmstart.Contract("shallow", ShallowFrozen, key=str)
+        d = {"a": ShallowFrozen(1, []), "b": ShallowFrozen(2, [])}
+        with warmstart.Store(tmp_path / "s", sync=False, compaction=RELAXED) as store:
+            store.save(NS, {"s": (contract, d)}, mode="delta")
+            d["a"].tags.append(5)
+            store.save(NS, {"s": (contract, d)}, mode="delta")
+            assert delta_keys(store, "s", contract) == (["a"], [])
+            with store.load(NS) as snapshot:
+                assert snapshot.section("s", contract) == d
 
     def test_loading_the_head_keeps_the_fingerprints(self, tmp_path: Path) -> None:
         """Reading back the generation just saved does not turn the next save into a base."""

@@ -384,6 +384,49 @@ class Fingerprints:
         return per_slot + sys.getsizeof(sample)
 
 
+def deeply_immutable(tp: Any) -> bool:
+    """Whether values of Struct type ``tp`` can never change in place.
+
+    Only then does an unchanged reference prove unchanged content: a frozen
+    Struct with a ``list`` field can still be mutated in place, so it must be
+    diffed by hash, not by identity.
+    """
+    cached = _IMMUTABLE.get(tp)
+    if cached is None:
+        import msgspec.inspect  # noqa: PLC0415 - only untracked delta saves need it
+
+        cached = _IMMUTABLE[tp] = _immutable_info(msgspec.inspect.type_info(tp), set())
+    return cached
+
+
+_IMMUTABLE: dict[Any, bool] = {}
+
+
+def _immutable_info(info: Any, visiting: set[int]) -> bool:  # noqa: PLR0911 - one per kind
+    import msgspec.inspect as mi  # noqa: PLC0415
+
+    scalars = (
+        mi.NoneType, mi.BoolType, mi.IntType, mi.FloatType, mi.StrType, mi.BytesType,
+        mi.DateTimeType, mi.DateType, mi.TimeType, mi.TimeDeltaType, mi.UUIDType,
+        mi.DecimalType, mi.LiteralType, mi.EnumType,
+    )  # fmt: skip
+    if isinstance(info, scalars):
+        return True
+    if isinstance(info, (mi.VarTupleType, mi.FrozenSetType)):
+        return _immutable_info(info.item_type, visiting)
+    if isinstance(info, (mi.TupleType, mi.UnionType)):
+        parts = info.item_types if isinstance(info, mi.TupleType) else info.types
+        return all(_immutable_info(part, visiting) for part in parts)
+    if isinstance(info, mi.StructType):
+        if id(info) in visiting:  # a recursive type: decided by its other fields
+            return True
+        if not getattr(info.cls.__struct_config__, "frozen", False):
+            return False
+        visiting.add(id(info))
+        return all(_immutable_info(f.type, visiting) for f in info.fields)
+    return False  # lists, dicts, sets, Any, dataclasses...: mutable or unknown
+
+
 # -- replay -------------------------------------------------------------------
 
 

@@ -42,7 +42,13 @@ from warmstart._env import Env
 from warmstart.codec import Codec
 from warmstart.containers import entries_of, peek_entries
 from warmstart.contract import Contract
-from warmstart.delta import ChangeSet, CompactionPolicy, Fingerprints, change_log
+from warmstart.delta import (
+    ChangeSet,
+    CompactionPolicy,
+    Fingerprints,
+    change_log,
+    deeply_immutable,
+)
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
 from warmstart.manifest import (
     ChunkRef,
@@ -863,8 +869,8 @@ def _prefixed(
 
 
 def _immutable(contract: Contract[Any]) -> bool:
-    config = getattr(contract.type, "__struct_config__", None)
-    return bool(getattr(config, "frozen", False))
+    # Frozen all the way down: a frozen Struct's list field can change in place.
+    return deeply_immutable(contract.type)
 
 
 def _library_version() -> str:
