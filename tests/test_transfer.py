@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import xxhash
 
 import warmstart
 from conftest import RECORDS, FakeClock, Record, make_records
@@ -22,6 +23,7 @@ from warmstart.transfer import (
     ExportReport,
     ImportReport,
     TransferProgress,
+    _Header,
     export,
     import_archive,
 )
@@ -159,6 +161,16 @@ class TestExportFile:
             export(source, "svc", tmp_path / "a.wsa")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
 
+    def test_missing_chunk_in_source(self, source, tmp_path):
+        """A chunk missing from the source fails the export, naming it."""
+        save(source, make_records(5000))
+        ref = source.manifest("svc").sections[0].base[-1]
+        key = source._chunk_key(b"\x00\x00\x00\x01", ref.digest)
+        source._env.write(lambda txn: txn.delete(key, db=source._db("chunks")))
+        with pytest.raises(warmstart.IntegrityError, match=f"{ref.digest.hex()}.*missing"):
+            export(source, "svc", tmp_path / "a.wsa")
+        assert not (tmp_path / "a.wsa").exists()
+
     def test_unknown_namespace_and_generation(self, source, tmp_path):
         """Exporting what does not exist names what was expected and what was found."""
         save(source, make_records(10))
@@ -229,6 +241,35 @@ class TestIdempotence:
         result = import_archive(source, tmp_path / "a.wsa")
         assert (result.status, result.generation) == ("present", 1)
         assert visible(source) == before
+
+    def test_concurrent_identical_import_wins_the_race(
+        self, source, target, tracked, tmp_path, monkeypatch
+    ):
+        """An identical import committed while this one wrote chunks makes this one a no-op."""
+        monkeypatch.setattr(transfer, "_BATCH_BYTES", 1)
+        save(source, tracked)
+        export(source, "svc", tmp_path / "a.wsa")
+        inner: list[ImportReport] = []
+
+        def race(p: TransferProgress) -> None:
+            if p.chunks_done == 1 and not inner:
+                inner.append(import_archive(target, tmp_path / "a.wsa"))
+
+        outer = import_archive(target, tmp_path / "a.wsa", progress=race)
+        assert (inner[0].status, outer.status) == ("imported", "present")
+        assert [g.generation for g in target.generations("svc")] == [1]
+        assert loaded(target) == dict(tracked)
+
+    def test_damaged_target_generation_is_not_taken_for_the_import(self, source, target, tmp_path):
+        """A damaged manifest in the target is skipped when looking for an identical generation."""
+        save(source, make_records(100))
+        export(source, "svc", tmp_path / "a.wsa")
+        save(target, make_records(100, salt=4))
+        key = b"\x00\x00\x00\x01" + (1).to_bytes(8, "big")
+        target._env.write(lambda txn: txn.put(key, bytes(40), db=target._db("manifests")))
+        result = import_archive(target, tmp_path / "a.wsa")
+        assert (result.status, result.generation) == ("imported", 2)
+        assert loaded(target) == make_records(100)
 
 
 class TestNewerTarget:
@@ -402,28 +443,115 @@ class TestKeyedStores:
             assert b.namespaces() == []
 
 
-def _regraft(keyed: Path, evil: Path) -> bytes:
-    import xxhash
+def parse(data: bytes) -> tuple[_Header, list[bytes]]:
+    """An archive's header and chunk frames."""
+    records = _records(data)
+    header = msgspec.msgpack.decode(data[records[0][1] + 21 : records[0][2]], type=_Header)
+    return header, [data[s + 21 : e] for tag, s, e in records if tag == b"C"]
 
-    from warmstart.transfer import _Header
 
-    def parse(data: bytes) -> tuple[Any, list[bytes]]:
-        records = _records(data)
-        header = msgspec.msgpack.decode(data[records[0][1] + 21 : records[0][2]], type=_Header)
-        return header, [data[s + 21 : e] for tag, s, e in records if tag == b"C"]
-
-    keyed_header, _ = parse(keyed.read_bytes())
-    evil_header, evil_chunks = parse(evil.read_bytes())
-    header = msgspec.structs.replace(evil_header, keyed=keyed_header.keyed)
-    body = msgspec.msgpack.encode(header)
+def build(records: list[tuple[bytes, bytes]], *, count: int | None = None) -> bytes:
+    """An archive of these (tag, body) records with every digest recomputed, as a forger would."""
     out = bytearray(b"WSTA\x01\x00\x00\x00")
-    out += b"H" + len(body).to_bytes(4, "big") + xxhash.xxh3_128_digest(body) + body
-    for frame in evil_chunks:
-        out += b"C" + len(frame).to_bytes(4, "big") + xxhash.xxh3_128_digest(frame) + frame
-    end = len(evil_chunks).to_bytes(8, "big") + len(out).to_bytes(8, "big")
+    for tag, body in records:
+        out += tag + len(body).to_bytes(4, "big") + xxhash.xxh3_128_digest(body) + body
+    chunks = sum(tag == b"C" for tag, _ in records) if count is None else count
+    end = chunks.to_bytes(8, "big") + len(out).to_bytes(8, "big")
     end += xxhash.xxh3_128_digest(bytes(out))
     out += b"E" + len(end).to_bytes(4, "big") + xxhash.xxh3_128_digest(end) + end
     return bytes(out)
+
+
+def forge(header: _Header, chunks: list[bytes]) -> bytes:
+    return build([(b"H", msgspec.msgpack.encode(header)), *((b"C", c) for c in chunks)])
+
+
+def _regraft(keyed: Path, evil: Path) -> bytes:
+    keyed_header, _ = parse(keyed.read_bytes())
+    evil_header, evil_chunks = parse(evil.read_bytes())
+    return forge(msgspec.structs.replace(evil_header, keyed=keyed_header.keyed), evil_chunks)
+
+
+class TestForgedArchives:
+    """Archives whose digests all check out but whose contents lie."""
+
+    @pytest.fixture
+    def genuine(self, source, target, tmp_path) -> tuple[_Header, list[bytes]]:
+        save(source, make_records(5000))
+        export(source, "svc", tmp_path / "a.wsa")
+        save(target, make_records(5, salt=1))
+        return parse((tmp_path / "a.wsa").read_bytes())
+
+    def rejected(self, target, tmp_path, data: bytes, match: str) -> None:
+        before = visible(target)
+        (tmp_path / "forged.wsa").write_bytes(data)
+        with pytest.raises(warmstart.IntegrityError, match=match):
+            import_archive(target, tmp_path / "forged.wsa")
+        assert visible(target) == before
+
+    def test_genuine_rebuild_imports(self, genuine, target, tmp_path):
+        """The forging helper itself produces an archive import accepts."""
+        header, chunks = genuine
+        (tmp_path / "same.wsa").write_bytes(forge(header, chunks))
+        assert import_archive(target, tmp_path / "same.wsa").status == "imported"
+
+    def test_header_that_lies_about_its_manifest(self, genuine, target, tmp_path):
+        """A header naming another namespace or generation than its manifest is refused."""
+        header, chunks = genuine
+        for lie in ({"namespace": "other"}, {"generation": 9}, {"lineage": "00"}):
+            forged = forge(msgspec.structs.replace(header, **lie), chunks)
+            self.rejected(target, tmp_path, forged, "describe its manifest")
+
+    def test_chunk_sets_must_match_the_manifest(self, genuine, target, tmp_path):
+        """Extra, missing or repeated chunks are refused."""
+        header, chunks = genuine
+        stranger = warmstart.Codec().encode(b"not part of this generation" * 10)
+        extra = forge(msgspec.structs.replace(header, chunks=len(chunks) + 1), [*chunks, stranger])
+        self.rejected(target, tmp_path, extra, "only chunks the manifest references")
+        short = forge(msgspec.structs.replace(header, chunks=len(chunks) - 1), chunks[1:])
+        self.rejected(target, tmp_path, short, "are missing")
+        twice = forge(msgspec.structs.replace(header, chunks=len(chunks) + 1), [*chunks, chunks[0]])
+        self.rejected(target, tmp_path, twice, "chunk not seen before")
+        miscounted = forge(msgspec.structs.replace(header, chunks=len(chunks) + 1), chunks)
+        self.rejected(target, tmp_path, miscounted, "as the header says")
+
+    def test_structure(self, genuine, target, tmp_path):
+        """Records out of order, a malformed header, a bad trailer or no header are refused."""
+        header, chunks = genuine
+        body = msgspec.msgpack.encode(header)
+        cases = {
+            "the header": build([(b"C", chunks[0]), (b"H", body)]),
+            "malformed": build([(b"H", b"\x93not a map")]),
+            "header record": build([]),
+            "got a b'X' record": build([(b"H", body), (b"X", b"")]),
+        }
+        for match, data in cases.items():
+            self.rejected(target, tmp_path, data, match)
+        good = forge(header, chunks)
+        cut = good[: -(21 + 32)]
+        end = b"\x00" * 8
+        self.rejected(
+            target,
+            tmp_path,
+            cut + b"E" + len(end).to_bytes(4, "big") + xxhash.xxh3_128_digest(end) + end,
+            "trailer of 32 bytes",
+        )
+
+    def test_archive_changed_during_import(self, genuine, target, tmp_path, monkeypatch):
+        """An archive truncated under a running import fails cleanly; the head is unchanged."""
+        monkeypatch.setattr(transfer, "_BATCH_BYTES", 1)
+        path = tmp_path / "a.wsa"
+        assert len(genuine[1]) > 1
+        before = visible(target)
+
+        def truncate(p: TransferProgress) -> None:
+            if p.chunks_done == 1:
+                with path.open("r+b") as f:
+                    f.truncate(100)
+
+        with pytest.raises(warmstart.IntegrityError, match="the file changed"):
+            import_archive(target, path, progress=truncate)
+        assert visible(target) == before
 
 
 CHILD = textwrap.dedent(
