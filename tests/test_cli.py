@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import msgspec
 import pytest
 
 import warmstart
-from conftest import RECORDS, Record, make_records
+from conftest import RECORDS, FakeClock, Record, make_records
 from warmstart import cli, transfer
 
 WARMSTART = str(Path(sys.executable).parent / "warmstart")
@@ -153,6 +154,17 @@ class TestLs:
         assert run_json("inspect", path, "svc")["quarantined"] == "boot died while restoring"
         assert "quarantined  boot died while restoring" in run("inspect", path, "svc").stdout
 
+    def test_ages_of_old_generations(self, tmp_path):
+        """Ages read in minutes, hours or days as they grow."""
+        clock = FakeClock(time.time() - 3 * 86400 - 7200)
+        with warmstart.Store(tmp_path / "s", sync=False, clock=clock) as store:
+            for step in (0, 3 * 86400 - 5 * 3600, 3 * 3600 - 120):
+                clock.advance(step)
+                store.save(f"ns{step}", {"records": (RECORDS, make_records(1))})
+        rows = [line.split() for line in run("ls", tmp_path / "s").stdout.splitlines()[1:]]
+        ages = {row[0]: row[4] for row in rows}
+        assert ages == {"ns0": "3d02h", "ns241200": "7h00m", "ns10680": "4h02m"}
+
     def test_empty_store(self, tmp_path):
         """An empty store lists nothing and succeeds."""
         warmstart.Store(tmp_path / "s").close()
@@ -223,6 +235,30 @@ class TestInspect:
         assert re.search(r"\n  tags +list\[int\] +required\n", proc.stdout)
         assert '{"key":"k2","value":{"id":2,' in proc.stdout
 
+    def test_tuple_keys_expiries_and_deprecated_fields(self, tmp_path):
+        """Tuple keys, TTL expiries and deprecated fields show up as plain data."""
+        import cachetools
+
+        ttl = cachetools.TTLCache(maxsize=10, ttl=3600)
+        ttl["a"] = Record(1, "a", 0.0, [], True, "x")
+        pairs = warmstart.TrackedDict(
+            {(i, "x"): Record(i, "p", 0.0, [], True, "y") for i in range(4)}
+        )
+        by_pair = warmstart.Contract("pair", Record, key=tuple[int, str], deprecated=("kind",))
+        with warmstart.Store(tmp_path / "s", sync=False) as store:
+            sections = {"ttl": (RECORDS, ttl), "pairs": (by_pair, pairs)}
+            store.save("svc", sections)
+            del pairs[(0, "x")]
+            pairs[(1, "x")] = Record(11, "changed", 0.0, [], False, "y")
+            store.save("svc", sections)
+        data = run_json("inspect", tmp_path / "s", "svc", "--entries", 10)
+        ttl_section, pair_section = data["sections"]
+        assert ttl_section["first_entries"][0]["expires"] > 0
+        assert [e["key"] for e in pair_section["first_entries"]] == [[2, "x"], [3, "x"], [1, "x"]]
+        assert pair_section["first_entries"][-1]["value"]["id"] == 11
+        assert pair_section["deprecated"] == ["kind"]
+        assert "deprecated  kind" in run("inspect", tmp_path / "s", "svc").stdout
+
     def test_errors(self, populated):
         """Unknown sections, generations and a missing namespace argument are one-line errors."""
         path, _ = populated
@@ -268,6 +304,13 @@ class TestVerify:
         data = json.loads(run("verify", path, "--json").stdout)
         assert data["ok"] is False
         assert data["problems"][0]["chunk"] == digest
+
+    def test_empty_secret_file_is_a_usage_error(self, populated, tmp_path):
+        """An empty secret file is refused rather than taken for no secret."""
+        path, _ = populated
+        (tmp_path / "empty").write_bytes(b"\n")
+        line = assert_error(run("verify", path, "--secret-file", tmp_path / "empty"))
+        assert "the file is empty" in line
 
     def test_keyed_store_needs_its_secret(self, tmp_path):
         """A keyed store verifies with its secret and fails without it."""
@@ -502,7 +545,8 @@ class TestMaintenance:
         assert len(run_json("ls", path)["namespaces"]) == 2
         proc = run("drop", path, "svc", "--yes")
         assert (proc.returncode, proc.stdout.strip()) == (0, f"dropped namespace svc from {path}")
-        assert [n["namespace"] for n in run_json("ls", path)["namespaces"]] == ["other/ns"]
+        assert run_json("drop", path, "other/ns", "--yes")["dropped"] == "other/ns"
+        assert run_json("ls", path)["namespaces"] == []
         assert "namespace 'svc'" in assert_error(run("drop", path, "svc", "--yes"))
 
     def test_drop_asks_on_a_terminal(self, populated):
@@ -641,6 +685,22 @@ class TestErrors:
             check=False,
         )
         assert module.stdout.strip() == f"warmstart {warmstart.__version__}"
+
+    def test_closed_pipe_is_not_an_error(self, populated):
+        """A reader that stops early (`| head -1`) gets no traceback."""
+        path, _ = populated
+        proc = subprocess.Popen(
+            [WARMSTART, "inspect", str(path), "svc", "--entries", "3000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr.read() == b""
+        proc.stderr.close()
 
     def test_main_returns_codes_in_process(self, tmp_path, capsys):
         """main() returns the exit code instead of exiting."""
