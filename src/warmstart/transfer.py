@@ -530,53 +530,16 @@ def import_archive(
         manifest = _archive_manifest(store, scan, where)
         target = manifest.namespace if namespace is None else namespace
         present, have = _plan(store, target, manifest)
-        shipped = {d for d, _, _ in scan.chunks}
-        source = f"{manifest.namespace}@{manifest.generation}"
-        if present is not None:
-            meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
+        meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
+        written: dict[bytes, int] = {}
+        if present is None:
+            status, generation = _write_and_commit(
+                store, f, target, manifest, scan, have, meter, written, where
+            )
+        else:
+            status, generation = "present", present
             meter.skip(scan.header.chunk_bytes, len(scan.chunks))
             meter.emit()
-            return ImportReport(
-                namespace=target,
-                generation=present,
-                source_namespace=manifest.namespace,
-                source_generation=manifest.generation,
-                lineage=manifest.lineage,
-                status="present",
-                chunks_written=0,
-                chunks_skipped=len(scan.chunks),
-                bytes_written=0,
-                seconds=time.perf_counter() - started,
-            )
-        _check_available(store, target, manifest, scan.header, shipped, have)
-        todo = [c for c in scan.chunks if c[0] not in have]
-        meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
-        meter.skip(
-            scan.header.chunk_bytes - sum(n for _, _, n in todo), len(scan.chunks) - len(todo)
-        )
-        meter.emit()
-        written: dict[bytes, int] = {}
-        for _ in range(_COMMIT_ATTEMPTS):
-            written.update(_write_chunks(store, f, target, todo, meter, where))
-            outcome = store._env.write(
-                lambda txn: _commit(store, txn, target, manifest, source),
-            )
-            if isinstance(outcome, tuple):
-                break
-            # A concurrent save's garbage collection swept chunks this import
-            # wrote (they were unreferenced until now): write them again.
-            _check_available(
-                store, target, manifest, scan.header, shipped, set(manifest.digests()) - outcome
-            )
-            todo = [c for c in scan.chunks if c[0] in outcome]
-            meter.redo(sum(n for _, _, n in todo), len(todo))
-        else:
-            msg = (
-                f"Expected to commit {where} into {str(store.path)!r}, but its chunks were "
-                f"collected {_COMMIT_ATTEMPTS} times by concurrent saves; retry"
-            )
-            raise StoreError(msg)
-    status, generation = outcome
     # The head moved under this process's last save: its next save writes a base.
     store._baselines.pop(target, None)
     return ImportReport(
@@ -591,6 +554,43 @@ def import_archive(
         bytes_written=sum(written.values()),
         seconds=time.perf_counter() - started,
     )
+
+
+def _write_and_commit(
+    store: Store,
+    f: IO[bytes],
+    target: str,
+    manifest: Manifest,
+    scan: _Scan,
+    have: set[bytes],
+    meter: _Meter,
+    written: dict[bytes, int],
+    where: str,
+) -> tuple[Literal["imported", "present"], int]:
+    """Write the chunks the target lacks, then commit; record what was written."""
+    shipped = {d for d, _, _ in scan.chunks}
+    _check_available(store, target, manifest, scan.header, shipped, have)
+    todo = [c for c in scan.chunks if c[0] not in have]
+    meter.skip(scan.header.chunk_bytes - sum(n for _, _, n in todo), len(scan.chunks) - len(todo))
+    meter.emit()
+    source = f"{manifest.namespace}@{manifest.generation}"
+    for _ in range(_COMMIT_ATTEMPTS):
+        written.update(_write_chunks(store, f, target, todo, meter, where))
+        outcome = store._env.write(lambda txn: _commit(store, txn, target, manifest, source))
+        if isinstance(outcome, tuple):
+            return outcome
+        # A concurrent save's garbage collection swept chunks this import
+        # wrote (they were unreferenced until now): write them again.
+        _check_available(
+            store, target, manifest, scan.header, shipped, manifest.digests() - outcome
+        )
+        todo = [c for c in scan.chunks if c[0] in outcome]
+        meter.redo(sum(n for _, _, n in todo), len(todo))
+    msg = (
+        f"Expected to commit {where} into {str(store.path)!r}, but its chunks were "
+        f"collected {_COMMIT_ATTEMPTS} times by concurrent saves; retry"
+    )
+    raise StoreError(msg)
 
 
 def _scan(f: IO[bytes], where: str) -> _Scan:
