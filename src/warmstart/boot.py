@@ -56,6 +56,7 @@ from warmstart.errors import (
     CheckpointNotFoundError,
     ColdStartWarning,
     ContractError,
+    StoreTimeoutError,
     WarmstartError,
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
@@ -226,6 +227,10 @@ class Boot:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._pending = 0
         self._marked = False  # this boot's "restoring" marker is in the store
+        self._abandoned = False  # the shutdown checkpoint missed its deadline
+        self._close_later = False  # close() found the shutdown checkpoint still running
+        self._final_running = False
+        self._release_lock = threading.Lock()
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
         self._worker: threading.Thread | None = None
         self._periodic: threading.Thread | None = None
@@ -362,7 +367,7 @@ class Boot:
                 self.namespace,
                 self._sections,
                 interval=self.interval,
-                watermark=self.watermark,
+                watermark=self._watermark_now,
             )
 
     def _open_store(self) -> Store:
@@ -953,9 +958,7 @@ class Boot:
                     generation = self._checkpointer.checkpoint()
                 else:
                     generation = self.store.save(
-                        self.namespace,
-                        self._sections(),
-                        watermark=self.watermark() if self.watermark is not None else None,
+                        self.namespace, self._sections(), watermark=self._watermark_now()
                     )
         except Exception as exc:
             # Never let a checkpoint failure reach the service (unless strict).
@@ -983,6 +986,14 @@ class Boot:
         )
         return generation
 
+    def _watermark_now(self) -> Any:
+        """The watermark for a save; a shutdown checkpoint past its deadline stops here."""
+        value = self.watermark() if self.watermark is not None else None
+        if self._abandoned:
+            msg = f"Expected the shutdown checkpoint within {self.deadline}s; it was abandoned"
+            raise StoreTimeoutError(msg)
+        return value
+
     def _final_checkpoint(self, why: str) -> None:
         """The shutdown checkpoint: once, within the deadline."""
         with self._lock:
@@ -996,8 +1007,14 @@ class Boot:
                 self._checkpoint(why, raise_errors=False)
             finally:
                 done.set()
+                with self._release_lock:
+                    self._final_running = False
+                    later = self._close_later
+                if later:
+                    self._release()
 
         worker = threading.Thread(target=run, name="warmstart-final-checkpoint", daemon=True)
+        self._final_running = True
         try:
             worker.start()
         except RuntimeError:
@@ -1007,6 +1024,7 @@ class Boot:
         finished = done.wait(self.deadline)
         self._stop.set()
         if not finished:
+            self._abandoned = True
             log.warning(
                 "%s checkpoint of %r did not finish within %.1fs; the previous generation stays",
                 why,
@@ -1064,14 +1082,23 @@ class Boot:
             self._jobs.put(None)
             self._worker.join(self.deadline)
         self._disarm()
-        busy = [t for t in (self._periodic, self._worker, self._final) if t and t.is_alive()]
+        self._release()
+
+    def _release(self) -> None:
+        """Close the snapshot and the store, unless a thread past its deadline still uses them."""
+        with self._release_lock:
+            final = self._final_running and threading.current_thread() is not self._final
+            busy = [t.name for t in (self._periodic, self._worker) if t and t.is_alive()]
+            if final:
+                busy.append("warmstart-final-checkpoint")
+            # Closing the store under a thread still in it could crash the
+            # process: the shutdown checkpoint's thread closes it when done.
+            self._close_later = final
         if busy:
-            # A thread past its deadline may still be inside the store: closing
-            # it under that thread could crash the process. Leave it to the exit.
             log.warning(
-                "namespace %r: %s still running; the store is left open",
+                "namespace %r: %s still running; the store stays open",
                 self.namespace,
-                ", ".join(t.name for t in busy),
+                ", ".join(busy),
             )
             return
         if self.snapshot is not None:
