@@ -549,6 +549,12 @@ class TestMaintenance:
         assert run_json("ls", path)["namespaces"] == []
         assert "namespace 'svc'" in assert_error(run("drop", path, "svc", "--yes"))
 
+    def test_write_commands_do_not_create_stores(self, tmp_path):
+        """`gc` and `drop` on a path without a store fail instead of creating one."""
+        assert "no data.mdb" in assert_error(run("gc", tmp_path / "typo"))
+        assert "no data.mdb" in assert_error(run("drop", tmp_path / "typo", "svc", "--yes"))
+        assert not (tmp_path / "typo").exists()
+
     def test_drop_asks_on_a_terminal(self, populated):
         """On a terminal, `drop` asks; only yes drops."""
         path, _ = populated

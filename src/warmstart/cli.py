@@ -42,7 +42,12 @@ import msgspec
 
 from warmstart.codec import Codec
 from warmstart.contract import Contract
-from warmstart.errors import CheckpointNotFoundError, IntegrityError, WarmstartError
+from warmstart.errors import (
+    CheckpointNotFoundError,
+    IntegrityError,
+    StoreError,
+    WarmstartError,
+)
 from warmstart.manifest import Manifest, SectionManifest
 from warmstart.schema import Schema, compatibility
 from warmstart.store import Store
@@ -198,7 +203,14 @@ def _secret(args: argparse.Namespace) -> bytes | None:
     return value.encode() if value else None
 
 
-def _open(args: argparse.Namespace, path: str, *, readonly: bool = True) -> Store:
+def _open(
+    args: argparse.Namespace, path: str, *, readonly: bool = True, create: bool = False
+) -> Store:
+    # Only `import` may create a store: `gc` or `drop` on a mistyped path
+    # must not leave an empty store behind.
+    if not readonly and not create and not (Path(path) / "data.mdb").is_file():
+        msg = f"Expected a store at {path!r}, found no data.mdb"
+        raise StoreError(msg)
     return Store(path, readonly=readonly, secret=_secret(args))
 
 
@@ -761,7 +773,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     line = _progress()
     try:
-        with _open(args, args.path, readonly=False) as store:
+        with _open(args, args.path, readonly=False, create=True) as store:
             report = import_archive(store, args.archive, namespace=args.namespace, progress=line)
     finally:
         if line is not None:
