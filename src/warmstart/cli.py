@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 
@@ -119,8 +119,15 @@ def _version() -> str:
     return str(warmstart.__version__)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="warmstart",
         description="Inspect, verify and move warmstart checkpoint stores.",
         epilog="Exit codes: 0 ok, 1 problem found or incompatible, 2 usage or error.",
@@ -130,12 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.set_defaults(json=False, secret_file=None)
     # Options repeated on each subcommand: SUPPRESS keeps a subparser from
     # resetting what was given before the subcommand name.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="JSON output"
     )
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
-    keyed = argparse.ArgumentParser(add_help=False)
+    keyed = _Parser(add_help=False)
     keyed.add_argument(
         "--secret-file",
         default=argparse.SUPPRESS,
