@@ -1,0 +1,152 @@
+"""Private helpers shared by the remote backends.
+
+Slot heads: a compare-and-set built from "create if absent" alone, for
+backends without a conditional overwrite (a filesystem; obstore's LocalStore,
+which does not implement ``PutMode::Update``). The head ``key`` is a directory
+of numbered slots ``key/00000000000000000001``, ...; its value is the highest
+slot's. Moving the head from the value of slot ``s`` means creating slot
+``s + 1``: of two writers that read the same ``s``, only one can create it,
+and a writer that read an older slot finds ``s + 1`` taken. Old slots are
+deleted once two newer ones exist, so a reader that listed a slot just before
+it went re-lists (a bounded number of times).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from warmstart.remote.errors import RemoteConflictError, RemoteError
+
+__all__ = ()
+
+_SLOT_DIGITS = 20
+#: A reader re-lists this often if the slot it listed was deleted under it.
+_SLOT_READS = 8
+#: Query parameters whose values are never shown (in ``Remote.url``, logs, reports).
+_SECRET_WORDS = ("secret", "password", "token", "credential")
+
+
+class Primitives(Protocol):
+    """The plain operations slot heads are built on."""
+
+    def put(self, items: Mapping[str, bytes], *, overwrite: bool = False) -> set[str]: ...
+    def get(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    def stat(self, keys: Sequence[str]) -> dict[str, float | None]: ...
+    def list(self, prefix: str) -> dict[str, float | None]: ...
+    def delete_keys(self, keys: Sequence[str]) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape their prefix or that object stores reject."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        msg = f"Expected a relative key of non-empty segments, got {key!r}"
+        raise ValueError(msg)
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    if prefix and (not prefix.endswith("/") or prefix.startswith("/")):
+        msg = f"Expected a list prefix that is empty or ends with '/', got {prefix!r}"
+        raise ValueError(msg)
+    if prefix:
+        check_key(prefix[:-1])
+    return prefix
+
+
+def redact(url: str) -> str:
+    """``url`` without a password or secret-looking query parameters.
+
+    >>> redact("redis://:hunter2@h:6379/0?prefix=ws:")
+    'redis://:***@h:6379/0?prefix=ws:'
+    >>> redact("s3://b/p?access_key_id=AK&secret_access_key=SK")
+    's3://b/p?access_key_id=AK&secret_access_key=***'
+    """
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else netloc
+    query = [
+        (k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=netloc, query=urllib.parse.urlencode(query, safe=":/*"))
+    )
+
+
+def missing(remote: Primitives, require: Sequence[str]) -> set[str]:
+    """The keys of ``require`` the remote lacks (checked, not atomically, before a swap)."""
+    if not require:
+        return set()
+    return set(require) - set(remote.stat(require))
+
+
+def _slots(remote: Primitives, key: str) -> list[int]:
+    found = []
+    for name in remote.list(key + "/"):
+        tail = name[len(key) + 1 :]
+        if len(tail) == _SLOT_DIGITS and tail.isdigit():
+            found.append(int(tail))
+    return sorted(found)
+
+
+def _slot(key: str, number: int) -> str:
+    return f"{key}/{number:0{_SLOT_DIGITS}d}"
+
+
+def _current(remote: Primitives, key: str) -> tuple[int, bytes | None]:
+    """(highest slot number, its value); (0, None) when the head was never set."""
+    for _ in range(_SLOT_READS):
+        slots = _slots(remote, key)
+        if not slots:
+            return 0, None
+        name = _slot(key, slots[-1])
+        value = remote.get([name]).get(name)
+        if value is not None:
+            return slots[-1], value
+    msg = f"Expected to read head {key!r}, but its slots kept changing under {_SLOT_READS} reads"
+    raise RemoteError(msg)
+
+
+def slot_get_head(remote: Primitives, key: str) -> bytes | None:
+    """The value of a slot head, or None."""
+    return _current(remote, key)[1]
+
+
+def slot_swap_head(
+    remote: Primitives, key: str, expected: bytes | None, new: bytes, require: Sequence[str]
+) -> set[str]:
+    """Compare-and-set of a slot head (see the module docstring)."""
+    number, value = _current(remote, key)
+    if value != expected:
+        msg = f"Expected head {key!r} to hold the value read before, another writer moved it"
+        raise RemoteConflictError(msg)
+    lacking = missing(remote, require)
+    if lacking:
+        return lacking
+    if not remote.put({_slot(key, number + 1): new}):
+        msg = f"Expected to take slot {number + 1} of head {key!r}, another writer took it first"
+        raise RemoteConflictError(msg)
+    stale = [_slot(key, n) for n in _slots(remote, key) if n < number]
+    if stale:
+        remote.delete_keys(stale)
+    return set()
+
+
+def checked_delete(
+    remote: Primitives,
+    keys: Sequence[str],
+    unless_moved: tuple[str, bytes | None] | None,
+    head: bytes | None,
+) -> None:
+    """Delete after checking a guard head (``head`` is its current value, read by the caller)."""
+    if unless_moved is not None and head != unless_moved[1]:
+        msg = f"Expected head {unless_moved[0]!r} unchanged before deleting, it moved"
+        raise RemoteConflictError(msg)
+    if keys:
+        remote.delete_keys(keys)

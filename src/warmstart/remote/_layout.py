@@ -1,0 +1,234 @@
+"""Private: the remote layout of a namespace, head records, and push/pull plumbing.
+
+Remote layout, per namespace (each ``/``-separated part of the namespace is
+percent-escaped, so a namespace is a directory no other namespace can reach
+into)::
+
+    <namespace>/@ws/head                      the head record (msgpack RemoteHead)
+    <namespace>/@ws/manifests/<gen>-<digest>  a manifest, as stored locally (digest + frame)
+    <namespace>/@ws/chunks/<digest>           a chunk frame, exactly as stored locally
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+import xxhash
+
+from warmstart.codec import Codec
+from warmstart.errors import IntegrityError
+from warmstart.manifest import ChunkRef, Manifest, decode_manifest
+from warmstart.remote.reports import HEAD_FORMAT, RemoteHead, RemoteProgress
+from warmstart.store import _check_namespace
+
+if TYPE_CHECKING:
+    from warmstart.remote import Remote
+
+__all__ = ()
+
+RESERVED = "@ws"
+#: Bytes read from the local store (push) or requested from the remote (pull) per batch.
+BATCH_BYTES = 8 * 1024 * 1024
+
+Progress = Callable[[RemoteProgress], None]
+_head_decoder = msgspec.msgpack.Decoder(RemoteHead)
+
+
+def escape(part: str) -> str:
+    if not part:
+        return "@e"  # "@" is always escaped in names, so "@..." parts are ours
+    escaped = urllib.parse.quote(part, safe="-_.~")
+    return "%2E" + escaped[1:] if escaped.startswith(".") else escaped
+
+
+def unescape(part: str) -> str:
+    return "" if part == "@e" else urllib.parse.unquote(part)
+
+
+def namespace_dir(namespace: str) -> str:
+    """The remote directory (key prefix) of a namespace.
+
+    Each ``/``-separated part is percent-escaped (``@``, ``%`` and a leading
+    ``.`` included), then ``@ws/`` follows: a namespace's keys can never be
+    under another namespace's directory.
+
+    >>> namespace_dir("tenant-42/pricing"), namespace_dir("a@b/.x")
+    ('tenant-42/pricing/@ws/', 'a%40b/%2Ex/@ws/')
+    """
+    _check_namespace(namespace)
+    return "/".join(escape(p) for p in namespace.split("/")) + f"/{RESERVED}/"
+
+
+class Layout:
+    """Keys of one namespace on a remote."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.dir = namespace_dir(namespace)
+        self.head = self.dir + "head"
+
+    def chunk(self, digest: bytes) -> str:
+        return f"{self.dir}chunks/{digest.hex()}"
+
+    def manifest(self, name: str) -> str:
+        return f"{self.dir}manifests/{name}"
+
+    def parse(self, key: str) -> tuple[str, str] | None:
+        """("chunks" or "manifests", name) for a key of this namespace, else None."""
+        if not key.startswith(self.dir):
+            return None
+        kind, _, name = key[len(self.dir) :].partition("/")
+        return (kind, name) if kind in ("chunks", "manifests") and name else None
+
+
+def manifest_name(generation: int, digest: bytes) -> str:
+    return f"{generation:020d}-{digest.hex()}"
+
+
+def signature(manifest: Manifest) -> str:
+    """Identity of a generation's state: its lineage and every section's chunks."""
+    identity = (
+        manifest.lineage,
+        [(s.name, [c.digest for c in s.chunks]) for s in manifest.sections],
+    )
+    return xxhash.xxh3_128_hexdigest(msgspec.msgpack.encode(identity))
+
+
+def unique_refs(manifest: Manifest) -> list[ChunkRef]:
+    return list({ref.digest: ref for s in manifest.sections for ref in s.chunks}.values())
+
+
+def decode_head(raw: bytes, where: str) -> RemoteHead:
+    try:
+        head = _head_decoder.decode(raw)
+    except msgspec.MsgspecError as exc:
+        msg = f"Expected a remote head record at {where}, got malformed data: {exc}"
+        raise IntegrityError(msg) from exc
+    if head.format > HEAD_FORMAT:
+        msg = (
+            f"Expected remote head format <= {HEAD_FORMAT}, got {head.format} at {where}; "
+            f"it was written by a newer warmstart"
+        )
+        raise IntegrityError(msg)
+    return head
+
+
+def check_keyed(head: RemoteHead, codec: Codec, where: str) -> None:
+    if head.keyed != codec.keyed:
+        has = "keyed (MAC'd)" if head.keyed else "unkeyed"
+        fix = "open the store with the writers' secret" if head.keyed else "push without a secret"
+        msg = (
+            f"Expected {'keyed' if codec.keyed else 'unkeyed'} data like this store's at "
+            f"{where}, got {has} data; {fix}"
+        )
+        raise IntegrityError(msg)
+
+
+def remote_manifest(remote: Remote, layout: Layout, codec: Codec, name: str) -> Manifest:
+    """Fetch and verify a manifest (digest, and MAC when keyed)."""
+    key = layout.manifest(name)
+    raw = remote.get([key]).get(key)
+    where = f"{key!r} on {remote.url}"
+    if raw is None:
+        msg = f"Expected manifest {where}, it is missing"
+        raise IntegrityError(msg)
+    if raw[:16].hex() != name.rpartition("-")[2]:
+        msg = f"Expected manifest {where} to have the digest its name says, got {raw[:16].hex()}"
+        raise IntegrityError(msg)
+    try:
+        manifest = decode_manifest(codec, raw)
+    except IntegrityError as exc:
+        msg = f"Expected a valid manifest {where}: {exc}"
+        raise IntegrityError(msg) from exc
+    if manifest.namespace != layout.namespace:
+        msg = (
+            f"Expected manifest {where} of namespace {layout.namespace!r}, "
+            f"got {manifest.namespace!r}"
+        )
+        raise IntegrityError(msg)
+    return manifest
+
+
+class DeadlinePassedError(Exception):
+    """The caller's deadline passed: stop before committing anything more."""
+
+
+def check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise DeadlinePassedError
+
+
+class Meter:
+    def __init__(
+        self, callback: Progress | None, operation: Literal["push", "pull"], refs: list[ChunkRef]
+    ) -> None:
+        self.callback = callback
+        self.operation: Literal["push", "pull"] = operation
+        self.bytes_total = sum(r.stored_bytes for r in refs)
+        self.chunks_total = len(refs)
+        self.bytes_done = self.chunks_done = self.moved = 0
+        self.started = time.perf_counter()
+
+    def skip(self, refs: list[ChunkRef]) -> None:
+        self.bytes_done += sum(r.stored_bytes for r in refs)
+        self.chunks_done += len(refs)
+        self.emit()
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes_done += nbytes
+        self.moved += nbytes
+        self.chunks_done += 1
+        self.emit()
+
+    def emit(self) -> None:
+        if self.callback is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = self.moved / elapsed if elapsed > 0 and self.moved else 0.0
+        remaining = self.bytes_total - self.bytes_done
+        eta = 0.0 if remaining <= 0 else (remaining / rate if rate else None)
+        self.callback(
+            RemoteProgress(
+                self.operation,
+                self.bytes_done,
+                self.bytes_total,
+                self.chunks_done,
+                self.chunks_total,
+                rate=rate,
+                eta=eta,
+            )
+        )
+
+
+@contextlib.contextmanager
+def opened(remote: Remote | str, timeout: float | None = None) -> Iterator[Remote]:
+    """The remote itself, or the one a URL names (closed afterwards)."""
+    if not isinstance(remote, str):
+        yield remote
+        return
+    from warmstart.remote import open_remote  # noqa: PLC0415 - the package imports this module
+
+    opened = open_remote(remote, timeout=timeout)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def batches(refs: list[ChunkRef]) -> Iterator[list[ChunkRef]]:
+    batch: list[ChunkRef] = []
+    size = 0
+    for ref in refs:
+        batch.append(ref)
+        size += ref.stored_bytes
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
