@@ -29,12 +29,12 @@ class Record(msgspec.Struct):
 
 
 class FrozenRecord(msgspec.Struct, frozen=True):
-    """The same record, immutable: deltas find changes by identity."""
+    """The same record, immutable all the way down: deltas diff it by identity."""
 
     id: int
     name: str
     score: float
-    tags: list[int]
+    tags: tuple[int, ...]
     active: bool
     kind: str
 
@@ -68,10 +68,16 @@ def _fields(i: int, salt: int = 0) -> tuple[int, str, float, list[int], bool, st
     )
 
 
+def _frozen_fields(i: int, salt: int = 0) -> tuple[int, str, float, tuple[int, ...], bool, str]:
+    id_, name, score, tags, active, kind = _fields(i, salt)
+    return id_, name, score, tuple(tags), active, kind
+
+
 def record(i: int, *, frozen: bool = False, salt: int = 0) -> Any:
     """Record number ``i`` (``salt`` varies the contents for updates)."""
-    cls = FrozenRecord if frozen else Record
-    return cls(*_fields(i, salt))
+    if frozen:
+        return FrozenRecord(*_frozen_fields(i, salt))
+    return Record(*_fields(i, salt))
 
 
 def key(i: int) -> str:
@@ -80,8 +86,9 @@ def key(i: int) -> str:
 
 def make_records(n: int, *, frozen: bool = False) -> dict[str, Any]:
     """``n`` records keyed ``k0`` .. ``k{n-1}``."""
-    cls = FrozenRecord if frozen else Record
-    return {f"k{i}": cls(*_fields(i)) for i in range(n)}
+    if frozen:
+        return {f"k{i}": FrozenRecord(*_frozen_fields(i)) for i in range(n)}
+    return {f"k{i}": Record(*_fields(i)) for i in range(n)}
 
 
 def make_record_dicts(n: int) -> dict[str, dict[str, Any]]:

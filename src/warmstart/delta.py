@@ -40,7 +40,6 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
-    KeysView,
     MutableMapping,
     Sequence,
 )
@@ -306,13 +305,35 @@ class Fingerprints:
     Immutable values are remembered by reference (a value that is the same
     object is unchanged, found in C with ``operator.is_not``); mutable values
     by the xxh3-64 of their encoded bytes, since they may change in place.
+
+    Keys and prints are kept as two lists in the order the mapping was read,
+    not as a dict: the next read is mostly the same sequence (deletions drop
+    out, inserts come last), so :meth:`diff` lines the two up run by run in C
+    and only looks keys up by hash where the sequences part. Hashing every key
+    into a dict cost more than a full save's encoding at a million entries
+    (docs/benchmarks.md). Keys come from a mapping, so they are unique; the
+    lists given to :meth:`diff` are kept, not copied.
     """
 
-    __slots__ = ("by_identity", "seen")
+    __slots__ = ("_keys", "_pending", "_prints", "by_identity")
 
     def __init__(self, by_identity: bool) -> None:
         self.by_identity = by_identity
-        self.seen: dict[Any, Any] = {}
+        self._keys: list[Any] = []
+        self._prints: list[Any] = []
+        # What the last diff read: keys, their prints, the change set and where
+        # its upserts sit. update() adopts it when it advances past that diff.
+        self._pending: tuple[list[Any], list[Any], ChangeSet, dict[Any, int]] | None = None
+
+    @property
+    def seen(self) -> dict[Any, Any]:
+        """Key -> print (the value itself, or its xxh3-64) as of the last checkpoint."""
+        return dict(zip(self._keys, self._prints))
+
+    def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> list[Any]:
+        if self.by_identity:
+            return values if type(values) is list else list(values)
+        return list(map(xxhash.xxh3_64_intdigest, map(encode, values)))
 
     @classmethod
     def of(
@@ -325,30 +346,37 @@ class Fingerprints:
     ) -> Fingerprints:
         """Fingerprint entries (as read by ``containers.entries_of``)."""
         prints = cls(by_identity)
-        if by_identity:
-            prints.seen = dict(zip(keys, values))
-        else:
-            prints.seen = dict(zip(keys, map(xxhash.xxh3_64_intdigest, map(encode, values))))
+        prints._keys = list(keys)
+        prints._prints = list(prints._print_all(values, encode))
         return prints
 
     def diff(
         self, keys: Sequence[Any], values: Sequence[Any], encode: Callable[[Any], bytes]
     ) -> ChangeSet:
         """Keys upserted (in the given order) and deleted since these prints."""
-        seen = self.seen
-        # All in C: look up each key's old print and compare it with the new one.
-        if self.by_identity:
-            flags = map(operator.is_not, map(seen.get, keys), values)
-        else:
-            hashes = map(xxhash.xxh3_64_intdigest, map(encode, values))
-            flags = map(operator.ne, map(seen.get, keys), hashes)
-        upserts = list(itertools.compress(keys, flags))
-        inserted = sum(1 for k in upserts if k not in seen)
+        keys = keys if type(keys) is list else list(keys)
+        new = self._print_all(values, encode)
+        old_keys, old_prints = self._keys, self._prints
+        changed = operator.is_not if self.by_identity else operator.ne
+        runs, apart_new, apart_old = _align(keys, old_keys)
+        # Where the sequences agree, compare prints position by position, in C.
+        at: list[int] = []
+        for i, j, run in runs:
+            pairs = map(changed, _iter_from(new, i), _iter_from(old_prints, j))
+            at.extend(itertools.compress(range(i, i + run), pairs))
+        # Where they part, look keys up by hash, as a dict would.
+        gone = {old_keys[j]: old_prints[j] for j in apart_old}
+        if apart_new:
+            at.extend(i for i in apart_new if changed(gone.get(keys[i]), new[i]))
+            at.sort()
+        upserts = list(map(keys.__getitem__, at))
         deletes: set[Any] = set()
-        if len(seen) + inserted != len(keys):
-            present = set(keys) if not isinstance(keys, KeysView) else keys
-            deletes = set(itertools.filterfalse(present.__contains__, seen.keys()))
-        return ChangeSet(upserts, deletes)
+        if gone:
+            present = set(map(keys.__getitem__, apart_new))
+            deletes = set(itertools.filterfalse(present.__contains__, gone))
+        changes = ChangeSet(upserts, deletes)
+        self._pending = (keys, new, changes, dict(zip(upserts, at)))
+        return changes
 
     def update(
         self,
@@ -357,31 +385,116 @@ class Fingerprints:
         changes: ChangeSet,
         encode: Callable[[Any], bytes],
     ) -> None:
-        """Advance these prints past a committed delta: O(changes).
+        """Advance these prints past a committed delta: O(changes) after :meth:`diff`.
 
         ``keys``/``values`` are the upserted entries still present.
         """
+        pending, self._pending = self._pending, None
+        fresh = list(self._print_all(values, encode))
+        if pending is not None and pending[2] is changes and len(keys) == len(pending[3]):
+            new_keys, new_prints, _, positions = pending
+            for key, value in zip(keys, fresh):
+                at = positions.get(key)
+                if at is None:
+                    break
+                new_prints[at] = value
+            else:
+                self._keys, self._prints = new_keys, new_prints
+                return
+        # Any other change set (or upserts deleted since the diff): through a dict.
         seen = self.seen
         for key in changes.deletes:
             seen.pop(key, None)
         for key in changes.upserts:
             seen.pop(key, None)
-        if self.by_identity:
-            seen.update(zip(keys, values))
-        else:
-            seen.update(zip(keys, map(xxhash.xxh3_64_intdigest, map(encode, values))))
+        seen.update(zip(keys, fresh))
+        self._keys, self._prints = list(seen), list(seen.values())
 
     def bytes_per_entry(self) -> float:
         """Approximate memory this record costs per entry (for the docs)."""
         import sys  # noqa: PLC0415 - diagnostics only
 
-        if not self.seen:
+        if not self._keys:
             return 0.0
-        per_slot = sys.getsizeof(self.seen) / len(self.seen)
+        per_slot = (sys.getsizeof(self._keys) + sys.getsizeof(self._prints)) / len(self._keys)
         if self.by_identity:
             return per_slot
-        sample = next(iter(self.seen.values()))
-        return per_slot + sys.getsizeof(sample)
+        return per_slot + sys.getsizeof(self._prints[0])
+
+
+#: Positions searched ahead of a mismatch for the next agreement.
+_RESYNC_WINDOW = 32
+
+
+def _iter_from(items: list[Any], start: int) -> Iterator[Any]:
+    """Iterate ``items[start:]`` without copying it (a list iterator moved on)."""
+    it: Any = iter(items)
+    it.__setstate__(start)
+    return it  # type: ignore[no-any-return]
+
+
+def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
+    """How many keys from ``new[i]`` and ``old[j]`` on are equal, pairwise (in C)."""
+    try:
+        return operator.indexOf(map(operator.ne, _iter_from(new, i), _iter_from(old, j)), True)
+    except ValueError:
+        return min(len(new) - i, len(old) - j)
+
+
+def _align(
+    keys: list[Any], old_keys: list[Any]
+) -> tuple[list[tuple[int, int, int]], list[int], list[int]]:
+    """Line ``keys`` up with ``old_keys``: the runs that agree, and what is left apart.
+
+    Returns ``(i, j, length)`` runs where ``keys[i + k] == old_keys[j + k]``,
+    then the positions of ``keys`` and of ``old_keys`` in no run. Runs are
+    found greedily; at a mismatch a short window ahead in each sequence is
+    searched for the next agreement. When the sequences part too often (a
+    reordered cache) the rest is left apart, to be looked up by hash.
+    """
+    n, m = len(keys), len(old_keys)
+    if keys == old_keys:  # nothing inserted, deleted or moved: one compare in C
+        return ([(0, 0, n)] if n else []), [], []
+    runs: list[tuple[int, int, int]] = []
+    apart_new: list[int] = []
+    apart_old: list[int] = []
+    i = j = 0
+    budget = 64 + n // 64
+    while i < n and j < m:
+        run = _run(keys, i, old_keys, j)
+        if run:
+            runs.append((i, j, run))
+            i += run
+            j += run
+            if i == n or j == m:
+                break
+        # keys[i] != old_keys[j]: find where the sequences meet again.
+        budget -= 1
+        if budget < 0:
+            break
+        try:  # old keys dropped out (deleted, or moved to the end)
+            found = old_keys.index(keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
+        except ValueError:
+            pass
+        else:
+            apart_old.extend(range(j, found))
+            j = found
+            continue
+        try:  # new keys came in between
+            found = keys.index(old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
+        except ValueError:
+            pass
+        else:
+            apart_new.extend(range(i, found))
+            i = found
+            continue
+        apart_new.append(i)
+        apart_old.append(j)
+        i += 1
+        j += 1
+    apart_new.extend(range(i, n))
+    apart_old.extend(range(j, m))
+    return runs, apart_new, apart_old
 
 
 def deeply_immutable(tp: Any) -> bool:
