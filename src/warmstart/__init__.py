@@ -28,6 +28,7 @@ from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionRepo
 from warmstart.schema import Compatibility, FieldSchema, Schema, compatibility
 from warmstart.snapshot import Section, SectionStats, Snapshot
 from warmstart.store import GenerationInfo, Problem, Store, VerifyReport
+from warmstart.transfer import ExportReport, ImportReport, TransferProgress, export, import_archive
 from warmstart.warm import State, WarmInfo, state, warm
 
 
@@ -64,8 +65,10 @@ __all__ = (
     "ContractError",
     "DecodeError",
     "EncodeError",
+    "ExportReport",
     "FieldSchema",
     "GenerationInfo",
+    "ImportReport",
     "IncompatibleVersionError",
     "IntegrityError",
     "Manifest",
@@ -86,12 +89,15 @@ __all__ = (
     "StoreFullError",
     "StoreTimeoutError",
     "TrackedDict",
+    "TransferProgress",
     "VerifyReport",
     "WarmInfo",
     "WarmstartError",
     "__version__",
     "boot",
     "compatibility",
+    "export",
+    "import_archive",
     "is_tracked",
     "parse_duration",
     "state",

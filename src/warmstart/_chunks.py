@@ -10,7 +10,6 @@ The cut depends only on the entries, so the same entries give the same chunks.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -87,6 +86,8 @@ def encode_chunks(
     payloads = _payloads(contract, keys, values, deleted, sequence, expires)
     if len(keys) <= FIRST_CHUNK:
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
+    import concurrent.futures  # noqa: PLC0415 - only large sections pay its import
+
     out: list[tuple[ChunkRef, bytes]] = []
     try:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)

@@ -27,7 +27,6 @@ checkpoint) starts that section cold, logs why and records it in the report;
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import datetime
@@ -44,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -63,6 +62,9 @@ from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionRepo
 from warmstart.snapshot import Snapshot, paused_gc
 from warmstart.store import Store
 from warmstart.warm import State, WarmSpec, spec_of
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ("Boot", "boot", "parse_duration")
 
@@ -300,6 +302,8 @@ class Boot:
         self._exit(failed=exc_type is not None)
 
     async def __aenter__(self) -> Boot:
+        import asyncio  # noqa: PLC0415 - asyncio costs ~30 ms to import; only async users pay
+
         self._loop = asyncio.get_running_loop()
         # Opening and verifying the store is I/O: keep the event loop free.
         await asyncio.to_thread(self._open)
@@ -307,6 +311,8 @@ class Boot:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        import asyncio  # noqa: PLC0415
+
         self._uncapture()
         if exc_type is None and self.checkpoint_on_exit:
             await asyncio.to_thread(self._final_checkpoint, "exit")
@@ -355,7 +361,8 @@ class Boot:
             self._pick_generation()
         except Exception as exc:
             try:
-                self._go_cold(f"checkpoint unreadable: {exc}", exc)
+                # Also when no generation verifies (CheckpointNotFoundError): a failure.
+                self._go_cold(f"checkpoint unreadable: {exc}", exc, failure=True)
             except BaseException:
                 self.close()  # strict=True: raise, but release the store first
                 raise
@@ -764,6 +771,8 @@ class Boot:
     def _prefetch_async(
         self, prefetch: Callable[[list[Any]], Any], batches: list[list[Any]]
     ) -> list[Any]:
+        import asyncio  # noqa: PLC0415
+
         async def run_all() -> list[Any]:
             gate = asyncio.Semaphore(self.prefetch_concurrency)
 
@@ -783,6 +792,8 @@ class Boot:
 
     def _on_loop(self, factory: Callable[[], Any]) -> Any:
         """Run a coroutine on the boot's event loop (``async with``), or on a new one."""
+        import asyncio  # noqa: PLC0415
+
         if self._loop is not None and self._loop.is_running():
             return asyncio.run_coroutine_threadsafe(factory(), self._loop).result()
         return asyncio.run(factory())
