@@ -774,6 +774,12 @@ class Store:
             self._sweep(txn, nsid, set())
             txn.delete(nsbytes, db=self._db("heads"))
             txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
+            # Quarantine and markers name generations of the namespace that is
+            # gone: a namespace created again under that name must not inherit them.
+            for kind in (b"quarantine", b"marker"):
+                prefix = self._meta_prefix(kind, namespace)
+                for key in [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]:
+                    txn.delete(key, db=self._db("meta"))
             return True
 
         dropped = self._env.write(body)
@@ -789,9 +795,11 @@ class Store:
 
         def body(txn: Any) -> int:
             freed = 0
-            for namespace in self._namespaces_in(txn):
-                nsid = self._nsid(txn, namespace, create=False)
-                assert nsid is not None
+            # Every namespace id, with or without a head: an import killed
+            # before its commit leaves chunks under an id that has no head.
+            for key, raw_id in _prefixed(txn, self._db("meta"), NS_PREFIX, values=True):
+                namespace = key[len(NS_PREFIX) :].decode()
+                nsid = bytes(raw_id)
                 marked: set[bytes] = set()
                 for generation in self._generations(txn, nsid):
                     try:
