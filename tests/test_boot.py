@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import copy
 import datetime
 import inspect
@@ -252,6 +251,13 @@ class TestForms:
             assert Rows().rows == make_records(2)
         assert again.report.generation == 1
 
+    def test_closed_boot_captures_nothing(self, store_path: Path) -> None:
+        """A boot closed by hand inside its ``with`` no longer attaches new objects."""
+        with boot(store_path) as b:
+            b.close()
+            Rows()
+        assert b.report.sections == {}
+
     def test_failed_body_saves_nothing(self, store_path: Path) -> None:
         """An exception in the ``with`` body propagates and skips the exit checkpoint."""
         save_rows(store_path, make_records(2))
@@ -454,8 +460,10 @@ class TestColdStarts:
         b = boot(path)
         with pytest.warns(ColdStartWarning, match="store unavailable"):
             b.__enter__()
-        with contextlib.closing(b):
+        try:
             Rows().rows.update(make_records(1))
+        finally:
+            b.__exit__(None, None, None)
         assert b.report.status == "cold"
         assert b.checkpoint() is None
 

@@ -317,6 +317,9 @@ class Boot:
         if exc_type is None and self.checkpoint_on_exit:
             await asyncio.to_thread(self._final_checkpoint, "exit")
         if self.checkpoint_on_exit or exc_type is not None:
+            # Signal handlers can only be restored from the main thread, which
+            # runs the loop; close() below runs in a worker thread.
+            self._disarm()
             await asyncio.to_thread(self.close)
 
     def _enter(self) -> None:
@@ -1064,7 +1067,8 @@ class Boot:
             for sig, previous in self._previous_handlers.items():
                 if signal.getsignal(sig) == self._on_signal:
                     signal.signal(sig, previous)
-        self._previous_handlers.clear()
+            # Elsewhere they cannot be restored: kept for a disarm on the main thread.
+            self._previous_handlers.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -1086,6 +1090,9 @@ class Boot:
         if self._closed:
             return
         self._closed = True
+        with _CAPTURING_LOCK:
+            if self in _CAPTURING:  # closed by hand inside its own ``with``
+                _CAPTURING.remove(self)
         self._stop.set()
         if self._periodic is not None:
             self._periodic.join(self.deadline)

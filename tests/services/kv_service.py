@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import msgspec
@@ -117,10 +118,16 @@ def main() -> None:
         watermark=watermark,
         checkpoint_on_exit=not args.startup_only,
     )
-    with boot:
+    warnings.simplefilter("always")  # report every warning, once per boot
+    with warnings.catch_warnings(record=True) as caught, boot:
         catalog = Catalog()
         boot.wait_ready()
-        emit("booted", items={k: v.value for k, v in catalog.items.items()}, **boot_fields(boot))
+        emit(
+            "booted",
+            items={k: v.value for k, v in catalog.items.items()},
+            warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
+            **boot_fields(boot),
+        )
         if not args.startup_only:
             serve(catalog, boot)
     if args.startup_only:

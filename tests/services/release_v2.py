@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--crash", choices=["exit", "kill"], default=None)
     parser.add_argument("--renamed", action="store_true")
     parser.add_argument("quotes", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     CRASH = args.crash
     struct: Any = QuoteV3 if args.renamed else Quote
 
