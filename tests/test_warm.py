@@ -165,6 +165,18 @@ class TestClassUnchanged:
         info = Original.warm_info()  # type: ignore[attr-defined]
         assert info == warmstart.WarmInfo(("cache",), ("Original.cache",), None)
 
+    def test_class_without_init_keeps_its_signature(self) -> None:
+        """A class that inherits ``object.__init__`` still takes no arguments."""
+
+        class Bare:
+            rows: dict[str, Record] = {}  # noqa: RUF012
+
+        signature = inspect.signature(Bare)
+        warmstart.warm(rows=RECORDS)(Bare)
+        assert inspect.signature(Bare) == signature
+        with pytest.raises(TypeError):
+            Bare(1)  # type: ignore[call-arg]
+
     def test_works_outside_any_boot(self) -> None:
         """Outside a boot the constructor behaves as before and nothing is restored."""
         obj = Plain(3, label="y")

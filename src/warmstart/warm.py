@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, overload
 
@@ -203,6 +204,10 @@ def _decorate(  # noqa: C901 - builds the class's warm API in one place
 
             _attach_to_capturing(self)
 
+    if original_init is object.__init__:
+        # wraps() would show object.__init__'s (*args, **kwargs): keep "()".
+        self_only = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+        __init__.__signature__ = inspect.Signature([self_only])  # type: ignore[attr-defined]
     cls.__init__ = __init__  # type: ignore[misc]
     cls.__warm__ = spec  # type: ignore[attr-defined]
 
