@@ -8,6 +8,7 @@ store what pickle stores (plain dicts, or bytes for blobs).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import pickle
 import shelve
@@ -136,6 +137,14 @@ def sqlitedict_load(path: Path, _kind: str) -> dict[str, Any]:
 
     with SqliteDict(str(path / "state.sqlite"), flag="r") as db:
         return dict(db.items())
+
+
+def available(name: str) -> bool:
+    """Whether the peer's package is installed (the bench extra brings them all)."""
+    module = {"diskcache": "diskcache", "sqlitedict": "sqlitedict", "pickle-zstd": "zstandard"}
+    if name not in module:
+        return True
+    return importlib.util.find_spec(module[name]) is not None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from benchmarks._common import (
     timed,
 )
 from benchmarks.generate_data import as_blobs, as_dicts, make_blobs, make_records
-from benchmarks.peers import METHODS
+from benchmarks.peers import METHODS, available
 
 #: Restore variants: (row label, method, extra child args).
 RESTORES = (
@@ -189,8 +189,12 @@ def bench_store(
     methods: list[str] | None = None,
     slow_repeats: int = 1,
 ) -> Report:
-    methods = methods or list(METHODS)
+    wanted = methods or list(METHODS)
+    methods = [m for m in wanted if available(m)]
     report = Report("Store")
+    missing = sorted(set(wanted) - set(methods))
+    if missing:
+        report.notes.append(f"Not measured (not installed): {', '.join(missing)}.")
     for kind, n in (("records", n_records), ("blobs", n_blobs)):
         table, raw = _workload(kind, n, methods, repeats, slow_repeats, workdir)
         report.tables.append(table)
