@@ -109,6 +109,10 @@ def _one(url: str, data: Any, workdir: Path, seed: int) -> dict[str, float]:
         again = pull(target, url, NAMESPACE)
         out["delta_pull_s"] = time.perf_counter() - started
         out["delta_pull_bytes"] = again.bytes_fetched
+        # Not timed: the target holds exactly the source's generation.
+        assert target.manifest(NAMESPACE).digests() == source.manifest(NAMESPACE).digests()
+        with target.load(NAMESPACE) as snapshot:
+            assert len(snapshot.section(SECTION, RECORDS)) == len(tracked)
     return out
 
 

@@ -225,3 +225,71 @@ class TestRedisKilled:
                 assert loaded(reader) == second
             assert_complete(remote, "svc", warmstart.Codec())
             remote.close()
+
+
+class _Before:
+    """A real remote that runs ``action`` once, just before call number ``nth`` of ``method``."""
+
+    def __init__(self, remote: Remote, method: str, action: Any, nth: int = 1) -> None:
+        self._remote = remote
+        self._method = method
+        self._action = action
+        self._calls = 0
+        self._nth = nth
+        self.fired = False
+        self.url = remote.url
+        self.atomic = remote.atomic
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._remote, name)
+        if name != self._method:
+            return real
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls += 1
+            if self._calls == self._nth:
+                self.fired = True
+                self._action()
+            return real(*args, **kwargs)
+
+        return call
+
+
+class TestCollectedUnderUs:
+    def test_chunks_collected_before_publish_are_written_again(self, remote, tmp_path):
+        """Chunks a concurrent collection removes before the head swap are uploaded again."""
+        with warmstart.Store(tmp_path / "a", sync=False) as a:
+            save(a, make_records(5000))
+
+            def collect_everything() -> None:
+                chunks = [k for k in remote.list(namespace_dir("svc")) if "/chunks/" in k]
+                remote.delete(chunks)
+
+            racing = _Before(remote, "swap_head", collect_everything)
+            report = push(a, racing, "svc")
+            assert racing.fired
+            assert report.chunks_shipped == 2 * len(a.manifest("svc").digests())
+        assert_complete(remote, "svc", warmstart.Codec())
+
+    def test_local_chunks_swept_during_a_pull_are_fetched(self, remote, tmp_path):
+        """Chunks a concurrent local save sweeps while a pull downloads are fetched after all."""
+        data = warmstart.TrackedDict(make_records(5000))
+        with (
+            warmstart.Store(tmp_path / "a", sync=False) as a,
+            warmstart.Store(tmp_path / "b", sync=False, keep=1) as b,
+        ):
+            save(a, data)
+            push(a, remote, "svc")
+            pull(b, remote, "svc")
+            data["k1"] = make_records(1, salt=7)["k0"]
+            save(a, data)
+            push(a, remote, "svc")
+            # While b downloads the delta, a full save there drops (keep=1) and
+            # sweeps the base chunks the pull counted as present.
+            sweep = lambda: save(b, make_records(3), mode="full")  # noqa: E731
+            racing = _Before(remote, "get", sweep, nth=2)  # 1: the manifest, 2: the chunks
+            result = pull(b, racing, "svc")
+            assert racing.fired
+            assert result.status == "pulled"
+            assert result.chunks_skipped == 0
+            assert loaded(b) == dict(data)
