@@ -75,7 +75,7 @@ class Env:
                 )(msg) from exc
         self.env = self._open_env(lock=True)
         self.pid = os.getpid()
-        self.dbs = {name.decode(): self._open_db(name) for name in DB_NAMES}
+        self.dbs = self._open_dbs()
         if not self.readonly:
             # Clear reader slots left behind by killed processes.
             self.env.reader_check()
@@ -109,11 +109,37 @@ class Env:
             denied = "read-only" in text or "permission" in text
             raise (ReadOnlyStoreError if denied else StoreError)(msg) from exc
 
-    def _open_db(self, name: bytes) -> Any:
+    def _open_dbs(self) -> dict[str, Any]:
+        """Open (or create) the tables in one transaction begun by us.
+
+        ``open_db`` without a transaction begins one internally while holding
+        the GIL: waiting there for another process's writer would freeze every
+        thread of this process. ``begin()`` waits with the GIL released.
+        """
+        if self.readonly:
+            return {name.decode(): self._open_existing(name) for name in DB_NAMES}
         try:
-            return self.env.open_db(name, create=not self.readonly)
+            txn = self.env.begin(write=True)
+        except lmdb.Error as exc:
+            msg = f"Expected to open the tables of the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+        dbs: dict[str, Any] = {}
+        try:
+            for name in DB_NAMES:
+                dbs[name.decode()] = self.env.open_db(name, txn=txn, create=True)
+            txn.commit()
+        except lmdb.Error as exc:
+            txn.abort()
+            msg = f"Expected the tables of the store at {str(self.path)!r}: {exc}"
+            raise StoreError(msg) from exc
+        return dbs
+
+    def _open_existing(self, name: bytes) -> Any:
+        # Read-only: a read transaction never waits for the writer.
+        try:
+            return self.env.open_db(name, create=False)
         except lmdb.NotFoundError:
-            return None  # read-only open of a store that never held this table
+            return None  # a store that never held this table reads as empty
         except lmdb.Error as exc:
             msg = f"Expected table {name.decode()!r} in the store at {str(self.path)!r}: {exc}"
             raise StoreError(msg) from exc

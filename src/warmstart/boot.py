@@ -172,6 +172,9 @@ class Boot:
             to the handlers already installed.
         deadline: seconds a shutdown checkpoint may take; past it the previous
             generation stays the head and shutdown goes on.
+        open_timeout: seconds opening the store may wait for LMDB's writer
+            lock (held by a stopped process, say); past it the boot starts
+            cold (``StoreTimeoutError`` with ``strict=True``).
         freeze_gc: after an eager restore, move restored objects to the
             collector's permanent generation (``gc.freeze()``): no later pause.
         watermark: a callable returning the source-of-truth position to record
@@ -200,8 +203,10 @@ class Boot:
         prefetch_batch: int = 256,
         store_options: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
+        open_timeout: float = 5.0,
     ) -> None:
         self._target = path_or_store
+        self.open_timeout = open_timeout
         self.namespace = namespace
         self.max_age = parse_duration(max_age)
         self.validate = validate
@@ -272,6 +277,7 @@ class Boot:
             prefetch_batch=self.prefetch_batch,
             store_options=self._store_options,
             clock=self.clock,
+            open_timeout=self.open_timeout,
         )
 
     def __call__(self, func: F) -> F:
@@ -383,9 +389,10 @@ class Boot:
     def _open_store(self) -> Store:
         if isinstance(self._target, Store):
             return self._target
-        self._owns_store = True
         options = {"clock": self.clock, **self._store_options}
-        return Store(Path(self._target), **options)
+        store = _open_within(Path(self._target), options, self.open_timeout)
+        self._owns_store = True
+        return store
 
     def _go_cold(
         self, reason: str, exc: BaseException | None = None, *, failure: bool = False
@@ -1130,6 +1137,40 @@ class Boot:
 
 
 boot = Boot
+
+
+def _open_within(path: Path, options: dict[str, Any], timeout: float) -> Store:
+    """Open a store, giving up after ``timeout`` seconds.
+
+    Opening a store whose tables exist still takes LMDB's writer lock for a
+    moment; a process stopped while holding it (SIGSTOP, a debugger) would
+    hang the boot. On timeout the open goes on in its thread and closes the
+    store when it finally gets it.
+    """
+    done = threading.Event()
+    box: dict[str, Any] = {}
+    abandoned = threading.Event()
+
+    def run() -> None:
+        try:
+            box["store"] = Store(path, **options)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+            if abandoned.is_set() and "store" in box:
+                box["store"].close()
+
+    threading.Thread(target=run, name="warmstart-open", daemon=True).start()
+    if not done.wait(timeout):
+        abandoned.set()
+        if done.is_set() and "store" in box:  # finished in the meantime
+            return box["store"]  # type: ignore[no-any-return]
+        msg = f"Expected the store at {str(path)!r} to open within {timeout:g}s; it is locked"
+        raise StoreTimeoutError(msg)
+    if "error" in box:
+        raise box["error"]
+    return box["store"]  # type: ignore[no-any-return]
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,7 @@ never read or delete another's bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -36,6 +37,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+
+import msgspec
 
 from warmstart._chunks import encode_chunks
 from warmstart._env import Env
@@ -49,7 +52,12 @@ from warmstart.delta import (
     change_log,
     deeply_immutable,
 )
-from warmstart.errors import CheckpointNotFoundError, IntegrityError
+from warmstart.errors import (
+    CheckpointNotFoundError,
+    EncodeError,
+    IntegrityError,
+    ReadOnlyStoreError,
+)
 from warmstart.manifest import (
     ChunkRef,
     Manifest,
@@ -302,6 +310,7 @@ class Store:
             ReadOnlyStoreError: the store is read-only.
         """
         nsbytes = _check_namespace(namespace)
+        _check_metadata(watermark, tags)
         prepared = self._prepare(namespace, sections, mode)
         try:
             try:
@@ -690,25 +699,43 @@ class Store:
 
         return self._env.write(body)
 
+    def _marker_file(self, namespace: str, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            msg = f"Expected a marker name without '/' or a leading dot, got {name!r}"
+            raise ValueError(msg)
+        return self.path / "markers" / f"{_check_namespace(namespace).hex()}.{name}"
+
     def set_marker(self, namespace: str, name: str, value: bytes | None) -> None:
-        """Write (or with None, delete) a small marker record for ``namespace``."""
-        key = self._meta_prefix(b"marker", namespace) + name.encode()
+        """Write (or with None, delete) a small marker for ``namespace``.
+
+        Markers are files beside the LMDB environment, not records in it:
+        setting one must never wait for another process's writer lock or an
+        fsync, since a boot sets one before every restore.
+        """
+        if self.readonly:
+            msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
+            raise ReadOnlyStoreError(msg)
+        target = self._marker_file(namespace, name)
         if value is None:
-            self._env.write(lambda txn: txn.delete(key, db=self._db("meta")))
-        else:
-            self._env.write(lambda txn: txn.put(key, value, db=self._db("meta")))
+            target.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial.write_bytes(value)
+        partial.replace(target)  # atomic: a reader sees the whole marker or none
 
     def markers(self, namespace: str) -> dict[str, bytes]:
         """Every marker of ``namespace``, by name."""
-        meta = self._db("meta")
-        if meta is None:
-            return {}
-        prefix = self._meta_prefix(b"marker", namespace)
-        with self._env.read() as txn:
-            return {
-                key[len(prefix) :].decode(): bytes(value)
-                for key, value in _prefixed(txn, meta, prefix, values=True)
-            }
+        folder = self.path / "markers"
+        prefix = f"{_check_namespace(namespace).hex()}."
+        found: dict[str, bytes] = {}
+        if not folder.is_dir():
+            return found
+        for entry in folder.iterdir():
+            if entry.name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    found[entry.name[len(prefix) :]] = entry.read_bytes()
+        return found
 
     # -- listing --------------------------------------------------------------
 
@@ -776,10 +803,11 @@ class Store:
             txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
             # Quarantine and markers name generations of the namespace that is
             # gone: a namespace created again under that name must not inherit them.
-            for kind in (b"quarantine", b"marker"):
-                prefix = self._meta_prefix(kind, namespace)
-                for key in [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]:
-                    txn.delete(key, db=self._db("meta"))
+            prefix = self._meta_prefix(b"quarantine", namespace)
+            for key in [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]:
+                txn.delete(key, db=self._db("meta"))
+            for name in self.markers(namespace):
+                self._marker_file(namespace, name).unlink(missing_ok=True)
             return True
 
         dropped = self._env.write(body)
@@ -856,6 +884,20 @@ class Store:
                 for user in referenced.get(key[4:]) or [None]:
                     report.problems.append(Problem(namespace, user, f"chunk: {exc}", key[4:].hex()))
             report.orphans += key[4:] not in referenced
+
+
+def _check_metadata(watermark: Any, tags: Mapping[str, str] | None) -> None:
+    """Refuse a watermark or tags the manifest cannot hold, before any work."""
+    try:
+        msgspec.msgpack.encode(watermark)
+    except (TypeError, ValueError, OverflowError) as exc:
+        msg = f"Expected a watermark msgpack can encode (str, int, ...), got {watermark!r}: {exc}"
+        raise EncodeError(msg) from exc
+    if tags is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        msg = f"Expected tags as a mapping of str to str, got {dict(tags)!r}"
+        raise EncodeError(msg)
 
 
 def _prefixed(
