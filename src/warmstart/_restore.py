@@ -12,11 +12,12 @@ the most recent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from warmstart.containers import bulk_target, finish_bulk, restore_into
+from warmstart.containers import bulk_target, dict_behind, finish_bulk, restore_into
 from warmstart.contract import Contract
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
@@ -181,7 +182,10 @@ class SectionRestore:
         order = getattr(container, "_LRUCache__order", None)
         move = getattr(container, "move_to_end", None) if order is None else order.move_to_end
         if move is None:
-            return
+            data = dict_behind(container)
+            if data is None:
+                return
+            move = functools.partial(_move_to_end, data)
         with self.lock if self.lock is not None else contextlib.nullcontext():
             for key in self.hot_keys:
                 with contextlib.suppress(KeyError):
@@ -191,3 +195,14 @@ class SectionRestore:
     def cold_entries(self) -> int:
         """Entries the background phase has to read."""
         return sum(ref.entries for ref in self.base[:-1])
+
+
+def _move_to_end(data: dict[Any, Any], key: Any) -> None:
+    """Move ``key`` to the end of a plain dict without losing a concurrent write.
+
+    pop then setdefault: if the live service writes the key in between, its
+    value wins (a reader in that instant sees a miss, as for any cache).
+    """
+    value = data.pop(key, _DELETED)
+    if value is not _DELETED:
+        data.setdefault(key, value)

@@ -84,7 +84,7 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
 
     Never touches recency: reading a cache for a checkpoint must not reorder it.
     """
-    data = _plain_data(mapping)
+    data = dict_behind(mapping)
     if data is not None:
         return list(data.keys()), list(data.values()), []
     base = _cachetools_base(mapping)
@@ -110,7 +110,7 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
     return keys, [peek(mapping, k) for k in keys], expires
 
 
-def _plain_data(mapping: object) -> dict[Any, Any] | None:
+def dict_behind(mapping: object) -> dict[Any, Any] | None:
     """The dict behind a dict-like container, when reading it is side-effect free."""
     if isinstance(mapping, dict):
         return mapping
@@ -126,7 +126,7 @@ def peek_entries(
     O(len(keys)) for dicts, TrackedDicts and untimed caches; a timed cache
     reads its expiry index once.
     """
-    data = _plain_data(mapping)
+    data = dict_behind(mapping)
     if data is not None:
         present = [k for k in keys if k in data]
         return present, [data[k] for k in present], []
@@ -212,7 +212,7 @@ def bulk_target(mapping: object, entries: int) -> dict[Any, Any] | None:  # noqa
     """
     if isinstance(mapping, dict):
         return mapping if not mapping and type(mapping) in (dict, collections.OrderedDict) else None
-    data = _plain_data(mapping)
+    data = dict_behind(mapping)
     if data is not None:
         return data if not data else None
     base = _cachetools_base(mapping)
@@ -235,7 +235,7 @@ def bulk_target(mapping: object, entries: int) -> dict[Any, Any] | None:  # noqa
 
 def finish_bulk(mapping: object) -> None:
     """Rebuild a cache's bookkeeping after :func:`bulk_target`'s dict was filled."""
-    if isinstance(mapping, dict) or _plain_data(mapping) is not None:
+    if isinstance(mapping, dict) or dict_behind(mapping) is not None:
         return
     data = vars(mapping)["_Cache__data"]
     mapping._Cache__currsize = len(data)  # type: ignore[attr-defined]
