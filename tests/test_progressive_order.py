@@ -45,11 +45,11 @@ class TestProgressiveOrder:
             tmp_path, namespace="n", signals=False, checkpoint_on_exit=False
         ) as boot:
             service = Service(kind)
-            hot_first = list(service.rows)
+            hottest_present = SIZE - 1 in service.rows
         assert boot.wait_ready(30)
         boot.close()
         assert boot.report.sections["Service.rows"].restored == SIZE
-        assert hot_first[-1] == SIZE - 1  # the hottest entry was there before the body ran
+        assert hottest_present  # the hot part was in place before the body ran
         assert list(service.rows) == list(range(SIZE))
 
     def test_next_checkpoint_keeps_the_order(self, tmp_path: Path, kind: str) -> None:
