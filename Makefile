@@ -39,9 +39,11 @@ lint: $(STAMP_TEST)
 	$(BIN)/mypy --strict src
 
 test: lint
+	@bash .ci/ensure-redis || echo "redis-server unavailable: the Redis remote tests will skip"
 	$(BIN)/pytest -m "not slow" --cov --cov-report=term -q
 
 test-slow: $(STAMP_TEST)
+	@bash .ci/ensure-redis || echo "redis-server unavailable: the Redis remote tests will skip"
 	$(BIN)/pytest -m slow -q
 
 bench: $(STAMP_BENCH)
