@@ -293,3 +293,23 @@ class TestCollectedUnderUs:
             assert result.status == "pulled"
             assert result.chunks_skipped == 0
             assert loaded(b) == dict(data)
+
+    def test_pull_of_a_head_retired_midway_pulls_the_newer_head(self, remote, tmp_path):
+        """If newer pushes retire the generation being pulled, the pull takes the newer head."""
+        with (
+            warmstart.Store(tmp_path / "a", sync=False) as a,
+            warmstart.Store(tmp_path / "b", sync=False) as b,
+        ):
+            save(a, make_records(3000, salt=1))
+            push(a, remote, "svc")
+
+            def two_more_pushes() -> None:
+                for salt in (2, 3):
+                    save(a, make_records(3000, salt=salt))
+                    push(a, remote, "svc", keep=1, grace=0)
+
+            racing = _Before(remote, "get", two_more_pushes, nth=2)
+            result = pull(b, racing, "svc")
+            assert racing.fired
+            assert result.remote_generation == 3
+            assert loaded(b) == make_records(3000, salt=3)

@@ -2,9 +2,12 @@
 
 A remote that is down, slow or refusing must not hold a service's startup or
 shutdown past its deadline. These run the operation in a daemon thread and
-wait at most ``deadline`` seconds; past it the operation is told to stop and
-commits nothing more (a pull writes nothing locally, a push does not move the
-remote head), and the caller goes on. The outcome, logged, says what happened.
+wait at most ``deadline`` seconds; past it the operation is told to stop, and
+it starts no commit after that (a pull writes nothing locally, a push does not
+move the remote head; one already committing finishes, atomically), and the
+caller goes on. The outcome, logged, says what happened. At interpreter exit,
+when no thread can start, the operation runs inline, bounded only by the
+remote's own timeouts (which the deadline also sets).
 
 >>> import tempfile
 >>> from warmstart import Store
@@ -54,8 +57,8 @@ def pull_with_deadline(
     """Pull at startup, for at most ``deadline`` seconds; never raises.
 
     By default only when the remote head was saved after the local head (or
-    there is none). Past the deadline the pull is told to stop and commits
-    nothing more; the caller goes on with the local store as it is.
+    there is none). Past the deadline the pull is told to stop and starts no
+    commit; the caller goes on with the local store as it is.
 
     >>> import tempfile
     >>> from warmstart import Store

@@ -10,8 +10,9 @@ Guarded deletions are a Lua script too (delete only if the head is unchanged).
 Operational needs: ``maxmemory-policy noeviction`` (an evicting Redis may drop
 a chunk a head references; pull then refuses that generation), and
 persistence (AOF or RDB) if the checkpoints must survive a Redis restart.
-Standalone Redis (or Sentinel) only: the scripts touch several keys, which
-Redis Cluster refuses unless they share a slot.
+Standalone Redis only (or a Sentinel-managed master: pass its client to
+:class:`RedisRemote`): the scripts touch several keys, which Redis Cluster
+refuses unless they share a slot.
 
 >>> RedisRemote.from_url("redis://:pw@127.0.0.1:6379/2?prefix=svc:").url
 'redis://:***@127.0.0.1:6379/2?prefix=svc:'

@@ -187,10 +187,14 @@ class ObjectStoreRemote:
         except (exceptions.BaseError, OSError) as exc:
             text = str(exc)
             msg = f"Expected {self.url} to {operation}: {_first_line(text)}"
-            if isinstance(exc, OSError) or any(w in text.lower() for w in _UNREACHABLE):
+            lowered = text.lower()
+            # A 5xx that outlived the retries means the service is down, not refusing.
+            if (
+                isinstance(exc, OSError)
+                or any(w in lowered for w in _UNREACHABLE)
+                or "status code: 5" in lowered
+            ):
                 raise RemoteUnavailableError(msg) from exc
-            if " 50" in text and "status" in text.lower():
-                raise RemoteUnavailableError(msg) from exc  # a 5xx after retries
             raise RemoteError(msg) from exc
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

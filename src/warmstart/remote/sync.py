@@ -577,12 +577,15 @@ def pull(
     if_newer: bool = False,
     progress: Progress | None = None,
 ) -> PullReport:
-    """Fetch the remote head of ``namespace`` and commit it as a local generation.
+    """Fetch the remote head of ``namespace`` and commit it as the local head.
 
     Chunks the local store already has are not fetched. Every fetched chunk
     is verified (digest and size, and MAC when the store is keyed), and the
     manifest too, before anything is written; then chunks, manifest and head
-    are committed in one write transaction.
+    are committed in one write transaction. The new local generation keeps
+    the remote number when that is above the local head, else takes head + 1
+    (a local head never goes backwards); its manifest keeps the writer's
+    ``created_at``, watermark and tags, plus ``pulled-from``.
 
     Args:
         if_newer: do nothing (``"skipped"``) when the local head was saved at
@@ -602,7 +605,29 @@ def pull(
         return _pull(store, rem, namespace, if_newer, progress, None)
 
 
+class _SupersededError(IntegrityError):
+    """A chunk of the head being pulled is gone because newer pushes retired it."""
+
+
 def _pull(
+    store: Store,
+    remote: Remote,
+    namespace: str,
+    if_newer: bool,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> PullReport:
+    # A slow pull may see its generation retired by ``keep`` newer pushes (Redis
+    # collects at once): then the newer head is the one to pull.
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return _pull_head(store, remote, namespace, if_newer, progress, cancel)
+        except _SupersededError as exc:
+            log.info("pull of %r: %s; pulling the newer head", namespace, exc)
+    return _pull_head(store, remote, namespace, if_newer, progress, cancel)
+
+
+def _pull_head(
     store: Store,
     remote: Remote,
     namespace: str,
@@ -618,7 +643,12 @@ def _pull(
         raise CheckpointNotFoundError(msg)
     head = decode_head(raw_head, remote.url)
     check_keyed(head, store.codec, remote.url)
-    manifest = remote_manifest(remote, layout, store.codec, head.manifest)
+    try:
+        manifest = remote_manifest(remote, layout, store.codec, head.manifest)
+    except IntegrityError as exc:
+        if remote.get_head(layout.head) != raw_head:
+            raise _SupersededError(str(exc)) from exc
+        raise
     if (manifest.generation, manifest.lineage, signature(manifest)) != (
         head.generation,
         head.lineage,
@@ -646,7 +676,7 @@ def _pull(
     need = [r for r in refs if r.digest not in have]
     meter = Meter(progress, "pull", refs)
     meter.skip([r for r in refs if r.digest in have])
-    frames = _download(remote, layout, store.codec, need, head.generation, meter, cancel)
+    frames = _download(remote, layout, store.codec, need, raw_head, head.generation, meter, cancel)
     fetched = dict.fromkeys(frames, 0)
     source = f"{remote.url}#{head.generation}"
     for _ in range(_ATTEMPTS):
@@ -658,7 +688,9 @@ def _pull(
             break
         # A concurrent local save collected chunks this pull counted on: fetch them.
         again = [r for r in refs if r.digest in outcome]
-        more = _download(remote, layout, store.codec, again, head.generation, None, cancel)
+        more = _download(
+            remote, layout, store.codec, again, raw_head, head.generation, None, cancel
+        )
         frames.update(more)
         fetched.update(dict.fromkeys(more, 0))
     else:
@@ -670,6 +702,15 @@ def _pull(
     status, generation = outcome
     # The local head moved under this process's last save: its next save writes a base.
     store._baselines.pop(namespace, None)
+    log.info(
+        "pulled %r generation %d from %s as local generation %d: %d chunks fetched",
+        namespace,
+        head.generation,
+        remote.url,
+        generation,
+        len(fetched),
+        extra={"namespace": namespace, "remote": remote.url, "generation": generation},
+    )
     sizes = {r.digest: r.stored_bytes for r in refs}
     return report(
         status,
@@ -720,6 +761,7 @@ def _download(
     layout: Layout,
     codec: Codec,
     refs: list[ChunkRef],
+    head_raw: bytes,
     generation: int,
     meter: Meter | None,
     cancel: threading.Event | None,
@@ -734,6 +776,9 @@ def _download(
             frame = got.get(key)
             where = f"chunk {ref.digest.hex()} of remote generation {generation} on {remote.url}"
             if frame is None:
+                if remote.get_head(layout.head) != head_raw:
+                    msg = f"{where} was retired by newer pushes while pulling"
+                    raise _SupersededError(msg)
                 msg = f"Expected {where}, it is missing (was the remote evicted or pruned by hand?)"
                 raise IntegrityError(msg)
             try:
