@@ -7,6 +7,7 @@ measured on its own).
 Ops:
     restore: {"method", "path", "kind", "entries", "freeze_gc", "check"}
     inmemory: {"kind", "shape", "n"}: the RSS of the same dict built in memory
+    profile-restore: {"path"}: each stage of a restore, timed (benchmarks.hotpaths)
 """
 
 from __future__ import annotations
@@ -107,7 +108,13 @@ def inmemory(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-OPS = {"restore": restore, "inmemory": inmemory}
+def profile_restore(args: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.hotpaths import restore_stages
+
+    return restore_stages(args["path"])
+
+
+OPS = {"restore": restore, "inmemory": inmemory, "profile-restore": profile_restore}
 
 
 def main() -> None:

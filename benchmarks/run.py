@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Report, fmt, machine, versions
 
-BENCHMARKS = ("codec", "store", "delta", "import")
+BENCHMARKS = ("codec", "store", "delta", "import", "hotpaths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Sizes:
 def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
+    from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
     from benchmarks.store import bench_store
 
@@ -56,6 +57,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "store": lambda: bench_store(sizes.records, sizes.blobs, sizes.store_repeats, workdir),
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
         "import": lambda: bench_import(sizes.import_repeats),
+        "hotpaths": lambda: bench_profile(sizes.records, workdir),
     }
     reports = []
     for name in names:

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import generate_data  # noqa: E402
 from benchmarks.codec import bench_codec  # noqa: E402
 from benchmarks.delta import bench_delta  # noqa: E402
+from benchmarks.hotpaths import bench_profile  # noqa: E402
 from benchmarks.importtime import bench_import  # noqa: E402
 from benchmarks.run import render  # noqa: E402
 from benchmarks.store import bench_store  # noqa: E402
@@ -74,3 +75,9 @@ def test_import_and_render(tmp_path: Path) -> None:
     text = render([report], argparse.Namespace(quick=True, only="import"))
     assert "| import warmstart |" in text
     assert "**Machine:**" in text
+
+
+def test_hotpaths(tmp_path: Path) -> None:
+    report = bench_profile(2000, tmp_path)
+    _well_formed(report)
+    assert len(report.tables) == 4
