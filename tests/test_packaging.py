@@ -25,9 +25,9 @@ EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore")
 def public_modules() -> list[str]:
     """Every ``warmstart.<name>`` module whose name has no leading underscore."""
     return sorted(
-        f"warmstart.{info.name}"
-        for info in pkgutil.iter_modules(warmstart.__path__)
-        if not info.name.startswith("_")
+        info.name
+        for info in pkgutil.walk_packages(warmstart.__path__, prefix="warmstart.")
+        if not any(part.startswith("_") for part in info.name.split("."))
     )
 
 

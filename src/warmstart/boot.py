@@ -66,6 +66,8 @@ from warmstart.warm import State, WarmSpec, spec_of
 if TYPE_CHECKING:
     import asyncio
 
+    from warmstart.remote import Remote, SyncOutcome
+
 __all__ = ("Boot", "boot", "parse_duration")
 
 
@@ -175,6 +177,11 @@ class Boot:
         open_timeout: seconds opening the store may wait for LMDB's writer
             lock (held by a stopped process, say); past it the boot starts
             cold (``StoreTimeoutError`` with ``strict=True``).
+        remote: a remote tier (``redis://...``, ``s3://...``, ``file://...`` or a
+            ``warmstart.remote.Remote``): at start, pull a newer generation
+            first; after each checkpoint, push. Never blocks beyond
+            ``remote_deadline`` seconds per pull or push; outcomes are in
+            ``remote_outcomes``.
         freeze_gc: after an eager restore, move restored objects to the
             collector's permanent generation (``gc.freeze()``): no later pause.
         watermark: a callable returning the source-of-truth position to record
@@ -204,9 +211,15 @@ class Boot:
         store_options: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         open_timeout: float = 5.0,
+        remote: str | Remote | None = None,
+        remote_deadline: float = 5.0,
     ) -> None:
         self._target = path_or_store
         self.open_timeout = open_timeout
+        self.remote = remote  # a URL or a warmstart.remote.Remote
+        self.remote_deadline = remote_deadline
+        #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
+        self.remote_outcomes: dict[str, SyncOutcome] = {}
         self.namespace = namespace
         self.max_age = parse_duration(max_age)
         self.validate = validate
@@ -278,6 +291,8 @@ class Boot:
             store_options=self._store_options,
             clock=self.clock,
             open_timeout=self.open_timeout,
+            remote=self.remote,
+            remote_deadline=self.remote_deadline,
         )
 
     def __call__(self, func: F) -> F:
@@ -366,6 +381,14 @@ class Boot:
         except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
+        if self.remote is not None and not self.store.readonly:
+            from warmstart.remote.deadline import pull_with_deadline  # noqa: PLC0415
+
+            # Another host may have left newer state: fetch it first, within
+            # the deadline; past it the boot goes on with what it has.
+            self.remote_outcomes["pull"] = pull_with_deadline(
+                self.store, self.remote, self.namespace, deadline=self.remote_deadline
+            )
         try:
             self._pick_generation()
         except Exception as exc:
@@ -1005,6 +1028,12 @@ class Boot:
                 "seconds": report.seconds,
             },
         )
+        if self.remote is not None:
+            from warmstart.remote.deadline import push_with_deadline  # noqa: PLC0415
+
+            self.remote_outcomes["push"] = push_with_deadline(
+                self.store, self.remote, self.namespace, deadline=self.remote_deadline
+            )
         return generation
 
     def _watermark_now(self) -> Any:

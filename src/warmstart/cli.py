@@ -49,6 +49,7 @@ from warmstart.errors import (
     WarmstartError,
 )
 from warmstart.manifest import Manifest, SectionManifest
+from warmstart.remote import cli as remote_cli
 from warmstart.schema import Schema, compatibility
 from warmstart.store import Store
 from warmstart.transfer import TransferProgress, export, import_archive
@@ -157,7 +158,13 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("ls", _cmd_ls, "list namespaces and their generations")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", nargs="?")
+    p.add_argument(
+        "--remote",
+        metavar="URL",
+        default=os.environ.get("WARMSTART_REMOTE"),
+        help="list a remote (redis://, s3://, file://) instead; default $WARMSTART_REMOTE",
+    )
     p = command("inspect", _cmd_inspect, "show a generation's manifest, metadata and schemas")
     p.add_argument("path", metavar="PATH")
     p.add_argument("namespace", metavar="NAMESPACE", nargs="?")
@@ -193,6 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = command("stats", _cmd_stats, "show store-level sizes and counts")
     p.add_argument("path", metavar="PATH")
+    remote_cli.register(sub, parents=[common, keyed])
     return parser
 
 
@@ -321,6 +329,11 @@ def _progress() -> _ProgressLine | None:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    if args.remote is not None:
+        return remote_cli.cmd_ls(args)
+    if args.path is None:
+        msg = "Expected PATH or --remote URL"
+        raise _UsageError(msg)
     now = time.time()
     with _open(args, args.path) as store:
         listing = [
