@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+import xxhash
 
 from warmstart.codec import Codec, digest
 from warmstart.errors import IntegrityError
@@ -116,6 +117,15 @@ class Manifest(msgspec.Struct, frozen=True):
     def digests(self) -> set[bytes]:
         """Every chunk digest this generation references."""
         return {c.digest for s in self.sections for c in s.chunks}
+
+    def signature(self) -> str:
+        """Identity of the state this generation holds: lineage and every section's chunks.
+
+        Two generations with the same signature hold the same entries, whatever
+        their numbers: an import or pull of one that is already there is a no-op.
+        """
+        identity = (self.lineage, [(s.name, [c.digest for c in s.chunks]) for s in self.sections])
+        return xxhash.xxh3_128_hexdigest(_encoder.encode(identity))
 
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")

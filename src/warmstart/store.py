@@ -492,6 +492,76 @@ class Store:
         self._retain(txn, nsid, manifest)
         return manifest
 
+    def _identical(self, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
+        """The stored generation holding the same state as ``manifest``, if any."""
+        wanted = manifest.signature()
+        for generation in self._generations(txn, nsid):
+            try:
+                if self._read_manifest(txn, nsid, generation).signature() == wanted:
+                    return generation
+            except (IntegrityError, CheckpointNotFoundError):
+                continue
+        return None
+
+    def _adopt(
+        self,
+        txn: Any,
+        namespace: str,
+        manifest: Manifest,
+        frames: Mapping[bytes, bytes],
+        *,
+        tag: str,
+        source: str,
+    ) -> tuple[Literal["adopted", "present"], int] | set[bytes]:
+        """Commit a generation that came from elsewhere (an import, a pull).
+
+        Inside the caller's write transaction: writes ``frames`` that are
+        absent, and if every chunk the manifest references is now present,
+        the manifest and the head. The head never moves backwards: the
+        generation keeps its number when that is newer than the head, else it
+        becomes head + 1; ``tags[tag]`` records ``source``.
+
+        Returns ("adopted" or "present", generation), or the digests still
+        missing (nothing of the manifest or head was written then).
+        """
+        nsid = self._nsid(txn, namespace, create=True)
+        assert nsid is not None
+        present = self._identical(txn, nsid, manifest)
+        if present is not None:
+            return "present", present
+        chunks = self._db("chunks")
+        for chunk_digest, frame in frames.items():
+            txn.put(self._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
+        missing = {
+            d for d in manifest.digests() if txn.get(self._chunk_key(nsid, d), db=chunks) is None
+        }
+        if missing:
+            return missing
+        head = self._head(txn, namespace)
+        newer = head is None or head[0] < manifest.generation
+        generation = manifest.generation if newer else head[0] + 1  # type: ignore[index]
+        adopted = msgspec.structs.replace(
+            manifest,
+            namespace=namespace,
+            generation=generation,
+            parent=None if head is None else head[0],
+            tags={**manifest.tags, tag: source},
+        )
+        txn.put(
+            nsid + _GEN.pack(generation),
+            encode_manifest(self.codec, adopted),
+            db=self._db("manifests"),
+        )
+        txn.put(
+            _check_namespace(namespace),
+            _GEN.pack(generation) + manifest.lineage.encode(),
+            db=self._db("heads"),
+        )
+        self._retain(txn, nsid, adopted)
+        # Deltas computed in this process were against the previous head.
+        self._baselines.pop(namespace, None)
+        return "adopted", generation
+
     def _retain(self, txn: Any, nsid: bytes, newest: Manifest) -> None:
         """Drop generations beyond ``keep`` and sweep chunks none references."""
         generations = self._generations(txn, nsid)

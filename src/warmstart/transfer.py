@@ -62,7 +62,8 @@ from warmstart.errors import (
     ReadOnlyStoreError,
     StoreError,
 )
-from warmstart.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
+from warmstart.manifest import ChunkRef, Manifest, decode_manifest
+from warmstart.progress import Meter, Progress
 from warmstart.store import Store
 
 __all__ = ("ExportReport", "ImportReport", "TransferProgress", "export", "import_archive")
@@ -94,29 +95,8 @@ _COMMIT_ATTEMPTS = 3
 IMPORTED_FROM = "imported-from"
 
 
-class TransferProgress(msgspec.Struct, frozen=True):
-    """One progress report of an export or import, passed to ``progress=``.
-
-    ``rate`` counts only bytes actually moved (chunks an import skips because
-    the target has them do not inflate it); ``eta`` is None until a rate is known.
-
-    >>> p = TransferProgress("import", 50, 200, 1, 4, rate=100.0, eta=1.5)
-    >>> p.fraction
-    0.25
-    """
-
-    operation: Literal["export", "import"]
-    bytes_done: int
-    bytes_total: int
-    chunks_done: int
-    chunks_total: int
-    rate: float = 0.0
-    eta: float | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of the bytes done, between 0 and 1."""
-        return 1.0 if self.bytes_total <= 0 else min(1.0, self.bytes_done / self.bytes_total)
+#: Progress of an export or import (the same type as push and pull report).
+TransferProgress = Progress
 
 
 class ExportReport(msgspec.Struct, frozen=True):
@@ -197,62 +177,7 @@ class _Header(msgspec.Struct, frozen=True, kw_only=True):
 
 _header_decoder = msgspec.msgpack.Decoder(_Header)
 
-Progress = Callable[[TransferProgress], None]
-
-
-class _Meter:
-    """Counts bytes and chunks and reports :class:`TransferProgress`."""
-
-    def __init__(
-        self,
-        callback: Progress | None,
-        operation: Literal["export", "import"],
-        bytes_total: int,
-        chunks_total: int,
-    ) -> None:
-        self.callback = callback
-        self.operation: Literal["export", "import"] = operation
-        self.bytes_total = bytes_total
-        self.chunks_total = chunks_total
-        self.bytes_done = 0
-        self.chunks_done = 0
-        self.skipped_bytes = 0
-        self.started = time.perf_counter()
-
-    def skip(self, nbytes: int, chunks: int) -> None:
-        self.bytes_done += nbytes
-        self.skipped_bytes += nbytes
-        self.chunks_done += chunks
-
-    def redo(self, nbytes: int, chunks: int) -> None:
-        """Work already counted must be done again (chunks swept under the import)."""
-        self.bytes_done -= nbytes
-        self.chunks_done -= chunks
-
-    def advance(self, nbytes: int) -> None:
-        self.bytes_done += nbytes
-        self.chunks_done += 1
-        self.emit()
-
-    def emit(self) -> None:
-        if self.callback is None:
-            return
-        elapsed = time.perf_counter() - self.started
-        moved = self.bytes_done - self.skipped_bytes
-        rate = moved / elapsed if elapsed > 0 and moved > 0 else 0.0
-        remaining = self.bytes_total - self.bytes_done
-        eta = 0.0 if remaining <= 0 else (remaining / rate if rate > 0 else None)
-        self.callback(
-            TransferProgress(
-                self.operation,
-                self.bytes_done,
-                self.bytes_total,
-                self.chunks_done,
-                self.chunks_total,
-                rate=rate,
-                eta=eta,
-            )
-        )
+ProgressCallback = Callable[[Progress], None]
 
 
 # -- export -------------------------------------------------------------------
@@ -265,7 +190,7 @@ def export(
     *,
     generation: int | None = None,
     since: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ExportReport:
     """Write one generation of ``namespace`` to an archive file at ``out_path``.
 
@@ -342,7 +267,7 @@ def export(
             exported_at=time.time(),
             library_version=manifest.library_version,
         )
-        meter = _Meter(progress, "export", header.chunk_bytes, len(ship))
+        meter = Meter(progress, "export", header.chunk_bytes, len(ship))
         meter.emit()
         chunks_db = store._db("chunks")
 
@@ -466,7 +391,7 @@ def import_archive(
     in_path: str | os.PathLike[str],
     *,
     namespace: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import an archive written by :func:`export` into ``store``.
 
@@ -530,7 +455,7 @@ def import_archive(
         manifest = _archive_manifest(store, scan, where)
         target = manifest.namespace if namespace is None else namespace
         present, have = _plan(store, target, manifest)
-        meter = _Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
+        meter = Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
         written: dict[bytes, int] = {}
         if present is None:
             status, generation = _write_and_commit(
@@ -540,8 +465,6 @@ def import_archive(
             status, generation = "present", present
             meter.skip(scan.header.chunk_bytes, len(scan.chunks))
             meter.emit()
-    # The head moved under this process's last save: its next save writes a base.
-    store._baselines.pop(target, None)
     return ImportReport(
         namespace=target,
         generation=generation,
@@ -563,7 +486,7 @@ def _write_and_commit(
     manifest: Manifest,
     scan: _Scan,
     have: set[bytes],
-    meter: _Meter,
+    meter: Meter,
     written: dict[bytes, int],
     where: str,
 ) -> tuple[Literal["imported", "present"], int]:
@@ -751,31 +674,13 @@ def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:
     return manifest
 
 
-def _signature(manifest: Manifest) -> tuple[str, tuple[tuple[str, tuple[bytes, ...]], ...]]:
-    return manifest.lineage, tuple(
-        (s.name, tuple(c.digest for c in s.chunks)) for s in manifest.sections
-    )
-
-
-def _find_identical(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
-    """The generation of the target that is the same state (same lineage and chunks), if any."""
-    wanted = _signature(manifest)
-    for generation in store._generations(txn, nsid):
-        try:
-            if _signature(store._read_manifest(txn, nsid, generation)) == wanted:
-                return generation
-        except (IntegrityError, CheckpointNotFoundError):
-            continue
-    return None
-
-
 def _plan(store: Store, namespace: str, manifest: Manifest) -> tuple[int | None, set[bytes]]:
     """(identical generation already present, chunks of the manifest the target has)."""
     with store._env.read() as txn:
         nsid = store._nsid(txn, namespace, create=False)
         if nsid is None:
             return None, set()
-        present = _find_identical(store, txn, nsid, manifest)
+        present = store._identical(txn, nsid, manifest)
         chunks = store._db("chunks")
         have = {
             d
@@ -813,7 +718,7 @@ def _write_chunks(
     f: IO[bytes],
     namespace: str,
     todo: list[tuple[bytes, int, int]],
-    meter: _Meter,
+    meter: Meter,
     where: str,
 ) -> dict[bytes, int]:
     """Verify and write chunks in batch transactions; return {digest: bytes} of those written."""
@@ -865,38 +770,8 @@ def _commit(
     store: Store, txn: Any, namespace: str, manifest: Manifest, source: str
 ) -> tuple[Literal["imported", "present"], int] | set[bytes]:
     """Commit the manifest and head: (status, generation), or the chunks still missing."""
-    nsid = store._nsid(txn, namespace, create=True)
-    assert nsid is not None
-    present = _find_identical(store, txn, nsid, manifest)
-    if present is not None:
-        return "present", present  # a concurrent identical import won the race
-    chunks = store._db("chunks")
-    missing = {
-        d for d in manifest.digests() if txn.get(store._chunk_key(nsid, d), db=chunks) is None
-    }
-    if missing:
-        return missing
-    head = store._head(txn, namespace)
-    # Never move the head backwards: keep the source number when it is newer
-    # than the target's head, else become head + 1 (issue "Operations").
-    if head is None or head[0] < manifest.generation:
-        generation = manifest.generation
-    else:
-        generation = head[0] + 1
-    imported = msgspec.structs.replace(
-        manifest,
-        namespace=namespace,
-        generation=generation,
-        parent=None if head is None else head[0],
-        tags={**manifest.tags, IMPORTED_FROM: source},
-    )
-    txn.put(
-        nsid + _GEN.pack(generation),
-        encode_manifest(store.codec, imported),
-        db=store._db("manifests"),
-    )
-    txn.put(
-        namespace.encode(), _GEN.pack(generation) + manifest.lineage.encode(), db=store._db("heads")
-    )
-    store._retain(txn, nsid, imported)
-    return "imported", generation
+    outcome = store._adopt(txn, namespace, manifest, {}, tag=IMPORTED_FROM, source=source)
+    if isinstance(outcome, set):
+        return outcome
+    status, generation = outcome
+    return ("imported" if status == "adopted" else "present"), generation

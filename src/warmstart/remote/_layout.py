@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import msgspec
-import xxhash
 
 from warmstart.codec import Codec
 from warmstart.errors import IntegrityError
@@ -91,15 +89,6 @@ def manifest_name(generation: int, digest: bytes) -> str:
     return f"{generation:020d}-{digest.hex()}"
 
 
-def signature(manifest: Manifest) -> str:
-    """Identity of a generation's state: its lineage and every section's chunks."""
-    identity = (
-        manifest.lineage,
-        [(s.name, [c.digest for c in s.chunks]) for s in manifest.sections],
-    )
-    return xxhash.xxh3_128_hexdigest(msgspec.msgpack.encode(identity))
-
-
 def unique_refs(manifest: Manifest) -> list[ChunkRef]:
     return list({ref.digest: ref for s in manifest.sections for ref in s.chunks}.values())
 
@@ -162,48 +151,6 @@ class DeadlinePassedError(Exception):
 def check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise DeadlinePassedError
-
-
-class Meter:
-    def __init__(
-        self, callback: Progress | None, operation: Literal["push", "pull"], refs: list[ChunkRef]
-    ) -> None:
-        self.callback = callback
-        self.operation: Literal["push", "pull"] = operation
-        self.bytes_total = sum(r.stored_bytes for r in refs)
-        self.chunks_total = len(refs)
-        self.bytes_done = self.chunks_done = self.moved = 0
-        self.started = time.perf_counter()
-
-    def skip(self, refs: list[ChunkRef]) -> None:
-        self.bytes_done += sum(r.stored_bytes for r in refs)
-        self.chunks_done += len(refs)
-        self.emit()
-
-    def advance(self, nbytes: int) -> None:
-        self.bytes_done += nbytes
-        self.moved += nbytes
-        self.chunks_done += 1
-        self.emit()
-
-    def emit(self) -> None:
-        if self.callback is None:
-            return
-        elapsed = time.perf_counter() - self.started
-        rate = self.moved / elapsed if elapsed > 0 and self.moved else 0.0
-        remaining = self.bytes_total - self.bytes_done
-        eta = 0.0 if remaining <= 0 else (remaining / rate if rate else None)
-        self.callback(
-            RemoteProgress(
-                self.operation,
-                self.bytes_done,
-                self.bytes_total,
-                self.chunks_done,
-                self.chunks_total,
-                rate=rate,
-                eta=eta,
-            )
-        )
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from warmstart.progress import Progress
+
 __all__ = ("PullReport", "PushReport", "RemoteHead", "RemoteProgress", "SyncOutcome")
 
 
@@ -56,28 +58,8 @@ class RemoteHead(msgspec.Struct, frozen=True, kw_only=True):
     format: int = HEAD_FORMAT
 
 
-class RemoteProgress(msgspec.Struct, frozen=True):
-    """One progress report of a push or pull, passed to ``progress=``.
-
-    Chunks the other side already has count as done at once; ``rate`` counts
-    only bytes moved.
-
-    >>> RemoteProgress("push", 25, 100, 1, 4).fraction
-    0.25
-    """
-
-    operation: Literal["push", "pull"]
-    bytes_done: int
-    bytes_total: int
-    chunks_done: int
-    chunks_total: int
-    rate: float = 0.0
-    eta: float | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of the bytes done, between 0 and 1."""
-        return 1.0 if self.bytes_total <= 0 else min(1.0, self.bytes_done / self.bytes_total)
+#: Progress of a push or pull (the same type as export and import report).
+RemoteProgress = Progress
 
 
 class PushReport(msgspec.Struct, frozen=True, kw_only=True):

@@ -55,10 +55,10 @@ import msgspec
 from warmstart.codec import Codec
 from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
+from warmstart.progress import Meter
 from warmstart.remote._layout import (
     RESERVED,
     Layout,
-    Meter,
     Progress,
     batches,
     check_cancel,
@@ -68,7 +68,6 @@ from warmstart.remote._layout import (
     namespace_dir,
     opened,
     remote_manifest,
-    signature,
     unescape,
     unique_refs,
 )
@@ -177,7 +176,7 @@ def _push(
     started = time.perf_counter()
     layout = Layout(namespace)
     manifest = store.manifest(namespace, generation)
-    identity = signature(manifest)
+    identity = manifest.signature()
     head_raw = remote.get_head(layout.head)
     head = None if head_raw is None else decode_head(head_raw, f"{layout.head!r} on {remote.url}")
 
@@ -213,8 +212,10 @@ def _push(
     todo = [r for r in refs if r.digest not in on_remote]
     ship = _to_ship(remote, layout, todo, grace)
     shipping = {r.digest for r in ship}
-    meter = Meter(progress, "push", refs)
-    meter.skip([r for r in refs if r.digest not in shipping])
+    meter = Meter(progress, "push", sum(r.stored_bytes for r in refs), len(refs))
+    remote_has = [r for r in refs if r.digest not in shipping]
+    meter.skip(sum(r.stored_bytes for r in remote_has), len(remote_has))
+    meter.emit()
     # Overwriting refreshes an old copy's age on stores without atomic checks.
     shipped = _upload(store, remote, layout, ship, not remote.atomic, meter, cancel)
     new = _next_head(store, manifest, head, identity, keep)
@@ -649,7 +650,7 @@ def _pull_head(
         if remote.get_head(layout.head) != raw_head:
             raise _SupersededError(str(exc)) from exc
         raise
-    if (manifest.generation, manifest.lineage, signature(manifest)) != (
+    if (manifest.generation, manifest.lineage, manifest.signature()) != (
         head.generation,
         head.lineage,
         head.signature,
@@ -674,8 +675,10 @@ def _pull_head(
     if if_newer and local_created is not None and local_created >= manifest.created_at:
         return report("skipped", generation=None)
     need = [r for r in refs if r.digest not in have]
-    meter = Meter(progress, "pull", refs)
-    meter.skip([r for r in refs if r.digest in have])
+    meter = Meter(progress, "pull", sum(r.stored_bytes for r in refs), len(refs))
+    local = [r for r in refs if r.digest in have]
+    meter.skip(sum(r.stored_bytes for r in local), len(local))
+    meter.emit()
     frames = _download(remote, layout, store.codec, need, raw_head, head.generation, meter, cancel)
     fetched = dict.fromkeys(frames, 0)
     source = f"{remote.url}#{head.generation}"
@@ -700,8 +703,6 @@ def _pull_head(
         )
         raise StoreError(msg)
     status, generation = outcome
-    # The local head moved under this process's last save: its next save writes a base.
-    store._baselines.pop(namespace, None)
     log.info(
         "pulled %r generation %d from %s as local generation %d: %d chunks fetched",
         namespace,
@@ -729,7 +730,7 @@ def _local_state(
         nsid = store._nsid(txn, namespace, create=False)
         if nsid is None:
             return None, None, set()
-        present = _identical(store, txn, nsid, manifest)
+        present = store._identical(txn, nsid, manifest)
         head = store._head(txn, namespace)
         created = None
         if head is not None:
@@ -742,18 +743,6 @@ def _local_state(
             if txn.get(store._chunk_key(nsid, d), db=chunks) is not None
         }
     return present, created, have
-
-
-def _identical(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
-    """The local generation holding the same state (lineage and chunks), if any."""
-    wanted = signature(manifest)
-    for generation in store._generations(txn, nsid):
-        try:
-            if signature(store._read_manifest(txn, nsid, generation)) == wanted:
-                return generation
-        except (IntegrityError, CheckpointNotFoundError):
-            continue
-    return None
 
 
 def _download(
@@ -804,38 +793,8 @@ def _commit(
     source: str,
 ) -> tuple[Literal["pulled", "present"], int] | set[bytes]:
     """Write chunks, manifest and head: (status, generation), or the chunks still missing."""
-    nsid = store._nsid(txn, namespace, create=True)
-    assert nsid is not None
-    present = _identical(store, txn, nsid, manifest)
-    if present is not None:
-        return "present", present
-    chunks = store._db("chunks")
-    for chunk_digest, frame in frames.items():
-        txn.put(store._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
-    missing = {
-        d for d in manifest.digests() if txn.get(store._chunk_key(nsid, d), db=chunks) is None
-    }
-    if missing:
-        return missing
-    head = store._head(txn, namespace)
-    # Never move the local head backwards: keep the remote number when it is
-    # newer than the local head, else take head + 1.
-    generation = (
-        manifest.generation if head is None or head[0] < manifest.generation else head[0] + 1
-    )
-    pulled = msgspec.structs.replace(
-        manifest,
-        generation=generation,
-        parent=None if head is None else head[0],
-        tags={**manifest.tags, PULLED_FROM: source},
-    )
-    txn.put(
-        nsid + _GEN.pack(generation),
-        encode_manifest(store.codec, pulled),
-        db=store._db("manifests"),
-    )
-    txn.put(
-        namespace.encode(), _GEN.pack(generation) + manifest.lineage.encode(), db=store._db("heads")
-    )
-    store._retain(txn, nsid, pulled)
-    return "pulled", generation
+    outcome = store._adopt(txn, namespace, manifest, frames, tag=PULLED_FROM, source=source)
+    if isinstance(outcome, set):
+        return outcome
+    status, generation = outcome
+    return ("pulled" if status == "adopted" else "present"), generation
