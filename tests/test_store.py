@@ -709,6 +709,24 @@ class TestFallback:
                 assert (snapshot.generation, snapshot.fallback) == (3, ())
                 assert snapshot.section("records", RECORDS) == records
 
+    def test_damaged_head_record(self, store_path: Path) -> None:
+        """A head record whose lineage bytes are garbage neither fails a load nor the next save."""
+        with open_store(store_path) as store:
+            state: TrackedDict[str, Record] = TrackedDict(make_records(20))
+            store.save("svc", {"state": (RECORDS, state)})
+        with raw_env(store_path) as (env, _), env.begin(write=True) as txn:
+            heads = env.open_db(b"heads", txn=txn)
+            record = bytes(txn.get(b"svc", db=heads))
+            txn.put(b"svc", record[:8] + b"\xe4\xff" + record[10:], db=heads)
+        with open_store(store_path) as store:
+            with store.load("svc") as snapshot:
+                assert snapshot.section("state", RECORDS) == dict(state)
+            state["k1"] = Record(1, "after", 0.0, [], True, "a")
+            assert store.save("svc", {"state": (RECORDS, state)}) == 2
+            assert store.generations("svc")[0].kind == "full"
+            with store.load("svc") as snapshot:
+                assert snapshot.section("state", RECORDS) == dict(state)
+
 
 class TestGrowth:
     def test_map_grows_when_full(self, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -262,7 +262,8 @@ class Store:
         if raw is None:
             return None
         raw = bytes(raw)
-        return _GEN.unpack(raw[:8])[0], raw[8:].decode()
+        # A damaged lineage must not fail a load: it just matches no manifest.
+        return _GEN.unpack(raw[:8])[0], raw[8:].decode("ascii", errors="replace")
 
     def _generations(self, txn: Any, nsid: bytes) -> list[int]:
         """Generations stored for a namespace, newest first."""

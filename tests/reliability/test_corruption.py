@@ -178,6 +178,7 @@ def run_file_campaign(
         stores.append(path)
     loads: collections.Counter[str] = collections.Counter()
     saves: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
     notes: list[str] = []
     pending = stores
     while pending:
@@ -189,6 +190,8 @@ def run_file_campaign(
             counter[record["outcome"]] += 1
             if record["outcome"] in ("wrong_data", "unclean_error"):
                 notes.append(json.dumps(record))
+            elif record["outcome"] == "clean_error":
+                errors[f"{record['step']}: {error_kind(record['error'])}"] += 1
         if status == 0:
             pending = pending[len(batch) :]
             continue
@@ -199,7 +202,18 @@ def run_file_campaign(
         (saves if loaded else loads)[kind] += 1
         notes.append(f"{victim.name}: {kind} while {'saving' if loaded else 'loading'}")
         pending = pending[batch.index(victim) + 1 :]
+    notes += [f"{count} x {kind}" for kind, count in errors.most_common()]
     return loads, saves, notes
+
+
+def error_kind(message: str) -> str:
+    """The class of a clean error and the LMDB or integrity reason, without paths and digests."""
+    name, _, text = message.partition(": ")
+    for reason in ("MDB_", "digest", "MAC", "found none", "none did", "format", "frame"):
+        if reason in text:
+            start = text.index(reason)
+            return f"{name}: {text[start : start + 60]}"
+    return f"{name}: {text[:60]}"
 
 
 def file_summary(
