@@ -5,7 +5,7 @@ the dict is rebuilt; imports happen before the clock starts (import time is
 measured on its own).
 
 Ops:
-    restore: {"method", "path", "kind", "entries", "freeze_gc", "check"}
+    restore: {"method", "path", "kind", "entries", "freeze_gc", "generation", "check"}
     inmemory: {"kind", "shape", "n"}: the RSS of the same dict built in memory
     profile-restore: {"path"}: each stage of a restore, timed (benchmarks.hotpaths)
 """
@@ -51,7 +51,12 @@ def restore(args: dict[str, Any]) -> dict[str, Any]:
         import warmstart  # noqa: F401
 
         def load(path: Path, kind: str) -> dict[str, Any]:
-            return warmstart_load(path, kind, freeze_gc=args.get("freeze_gc", False))
+            return warmstart_load(
+                path,
+                kind,
+                freeze_gc=args.get("freeze_gc", False),
+                generation=args.get("generation"),
+            )
     elif method == "pickle-zstd":
         import zstandard  # noqa: F401
     elif method == "diskcache":

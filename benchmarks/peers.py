@@ -51,11 +51,13 @@ def warmstart_save(path: Path, data: dict[str, Any], kind: str) -> None:
         store.save(NAMESPACE, {SECTION: (contract_for(kind), data)}, mode="full")
 
 
-def warmstart_load(path: Path, kind: str, *, freeze_gc: bool = False) -> dict[str, Any]:
+def warmstart_load(
+    path: Path, kind: str, *, freeze_gc: bool = False, generation: int | None = None
+) -> dict[str, Any]:
     import warmstart
 
-    with warmstart.Store(path) as store, store.load(NAMESPACE) as snapshot:
-        return snapshot.read(SECTION, contract_for(kind), freeze_gc=freeze_gc).entries
+    with warmstart.Store(path) as store, store.load(NAMESPACE, generation=generation) as snap:
+        return snap.read(SECTION, contract_for(kind), freeze_gc=freeze_gc).entries
 
 
 # -- pickle --------------------------------------------------------------------------
