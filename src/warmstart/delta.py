@@ -144,7 +144,9 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
     {'a': 1, 'b': 2}
     """
 
-    __slots__ = ("_data", "_warm_log")
+    __slots__ = ("_data", "_warm_hits", "_warm_log")
+    #: warmstart.counted() may count this class's lookups in place.
+    _warm_hits_slot = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._data: dict[K, V] = dict(*args, **kwargs)
@@ -361,7 +363,7 @@ class Fingerprints:
         runs, apart_new, apart_old = _align(keys, old_keys)
         # Where the sequences agree, compare prints position by position, in C.
         at: list[int] = []
-        for i, j, run in runs:
+        for i, j, run in zip(*runs):
             pairs = map(changed, _iter_from(new, i), _iter_from(old_prints, j))
             at.extend(itertools.compress(range(i, i + run), pairs))
         # Where they part, look keys up by hash, as a dict would.
@@ -443,19 +445,23 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
 
 def _align(
     keys: list[Any], old_keys: list[Any]
-) -> tuple[list[tuple[int, int, int]], list[int], list[int]]:
+) -> tuple[tuple[list[int], list[int], list[int]], list[int], list[int]]:
     """Line ``keys`` up with ``old_keys``: the runs that agree, and what is left apart.
 
-    Returns ``(i, j, length)`` runs where ``keys[i + k] == old_keys[j + k]``,
-    then the positions of ``keys`` and of ``old_keys`` in no run. Runs are
+    Returns the runs as three lists ``(i, j, length)`` where ``keys[i + k] ==
+    old_keys[j + k]`` (lists of ints, not tuples: the collector ignores ints, so
+    thousands of runs trigger no collection that would walk the million-entry
+    lists), then the positions of ``keys`` and of ``old_keys`` in no run. Runs are
     found greedily; at a mismatch a short window ahead in each sequence is
     searched for the next agreement. When the sequences part too often (a
     reordered cache) the rest is left apart, to be looked up by hash.
     """
     n, m = len(keys), len(old_keys)
     if keys == old_keys:  # nothing inserted, deleted or moved: one compare in C
-        return ([(0, 0, n)] if n else []), [], []
-    runs: list[tuple[int, int, int]] = []
+        return ([0], [0], [n]) if n else ([], [], []), [], []
+    run_new: list[int] = []
+    run_old: list[int] = []
+    run_len: list[int] = []
     apart_new: list[int] = []
     apart_old: list[int] = []
     i = j = 0
@@ -463,7 +469,9 @@ def _align(
     while i < n and j < m:
         run = _run(keys, i, old_keys, j)
         if run:
-            runs.append((i, j, run))
+            run_new.append(i)
+            run_old.append(j)
+            run_len.append(run)
             i += run
             j += run
             if i == n or j == m:
@@ -494,7 +502,7 @@ def _align(
         j += 1
     apart_new.extend(range(i, n))
     apart_old.extend(range(j, m))
-    return runs, apart_new, apart_old
+    return (run_new, run_old, run_len), apart_new, apart_old
 
 
 def deeply_immutable(tp: Any) -> bool:
