@@ -23,6 +23,7 @@ from warmstart.errors import (
     StoreTimeoutError,
     WarmstartError,
 )
+from warmstart.hits import HitCounter, counted, counter_of
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
 from warmstart.remote import (
@@ -86,6 +87,7 @@ __all__ = (
     "ExportReport",
     "FieldSchema",
     "GenerationInfo",
+    "HitCounter",
     "ImportReport",
     "IncompatibleVersionError",
     "IntegrityError",
@@ -124,6 +126,8 @@ __all__ = (
     "boot",
     "collect_remote",
     "compatibility",
+    "counted",
+    "counter_of",
     "export",
     "import_archive",
     "is_tracked",

@@ -19,6 +19,8 @@ from typing import Any
 
 from warmstart.containers import bulk_target, dict_behind, finish_bulk, restore_into
 from warmstart.contract import Contract
+from warmstart.delta import TrackedDict
+from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
 from warmstart.snapshot import Snapshot, paused_gc
@@ -71,12 +73,18 @@ class SectionRestore:
         self, keys: list[Any], values: list[Any], expires: list[float], *, overwrite: bool
     ) -> None:
         target = self.container
-        if not overwrite and type(target).__name__ == "TrackedDict":
+        if not overwrite and isinstance(target, TrackedDict):
             # The background phase fills the dict behind a TrackedDict: its
             # setdefault is atomic (a live write is never overwritten), and the
             # entries, already in the generation, are not logged as changes.
             target = getattr(target, "_data", target)
-        with self.lock if self.lock is not None else contextlib.nullcontext():
+        counter = counter_of(self.container)
+        # Under the container's lock no live write interleaves: what is
+        # written now is the restore's, not the service's.
+        with (
+            self.lock if self.lock is not None else contextlib.nullcontext(),
+            counter.restoring() if counter is not None else contextlib.nullcontext(),
+        ):
             stats = restore_into(target, keys, values, expires, overwrite=overwrite, now=self.now())
         self.report.restored += stats.inserted
         self.report.dropped_expired += stats.skipped_expired

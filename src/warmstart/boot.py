@@ -51,6 +51,7 @@ from warmstart._restore import SectionRestore
 from warmstart.checkpointer import Checkpointer
 from warmstart.containers import check_container, entries_of
 from warmstart.contract import Contract
+from warmstart.delta import TrackedDict
 from warmstart.errors import (
     CheckpointNotFoundError,
     ColdStartWarning,
@@ -58,6 +59,7 @@ from warmstart.errors import (
     StoreTimeoutError,
     WarmstartError,
 )
+from warmstart.hits import counter_of
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
 from warmstart.snapshot import Snapshot, paused_gc
 from warmstart.store import Store
@@ -663,7 +665,7 @@ class Boot:
         thread_safe = (
             lock is not None
             or type(container) in (dict, _ordered_dict())
-            or _is_tracked_dict(container)
+            or isinstance(container, TrackedDict)
         )
         if self.progressive and thread_safe and restore.cold_entries:
             restore.hot()
@@ -671,6 +673,7 @@ class Boot:
             # here on are changes for the next delta; the background phase
             # only adds entries the generation already holds.
             self._mark_baseline(section, container)
+            self._arm_counter(container, final=False)
             report.status = "warming"
             self._enqueue(functools.partial(self._cold_phase, restore))
         else:
@@ -682,6 +685,7 @@ class Boot:
                     "restored eagerly: the container is not thread-safe (pass state(lock=...))"
                 )
             self._mark_baseline(section, container)
+            self._arm_counter(container, final=True)
 
     def _cold_phase(self, restore: SectionRestore) -> None:
         report = restore.report
@@ -703,7 +707,17 @@ class Boot:
             report.status = "warm" if completed else "partial"
             if not completed:
                 report.reason = "background restore stopped by shutdown"
+        self._arm_counter(restore.container, final=True)
         self.metrics.record_section(report)
+
+    def _arm_counter(self, container: Any, *, final: bool) -> None:
+        """For a counted container: lookups of what was restored are warm hits."""
+        counter = counter_of(container)
+        if counter is None:
+            return
+        keys, _, _ = entries_of(container)
+        counter.arm(keys, final=final)
+        self.metrics.watch(counter)
 
     def _mark_baseline(self, section: str, container: Any) -> None:
         if self.store is not None and self.snapshot is not None:
@@ -1218,5 +1232,3 @@ def _ordered_dict() -> type:
     return collections.OrderedDict
 
 
-def _is_tracked_dict(container: object) -> bool:
-    return type(container).__name__ == "TrackedDict"

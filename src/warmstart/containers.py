@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
+from warmstart.delta import TrackedDict
 from warmstart.errors import ContractError
 
 __all__ = ("RestoreStats", "check_container", "entries_of", "restore_into")
@@ -64,7 +65,7 @@ def is_supported(mapping: object) -> bool:
     """Whether :func:`restore_into` knows this container."""
     return isinstance(mapping, dict) or (
         isinstance(mapping, MutableMapping)
-        and (_cachetools_base(mapping) is not None or type(mapping).__name__ == "TrackedDict")
+        and (_cachetools_base(mapping) is not None or isinstance(mapping, TrackedDict))
     )
 
 
@@ -115,7 +116,7 @@ def dict_behind(mapping: object) -> dict[Any, Any] | None:
     if isinstance(mapping, dict):
         return mapping
     data = getattr(mapping, "_data", None)
-    return data if type(mapping).__name__ == "TrackedDict" and isinstance(data, dict) else None
+    return data if isinstance(mapping, TrackedDict) and isinstance(data, dict) else None
 
 
 def peek_entries(
@@ -225,7 +226,7 @@ def bulk_target(mapping: object, entries: int) -> dict[Any, Any] | None:  # noqa
     order_names = [
         n for n in ("LRUCache", "FIFOCache") if _private(mapping, n, "order") is not None
     ]
-    known = {"_Cache__data", "_Cache__currsize", "_Cache__maxsize", "_warm_log"}
+    known = {"_Cache__data", "_Cache__currsize", "_Cache__maxsize", "_warm_log", "_warm_hits"}
     known.update(f"_{n}__order" for n in order_names)
     if set(vars(mapping)) - known:
         return None  # an unknown subclass keeps more state: take the slow path

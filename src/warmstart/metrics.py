@@ -18,7 +18,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from warmstart.hits import HitCounter
 
 __all__ = ("BootReport", "CheckpointReport", "Metrics", "SectionReport")
 
@@ -148,6 +151,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, float] = dict.fromkeys(self.COUNTERS + self.GAUGES, 0.0)
+        self._counters: list[HitCounter] = []
 
     def inc(self, name: str, amount: float = 1.0) -> None:
         """Add to a counter."""
@@ -159,20 +163,31 @@ class Metrics:
         with self._lock:
             self._values[name] = value
 
+    def watch(self, counter: HitCounter) -> None:
+        """Add a counted container's lookups to ``warm_hits_total`` and ``lookups_total``."""
+        with self._lock:
+            if all(c is not counter for c in self._counters):
+                self._counters.append(counter)
+
     def get(self, name: str) -> float:
         """Read one value."""
-        return self._values[name]
+        return self.snapshot()[name]
 
     def snapshot(self) -> dict[str, float]:
         """All values at once, consistent with each other."""
         with self._lock:
-            return dict(self._values)
+            values = dict(self._values)
+            for counter in self._counters:
+                values["warm_hits_total"] += counter.hits
+                values["lookups_total"] += counter.lookups
+            return values
 
     @property
     def warm_hit_fraction(self) -> float:
         """Lookups served by restored entries, over counted lookups."""
-        lookups = self._values["lookups_total"]
-        return self._values["warm_hits_total"] / lookups if lookups else 0.0
+        values = self.snapshot()
+        lookups = values["lookups_total"]
+        return values["warm_hits_total"] / lookups if lookups else 0.0
 
     def record_section(self, section: SectionReport) -> None:
         """Fold one finished section into the counters and log it."""
