@@ -2,37 +2,44 @@
 
 Each variant is a fresh interpreter, run interleaved with the others; the
 figure is the median wall time of the whole process, and "import cost" is
-that minus the bare interpreter's.
+that minus the bare interpreter's. "Cold" compiles every module from source
+into an empty bytecode cache (``-X pycache_prefix``), as a first start after
+an install without precompiled bytecode does.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 
 from benchmarks._common import ROOT, Check, Report, Table, median
 
+COLD = "import warmstart, cold bytecode cache"
 VARIANTS = (
     ("bare interpreter: python -I -c pass", "pass"),
     ("msgspec + zstandard + lmdb + xxhash", "import msgspec, zstandard, lmdb, xxhash"),
     ("import warmstart", "import warmstart"),
+    (COLD, "import warmstart"),
 )
 
 
-def _once(code: str) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-I", "-c", code], check=True, cwd=ROOT.parent)
-    return time.perf_counter() - started
+def _once(code: str, *, cold: bool = False) -> float:
+    with tempfile.TemporaryDirectory() as cache:
+        options = ["-X", f"pycache_prefix={cache}"] if cold else []
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-I", *options, "-c", code], check=True, cwd=ROOT.parent)
+        return time.perf_counter() - started
 
 
 def bench_import(repeats: int) -> Report:
-    for _, code in VARIANTS:  # warm the page cache and the bytecode caches
-        _once(code)
+    for label, code in VARIANTS:  # warm the page cache and the bytecode caches
+        _once(code, cold=label == COLD)
     times: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
     for _ in range(repeats):
         for label, code in VARIANTS:
-            times[label].append(_once(code))
+            times[label].append(_once(code, cold=label == COLD))
     m = {label: median(t) for label, t in times.items()}
     bare = m[VARIANTS[0][0]]
     deps = m[VARIANTS[1][0]]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,13 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(records=100_000, blobs=10_000, repeats=3, store_repeats=2, import_repeats=5)
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - not available
+        return "?"
 
 
 def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
@@ -84,8 +92,23 @@ def render(reports: list[Report], args: argparse.Namespace) -> str:
         "10-35% between runs, the ratios are what hold. Fresh-process restores go "
         "through `python -m benchmarks.child`.",
         "",
-        f"**Machine:** {box['cpu']}, {box['cores']} cores, {box['ram']} RAM, {box['os']}.  ",
+        (
+            f"**Machine:** {box['cpu']}, {box['cores']} cores, {box['ram']} RAM, {box['os']}; "
+            f"load average {args.load_before} before the run, {_load()} after "
+            "(the machine is shared).  "
+        ),
         "**Versions:** " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+        "",
+        (
+            "How the figures are taken: saves run in the benchmark process with the collector "
+            "on and the inputs frozen out of its sight (`gc.freeze`), durably (fsync or the "
+            "store's own commit); restores run in a fresh process each, timed from opening the "
+            "store or file until the dict is rebuilt, their peak RSS is that process's `VmHWM`; "
+            "files are read warm from the page cache, as after a restart on the same host. "
+            "Runs of the compared paths are interleaved. *Where the time goes* times each stage "
+            "of the hot paths on its own (`python -m benchmarks.hotpaths --cprofile` adds "
+            "cProfile tops)."
+        ),
         "",
         "## Targets",
         "",
@@ -138,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     if out is None and not args.quick and not args.only and not args.records:
         out = ROOT / "docs" / "benchmarks.md"
+    args.load_before = _load()
     workdir = Path(tempfile.mkdtemp(prefix="warmstart-bench-", dir=args.workdir))
     try:
         reports = run(names, sizes, workdir)

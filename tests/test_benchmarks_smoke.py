@@ -72,7 +72,7 @@ def test_delta(tmp_path: Path) -> None:
 def test_import_and_render(tmp_path: Path) -> None:
     report = bench_import(1)
     _well_formed(report)
-    text = render([report], argparse.Namespace(quick=True, only="import"))
+    text = render([report], argparse.Namespace(quick=True, only="import", load_before="0.0"))
     assert "| import warmstart |" in text
     assert "**Machine:**" in text
 
