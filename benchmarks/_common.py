@@ -32,6 +32,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, all threads, result) of one call.
+
+    CPU time barely moves when other processes compete for the cores, so a CPU
+    ratio beside a wall-time ratio tells load from a real difference.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
 @contextmanager
 def frozen_inputs() -> Iterator[None]:
     """Move the harness's own data out of the collector's sight while measuring.
