@@ -35,8 +35,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """(wall seconds, CPU seconds of this process, all threads, result) of one call.
 
-    CPU time barely moves when other processes compete for the cores, so a CPU
-    ratio beside a wall-time ratio tells load from a real difference.
+    CPU time moves less than wall time when other processes compete for the
+    cores (cache contention and a VM's steal time still show), so a CPU ratio
+    beside a wall-time ratio helps tell load from a real difference.
     """
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()

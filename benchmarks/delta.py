@@ -247,8 +247,9 @@ def bench_delta(n: int, repeats: int, workdir: Path) -> Report:
                 "dict into a store that keeps no fingerprints. Bytes: frames written plus the "
                 "manifest. Mutable records are changed in place (only a hash diff sees that); "
                 "frozen and tracked ones are replaced. CPU ratio: process CPU time, all threads "
-                "(the full save compresses in a second thread), which load on the machine "
-                "barely moves; the targets are on wall time."
+                "(the full save compresses in a second thread); less sensitive than wall time "
+                "to other processes on the machine, not immune (cache contention, steal time "
+                "on a VM). The targets are on wall time."
             ),
         )
     )
