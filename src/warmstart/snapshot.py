@@ -23,7 +23,7 @@ import msgspec
 
 from warmstart.codec import Codec
 from warmstart.contract import Contract, DecodedEntries
-from warmstart.delta import replay
+from warmstart.delta import replay_batch
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 
@@ -205,7 +205,7 @@ class Snapshot:
                     # the hashes: ~10% faster than inserting pairs one by one.
                     entries.update(dict(zip(decoded.keys, decoded.values)))
                 else:
-                    replay(entries, zip(decoded.keys, decoded.values), decoded.deleted)
+                    replay_batch(entries, decoded.keys, decoded.values, decoded.deleted)
                 if decoded.expires:
                     expires.update(zip(decoded.keys, decoded.expires))
             if not freeze_gc and not gc.get_freeze_count():
