@@ -282,7 +282,7 @@ def bench_delta(n: int, repeats: int, workdir: Path) -> Report:
         )
 
     # Fresh-process restores vary more (first touch of memory on a VM): more samples.
-    chain_repeats = max(repeats, 7)
+    chain_repeats = repeats + 2 if repeats >= 5 else repeats
     chain = _chain_restore(n, chain_repeats, workdir)
     compacted = median(chain["compacted base"])
     compacted_cpu = median(chain["compacted base cpu"])
