@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
+import operator
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -119,6 +121,9 @@ def dict_behind(mapping: object) -> dict[Any, Any] | None:
     return data if isinstance(mapping, TrackedDict) and isinstance(data, dict) else None
 
 
+_ABSENT = object()
+
+
 def peek_entries(
     mapping: Mapping[Any, Any], keys: Sequence[Any]
 ) -> tuple[list[Any], list[Any], list[float]]:
@@ -129,8 +134,13 @@ def peek_entries(
     """
     data = dict_behind(mapping)
     if data is not None:
-        present = [k for k in keys if k in data]
-        return present, [data[k] for k in present], []
+        # One C-level lookup per key (the dict is large: each probe is a cache
+        # miss); keys gone since they were written are filtered only if any.
+        values = list(map(data.get, keys, itertools.repeat(_ABSENT)))
+        if not any(map(operator.is_, values, itertools.repeat(_ABSENT))):
+            return list(keys), values, []
+        rows = [i for i, v in enumerate(values) if v is not _ABSENT]
+        return [keys[i] for i in rows], [values[i] for i in rows], []
     base = _cachetools_base(mapping)
     if base is None or _is_timed(mapping):
         all_keys, all_values, all_expires = entries_of(mapping)

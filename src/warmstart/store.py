@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import secrets
@@ -994,7 +995,9 @@ def _immutable(contract: Contract[Any]) -> bool:
     return deeply_immutable(contract.type)
 
 
+@functools.cache
 def _library_version() -> str:
+    # Resolved once: importlib.metadata parses the package metadata each call.
     from warmstart import __version__  # noqa: PLC0415 - avoid an import cycle
 
     return __version__
