@@ -319,9 +319,14 @@ class Contract(Generic[T]):
             )
             raise EncodeError(msg) from exc
 
-    def encode_value(self, value: T) -> bytes:
-        """Encode one value as written (used for hash-diff change detection)."""
-        return self._encoder.encode(value)
+    @property
+    def encode_value(self) -> Callable[[T], bytes]:
+        """Encode one value, deterministically (used for hash-diff change detection).
+
+        The bound C method itself, not a Python wrapper around it: a hash diff
+        calls it once per entry, and the wrapper doubled that cost.
+        """
+        return self._encoder.encode
 
     # -- decoding -----------------------------------------------------------
 
