@@ -452,5 +452,5 @@ class TestCompactionPolicy:
         assert policy.wants_base(chain, delta_bytes, base_bytes) is expected
 
     def test_defaults(self) -> None:
-        """The defaults are documented: 16 deltas or half the base."""
-        assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.5)
+        """The defaults are documented: 16 deltas, or delta bytes at 6% of the base's."""
+        assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.06)
