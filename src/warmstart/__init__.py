@@ -1,6 +1,7 @@
 """warmstart: keep a Python service's warm state across restarts."""
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from warmstart.boot import Boot, boot, parse_duration
 from warmstart.checkpointer import Checkpointer
@@ -26,32 +27,71 @@ from warmstart.errors import (
 from warmstart.hits import HitCounter, counted, counter_of
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
-from warmstart.remote import (
-    PullReport,
-    PushReport,
-    Remote,
-    RemoteConflictError,
-    RemoteError,
-    RemoteHead,
-    RemoteProgress,
-    RemoteUnavailableError,
-    SyncOutcome,
-    collect_remote,
-    list_remote,
-    open_remote,
-    pull,
-    pull_with_deadline,
-    push,
-    push_with_deadline,
-)
 from warmstart.schema import Compatibility, FieldSchema, Schema, compatibility
 from warmstart.snapshot import Section, SectionStats, Snapshot
 from warmstart.store import GenerationInfo, Problem, Store, VerifyReport
-from warmstart.transfer import ExportReport, ImportReport, TransferProgress, export, import_archive
 from warmstart.warm import State, WarmInfo, state, warm
+
+if TYPE_CHECKING:
+    from warmstart.remote import (
+        PullReport,
+        PushReport,
+        Remote,
+        RemoteConflictError,
+        RemoteError,
+        RemoteHead,
+        RemoteProgress,
+        RemoteUnavailableError,
+        SyncOutcome,
+        collect_remote,
+        list_remote,
+        open_remote,
+        pull,
+        pull_with_deadline,
+        push,
+        push_with_deadline,
+    )
+    from warmstart.transfer import (
+        ExportReport,
+        ImportReport,
+        TransferProgress,
+        export,
+        import_archive,
+    )
+
+# Moving state between stores and hosts is not on a service's boot path:
+# those modules (and what they import) load on first use.
+_LAZY = {
+    "PullReport": "warmstart.remote",
+    "PushReport": "warmstart.remote",
+    "Remote": "warmstart.remote",
+    "RemoteConflictError": "warmstart.remote",
+    "RemoteError": "warmstart.remote",
+    "RemoteHead": "warmstart.remote",
+    "RemoteProgress": "warmstart.remote",
+    "RemoteUnavailableError": "warmstart.remote",
+    "SyncOutcome": "warmstart.remote",
+    "collect_remote": "warmstart.remote",
+    "list_remote": "warmstart.remote",
+    "open_remote": "warmstart.remote",
+    "pull": "warmstart.remote",
+    "pull_with_deadline": "warmstart.remote",
+    "push": "warmstart.remote",
+    "push_with_deadline": "warmstart.remote",
+    "ExportReport": "warmstart.transfer",
+    "ImportReport": "warmstart.transfer",
+    "TransferProgress": "warmstart.transfer",
+    "export": "warmstart.transfer",
+    "import_archive": "warmstart.transfer",
+}
 
 
 def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
     # importlib.metadata costs ~50 ms to import: only pay it when asked.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415

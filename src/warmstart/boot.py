@@ -31,7 +31,6 @@ import atexit
 import contextlib
 import datetime
 import functools
-import inspect
 import logging
 import os
 import queue
@@ -299,7 +298,7 @@ class Boot:
 
     def __call__(self, func: F) -> F:
         """Use the boot as a decorator: each call runs inside a fresh boot."""
-        if inspect.iscoroutinefunction(func):
+        if _is_coroutine_function(func):
 
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -771,7 +770,7 @@ class Boot:
         ]
         prefetch = st.prefetch
         lock = getattr(owner, st.lock) if st.lock is not None else None
-        if inspect.iscoroutinefunction(prefetch):
+        if _is_coroutine_function(prefetch):
             results = self._prefetch_async(prefetch, batches)
             self._fill_prefetched(batches, results, container, lock, report)
         else:
@@ -877,7 +876,7 @@ class Boot:
         refresh = self.refresh
         assert refresh is not None
         try:
-            if inspect.iscoroutinefunction(refresh):
+            if _is_coroutine_function(refresh):
                 result = self._on_loop(lambda: refresh(section, keys))
             else:
                 result = refresh(section, keys)
@@ -1214,6 +1213,12 @@ def _open_within(path: Path, options: dict[str, Any], timeout: float) -> Store:
     if "error" in box:
         raise box["error"]
     return box["store"]  # type: ignore[no-any-return]
+
+
+def _is_coroutine_function(func: object) -> bool:
+    import inspect  # noqa: PLC0415 - ~8 ms to import; most boots never need it
+
+    return inspect.iscoroutinefunction(func)
 
 
 def _alive(pid: int) -> bool:

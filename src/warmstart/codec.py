@@ -29,10 +29,9 @@ True
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 import threading
+from typing import Any
 
 import xxhash
 import zstandard
@@ -58,6 +57,19 @@ MAC_SIZE = 32
 MAX_PAYLOAD = 64 * 1024 * 1024
 # Payloads smaller than this are stored raw: zstd's frame overhead would win.
 MIN_COMPRESS = 64
+
+
+def _blake2b(data: bytes | memoryview, **kwargs: Any) -> Any:
+    # hashlib loads OpenSSL (~3 ms): only keyed stores pay for it.
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.blake2b(data, **kwargs)
+
+
+def _compare_digest(a: bytes, b: bytes | memoryview) -> bool:
+    import hmac  # noqa: PLC0415
+
+    return hmac.compare_digest(a, b)
 
 
 def digest(frame: bytes | memoryview) -> bytes:
@@ -94,7 +106,7 @@ class Codec:
             if secret is None
             else secret
             if len(secret) <= 64
-            else hashlib.blake2b(secret, digest_size=64).digest()
+            else _blake2b(secret, digest_size=64).digest()
         )
         self._local = threading.local()
 
@@ -123,7 +135,8 @@ class Codec:
 
     def _mac(self, data: bytes | memoryview) -> bytes:
         assert self._mac_key is not None
-        return hashlib.blake2b(data, key=self._mac_key, digest_size=MAC_SIZE).digest()
+        mac: bytes = _blake2b(data, key=self._mac_key, digest_size=MAC_SIZE).digest()
+        return mac
 
     def encode(self, payload: bytes) -> bytes:
         """Wrap ``payload`` in a frame (compressed when it pays, MAC'd when keyed)."""
@@ -228,7 +241,7 @@ class Codec:
         if self._mac_key is None:
             msg = "Expected an unkeyed frame, got a MAC'd one: open the store with its secret"
             raise IntegrityError(msg)
-        if not hmac.compare_digest(self._mac(view[:body_end]), view[body_end:]):
+        if not _compare_digest(self._mac(view[:body_end]), view[body_end:]):
             msg = "Expected a valid MAC, got a mismatch - the frame was altered or the key differs"
             raise IntegrityError(msg)
 

@@ -31,8 +31,6 @@ import dataclasses
 import functools
 import logging
 import os
-import secrets
-import socket
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -466,7 +464,7 @@ class Store:
         nsid = self._nsid(txn, namespace, create=True)
         assert nsid is not None
         generation = 1 if head is None else head[0] + 1
-        lineage = head[1] if delta and head is not None else secrets.token_hex(8)
+        lineage = head[1] if delta and head is not None else os.urandom(8).hex()
         chunks = self._db("chunks")
         for item in prepared:
             for ref, frame in item.frames:
@@ -477,7 +475,7 @@ class Store:
             lineage=lineage,
             created_at=self.clock(),
             library_version=_library_version(),
-            host=socket.gethostname(),
+            host=_hostname(),
             pid=os.getpid(),
             parent=None if head is None else head[0],
             kind="delta" if delta else "full",
@@ -993,6 +991,13 @@ def _prefixed(
 def _immutable(contract: Contract[Any]) -> bool:
     # Frozen all the way down: a frozen Struct's list field can change in place.
     return deeply_immutable(contract.type)
+
+
+@functools.cache
+def _hostname() -> str:
+    import socket  # noqa: PLC0415 - only the first save pays for it
+
+    return socket.gethostname()
 
 
 @functools.cache

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import secrets
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -327,7 +326,7 @@ def _write_archive(
     out: Path, header: bytes, frames: Iterator[tuple[bytes, memoryview]], count: int
 ) -> int:
     """Write the archive to a temporary file, fsync it and rename it over ``out``."""
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.urandom(4).hex()}.tmp")
     # Archives hold the service's state: readable by their owner only, like the store.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
