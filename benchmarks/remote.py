@@ -164,7 +164,7 @@ def bench_remote(n: int, repeats: int, workdir: Path, urls: dict[str, str]) -> R
         report.checks.append(
             Check(
                 f"{name}: bytes of a 1% incremental push / full push",
-                share * 100,
+                share,
                 "<= 3%",
                 share <= 0.03,
                 f"{fmt(m['delta_push_bytes'] / 1024)} kB of {fmt(mib(m['push_bytes']))} MB",
@@ -192,7 +192,7 @@ def markdown(report: Report) -> str:
         lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in table.rows]
         lines += ["", table.note, ""]
     for check in report.checks:
-        lines.append(f"- {check.name}: {fmt(check.value)}% ({check.detail}), target "
+        lines.append(f"- {check.name}: {100 * check.value:.2f}% ({check.detail}), target "
                      f"{check.target}: {check.verdict}")  # fmt: skip
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Report, fmt, machine, versions
 
-BENCHMARKS = ("codec", "store", "delta", "import", "hotpaths")
+BENCHMARKS = ("codec", "store", "delta", "boot", "transfer", "remote", "import", "hotpaths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,16 +54,32 @@ def _load() -> str:
 
 
 def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
+    from benchmarks.boot import SIZES as BOOT_SIZES
+    from benchmarks.boot import run as bench_boot
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
     from benchmarks.store import bench_store
+    from benchmarks.transfer import bench_transfer
+
+    def remote() -> Report:
+        from benchmarks.remote import bench_remote, redis_server
+
+        with redis_server(workdir) as url:
+            urls = {"redis (loopback)": f"{url}?prefix={{prefix}}"}
+            return bench_remote(sizes.records, sizes.store_repeats, workdir, urls)
+
+    quick_boot = sizes.records < BOOT_SIZES[-1]
+    boot_sizes = (sizes.records // 5, sizes.records) if quick_boot else BOOT_SIZES
 
     jobs: dict[str, Callable[[], Report]] = {
         "codec": lambda: bench_codec(sizes.records, sizes.repeats),
         "store": lambda: bench_store(sizes.records, sizes.blobs, sizes.store_repeats, workdir),
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
+        "boot": lambda: bench_boot(sizes=boot_sizes, repeats=sizes.store_repeats),
+        "transfer": lambda: bench_transfer(sizes.records, sizes.store_repeats, workdir),
+        "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
     }

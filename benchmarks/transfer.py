@@ -112,8 +112,8 @@ def bench_transfer(n: int, repeats: int, workdir: Path) -> Report:
     )
     report.checks.append(
         Check(
-            "Transfer: bytes of a 1% incremental export / full export",
-            share * 100,
+            "bytes of a 1% incremental export / full export",
+            share,
             "<= 3%",
             share <= 0.03,
             f"{fmt(m['delta_export_bytes'] / 1024)} kB of {fmt(mib(m['export_bytes']))} MB",
@@ -134,7 +134,7 @@ def main(argv: list[str]) -> None:
         for row in table.rows:
             print("| " + " | ".join(fmt(c) for c in row) + " |")
     for check in report.checks:
-        print(f"{check.verdict}: {check.name}: {fmt(check.value)}% ({check.detail})")
+        print(f"{check.verdict}: {check.name}: {100 * check.value:.2f}% ({check.detail})")
 
 
 if __name__ == "__main__":
