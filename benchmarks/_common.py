@@ -95,10 +95,15 @@ def dir_bytes(path: Path) -> int:
 
 def run_child(op: str, **kwargs: Any) -> dict[str, Any]:
     """Run ``python -m benchmarks.child op`` in a fresh process; return its JSON."""
+    return run_module("benchmarks.child", op, **kwargs)
+
+
+def run_module(module: str, op: str, **kwargs: Any) -> dict[str, Any]:
+    """Run ``python -m module op JSON`` in a fresh process; return its last JSON line."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.child", op, json.dumps(kwargs)],
+        [sys.executable, "-m", module, op, json.dumps(kwargs)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -212,3 +217,17 @@ def versions() -> dict[str, str]:
 
     out["sqlite"] = sqlite3.sqlite_version
     return out
+
+
+def print_report(report: Report) -> None:
+    """Print a report's tables and checks as markdown (a benchmark module run alone)."""
+    for table in report.tables:
+        print(f"\n{table.title}\n")
+        print("| " + " | ".join(table.columns) + " |")
+        print("|" + "---|" * len(table.columns))
+        for row in table.rows:
+            print("| " + " | ".join(fmt(c) for c in row) + " |")
+        if table.note:
+            print(f"\n{table.note}")
+    for check in report.checks:
+        print(f"{check.verdict}: {check.name}: {fmt(check.value)} (target {check.target})")

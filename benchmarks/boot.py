@@ -16,8 +16,6 @@ Run: ``python -m benchmarks.boot [--quick]``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import generate_data
-from benchmarks._common import ROOT, Check, Report, Table, fmt, median
+from benchmarks._common import Check, Report, Table, fmt, median, print_report, run_module
 
 SIZES = (100_000, 1_000_000)
 QUICK_SIZES = (20_000, 100_000)
@@ -63,21 +61,9 @@ def _child(path: str, container: str, progressive: bool) -> dict[str, Any]:
 
 
 def _run_child(path: Path, container: str, progressive: bool) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    args = json.dumps({"path": str(path), "container": container, "progressive": progressive})
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.boot", "child", args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
+    return run_module(
+        "benchmarks.boot", "child", path=str(path), container=container, progressive=progressive
     )
-    if proc.returncode != 0:
-        msg = f"boot benchmark child failed ({proc.returncode}):\n{proc.stderr}"
-        raise RuntimeError(msg)
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _prepare(path: Path, n: int) -> None:
@@ -144,15 +130,7 @@ def main(argv: list[str]) -> None:
         print(json.dumps(_child(args["path"], args["container"], args["progressive"])))
         return
     quick = "--quick" in argv
-    report = run(sizes=QUICK_SIZES if quick else SIZES, repeats=1 if quick else 3)
-    for table in report.tables:
-        print(f"\n{table.title}\n")
-        print("| " + " | ".join(table.columns) + " |")
-        print("|" + "---|" * len(table.columns))
-        for row in table.rows:
-            print("| " + " | ".join(str(c) for c in row) + " |")
-    for check in report.checks:
-        print(f"{check.verdict}: {check.name}: {fmt(check.value)} (target {check.target})")
+    print_report(run(sizes=QUICK_SIZES if quick else SIZES, repeats=1 if quick else 3))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import warmstart
-from benchmarks._common import Check, Report, Table, fmt, median, mib
+from benchmarks._common import Check, Report, Table, fmt, median, mib, print_report
 from benchmarks.generate_data import RECORDS, change_some, make_records
 
 NAMESPACE = "bench"
@@ -127,14 +127,7 @@ def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     with tempfile.TemporaryDirectory(prefix="warmstart-bench-transfer-") as tmp:
         report = bench_transfer(100_000 if quick else 1_000_000, 1 if quick else 3, Path(tmp))
-    for table in report.tables:
-        print(f"\n{table.title}\n")
-        print("| " + " | ".join(table.columns) + " |")
-        print("|" + "---|" * len(table.columns))
-        for row in table.rows:
-            print("| " + " | ".join(fmt(c) for c in row) + " |")
-    for check in report.checks:
-        print(f"{check.verdict}: {check.name}: {100 * check.value:.2f}% ({check.detail})")
+    print_report(report)
 
 
 if __name__ == "__main__":
