@@ -1235,5 +1235,3 @@ def _ordered_dict() -> type:
     import collections  # noqa: PLC0415
 
     return collections.OrderedDict
-
-

@@ -705,13 +705,28 @@ class Store:
         raise CheckpointNotFoundError(msg)
 
     def _verify_chunks(self, txn: Any, nsid: bytes, manifest: Manifest) -> None:
-        chunks = self._db("chunks")
         for ref in {c.digest: c for s in manifest.sections for c in s.chunks}.values():
-            frame = txn.get(self._chunk_key(nsid, ref.digest), db=chunks)
-            if frame is None:
+            if self._checked_frame(txn, nsid, ref) is None:
                 msg = f"Expected chunk {ref.digest.hex()}, it is missing"
                 raise IntegrityError(msg)
-            self.codec.verify(frame, digest=ref.digest)
+
+    def _checked_frame(self, txn: Any, nsid: bytes, ref: ChunkRef) -> memoryview | None:
+        """A chunk's frame, verified against its reference; None if it is absent.
+
+        Raises:
+            IntegrityError: digest, MAC or size disagree with the reference.
+        """
+        frame: memoryview | None = txn.get(self._chunk_key(nsid, ref.digest), db=self._db("chunks"))
+        if frame is None:
+            return None
+        self.codec.verify(frame, digest=ref.digest)
+        if len(frame) != ref.stored_bytes:
+            msg = (
+                f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as its "
+                f"manifest says, got {len(frame)}"
+            )
+            raise IntegrityError(msg)
+        return frame
 
     def mark_baseline(
         self, namespace: str, section: str, mapping: Mapping[Any, Any], generation: int

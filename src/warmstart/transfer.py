@@ -268,22 +268,14 @@ def export(
         )
         meter = Meter(progress, "export", header.chunk_bytes, len(ship))
         meter.emit()
-        chunks_db = store._db("chunks")
 
         def frames() -> Iterator[tuple[bytes, memoryview]]:
             for ref in ship:
-                frame = txn.get(store._chunk_key(nsid, ref.digest), db=chunks_db)
+                frame = store._checked_frame(txn, nsid, ref)
                 if frame is None:
                     msg = (
                         f"Expected chunk {ref.digest.hex()} of generation {chosen} in "
                         f"{where}, it is missing; run `warmstart verify`"
-                    )
-                    raise IntegrityError(msg)
-                store.codec.verify(frame, digest=ref.digest)
-                if len(frame) != ref.stored_bytes:
-                    msg = (
-                        f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as its "
-                        f"manifest says, got {len(frame)} - in {where}"
                     )
                     raise IntegrityError(msg)
                 yield ref.digest, frame

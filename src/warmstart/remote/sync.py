@@ -368,22 +368,14 @@ def _local_frames(store: Store, namespace: str, refs: list[ChunkRef]) -> list[by
     out = []
     with store._env.read() as txn:
         nsid = store._nsid(txn, namespace, create=False)
-        chunks = store._db("chunks")
         for ref in refs:
-            frame = None if nsid is None else txn.get(store._chunk_key(nsid, ref.digest), db=chunks)
+            frame = None if nsid is None else store._checked_frame(txn, nsid, ref)
             if frame is None:
                 msg = (
                     f"Expected chunk {ref.digest.hex()} of namespace {namespace!r} in "
                     f"{str(store.path)!r}; the generation was collected while pushing: push again"
                 )
                 raise CheckpointNotFoundError(msg)
-            store.codec.verify(frame, digest=ref.digest)
-            if len(frame) != ref.stored_bytes:
-                msg = (
-                    f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes, "
-                    f"got {len(frame)}"
-                )
-                raise IntegrityError(msg)
             out.append(bytes(frame))
     return out
 
