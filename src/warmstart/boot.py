@@ -40,12 +40,13 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from warmstart._reload import KeyReloader, is_coroutine_function
 from warmstart._restore import SectionRestore
 from warmstart.checkpointer import Checkpointer
 from warmstart.containers import check_container, entries_of
@@ -191,7 +192,7 @@ class Boot:
         clock: the wall clock (injectable for tests).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one assignment per documented setting
         self,
         path_or_store: str | os.PathLike[str] | Store,
         *,
@@ -264,6 +265,9 @@ class Boot:
         self._previous_handlers: dict[int, Any] = {}
         self._checkpointer: Checkpointer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloader = KeyReloader(
+            concurrency=prefetch_concurrency, batch=prefetch_batch, loop=lambda: self._loop
+        )
         # pid alone is not unique across restarts (a container's service is
         # often pid 1 every time), so each boot adds a token of its own.
         self._marker = f"restoring-{os.getpid()}-{os.urandom(4).hex()}"
@@ -298,7 +302,7 @@ class Boot:
 
     def __call__(self, func: F) -> F:
         """Use the boot as a decorator: each call runs inside a fresh boot."""
-        if _is_coroutine_function(func):
+        if is_coroutine_function(func):
 
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -765,84 +769,10 @@ class Boot:
         self, owner: object, st: State, keys: list[Any], container: Any, report: SectionReport
     ) -> None:
         assert st.prefetch is not None
-        batches = [
-            keys[i : i + self.prefetch_batch] for i in range(0, len(keys), self.prefetch_batch)
-        ]
-        prefetch = st.prefetch
         lock = getattr(owner, st.lock) if st.lock is not None else None
-        if _is_coroutine_function(prefetch):
-            results = self._prefetch_async(prefetch, batches)
-            self._fill_prefetched(batches, results, container, lock, report)
-        else:
-            import concurrent.futures  # noqa: PLC0415 - only key-only sections need it
-
-            with concurrent.futures.ThreadPoolExecutor(self.prefetch_concurrency) as pool:
-                # map() yields in order as batches finish: insert as they come.
-                mapped = pool.map(self._guarded(prefetch), batches)
-                self._fill_prefetched(batches, mapped, container, lock, report)
+        self._reloader.prefetch(st.prefetch, keys, container, lock, report)
         report.status = "warm"
         self.metrics.record_section(report)
-
-    @staticmethod
-    def _fill_prefetched(
-        batches: list[list[Any]],
-        results: Iterable[Any],
-        container: Any,
-        lock: Any,
-        report: SectionReport,
-    ) -> None:
-        for batch, result in zip(batches, results):
-            if isinstance(result, Mapping) and container is not None:
-                try:
-                    with lock if lock is not None else contextlib.nullcontext():
-                        for key, value in result.items():
-                            # A value the service wrote meanwhile is newer: keep it.
-                            container.setdefault(key, value)
-                except Exception as exc:
-                    log.warning("prefetched values of %d keys not inserted: %r", len(batch), exc)
-            report.prefetched += len(batch) if result is not None else 0
-            report.restored = report.prefetched
-
-    def _guarded(self, prefetch: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
-        def call(batch: list[Any]) -> Any:
-            try:
-                result = prefetch(batch)
-            except Exception as exc:
-                log.warning("prefetch of %d keys failed: %r", len(batch), exc)
-                return None
-            return {} if result is None else result
-
-        return call
-
-    def _prefetch_async(
-        self, prefetch: Callable[[list[Any]], Any], batches: list[list[Any]]
-    ) -> list[Any]:
-        import asyncio  # noqa: PLC0415
-
-        async def run_all() -> list[Any]:
-            gate = asyncio.Semaphore(self.prefetch_concurrency)
-
-            async def one(batch: list[Any]) -> Any:
-                async with gate:
-                    try:
-                        result = await prefetch(batch)
-                    except Exception as exc:
-                        log.warning("prefetch of %d keys failed: %r", len(batch), exc)
-                        return None
-                    return {} if result is None else result
-
-            return list(await asyncio.gather(*(one(b) for b in batches)))
-
-        results: list[Any] = self._on_loop(run_all)
-        return results
-
-    def _on_loop(self, factory: Callable[[], Any]) -> Any:
-        """Run a coroutine on the boot's event loop (``async with``), or on a new one."""
-        import asyncio  # noqa: PLC0415
-
-        if self._loop is not None and self._loop.is_running():
-            return asyncio.run_coroutine_threadsafe(factory(), self._loop).result()
-        return asyncio.run(factory())
 
     def _refresh_keys(
         self,
@@ -873,23 +803,10 @@ class Boot:
         container: Any,
         report: SectionReport,
     ) -> None:
-        refresh = self.refresh
-        assert refresh is not None
-        try:
-            if _is_coroutine_function(refresh):
-                result = self._on_loop(lambda: refresh(section, keys))
-            else:
-                result = refresh(section, keys)
-        except Exception as exc:
-            log.warning("refresh of section %r failed: %r", section, exc)
-            report.status = "cold"
-            report.reason = f"stale checkpoint; refresh() failed: {exc!r}"
-        else:
-            lock = getattr(owner, st.lock) if st.lock is not None else None
-            self._fill_prefetched(
-                [keys], [{} if result is None else result], container, lock, report
-            )
-            report.status = "warm"
+        assert self.refresh is not None
+        lock = getattr(owner, st.lock) if st.lock is not None else None
+        refreshed = self._reloader.refresh(self.refresh, section, keys, container, lock, report)
+        report.status = "warm" if refreshed else "cold"
         self.metrics.record_section(report)
 
     # -- background phase and readiness ---------------------------------------
@@ -1213,12 +1130,6 @@ def _open_within(path: Path, options: dict[str, Any], timeout: float) -> Store:
     if "error" in box:
         raise box["error"]
     return box["store"]  # type: ignore[no-any-return]
-
-
-def _is_coroutine_function(func: object) -> bool:
-    import inspect  # noqa: PLC0415 - ~8 ms to import; most boots never need it
-
-    return inspect.iscoroutinefunction(func)
 
 
 def _alive(pid: int) -> bool:
