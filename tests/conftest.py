@@ -76,3 +76,22 @@ def clock() -> FakeClock:
 def store(store_path: Path, clock: FakeClock) -> Iterator[warmstart.Store]:
     with warmstart.Store(store_path, clock=clock, sync=False) as s:
         yield s
+
+
+# A source and a target store, and a tracked mapping to move between them
+# (transfer and remote tests).
+@pytest.fixture
+def source(tmp_path: Path, clock: FakeClock) -> Iterator[warmstart.Store]:
+    with warmstart.Store(tmp_path / "source", sync=False, clock=clock) as s:
+        yield s
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[warmstart.Store]:
+    with warmstart.Store(tmp_path / "target", sync=False) as s:
+        yield s
+
+
+@pytest.fixture
+def tracked() -> warmstart.TrackedDict[str, Record]:
+    return warmstart.TrackedDict(make_records(20_000))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
 import warmstart
-from conftest import RECORDS, FakeClock, Record, make_records
+from conftest import RECORDS, Record, make_records
 from remote_workers.checks import assert_complete, change, keys_of, loaded, save
 from remote_workers.servers import (  # noqa: F401 - fixtures
     Backend,
@@ -29,23 +27,6 @@ from warmstart.remote import (
 )
 from warmstart.remote._layout import Layout, decode_head, remote_manifest
 from warmstart.remote.sync import PULLED_FROM, PUSHED_FROM, namespace_dir
-
-
-@pytest.fixture
-def source(tmp_path: Path, clock: FakeClock) -> Iterator[warmstart.Store]:
-    with warmstart.Store(tmp_path / "source", sync=False, clock=clock) as s:
-        yield s
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[warmstart.Store]:
-    with warmstart.Store(tmp_path / "target", sync=False) as s:
-        yield s
-
-
-@pytest.fixture
-def tracked() -> warmstart.TrackedDict[str, Record]:
-    return warmstart.TrackedDict(make_records(20_000))
 
 
 class TestRoundTrip:

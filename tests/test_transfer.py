@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import xxhash
 
 import warmstart
-from conftest import RECORDS, FakeClock, Record, make_records
+from conftest import RECORDS, Record, make_records
 from warmstart import transfer
 from warmstart.transfer import (
     IMPORTED_FROM,
@@ -61,23 +60,6 @@ def changed(data: dict[str, Record], fraction: float, salt: int) -> None:
     for i, key in enumerate(list(data)):
         if i % step == 0:
             data[key] = Record(i + salt, f"changed{salt}", -1.0, [salt], False, "z")
-
-
-@pytest.fixture
-def source(tmp_path: Path, clock: FakeClock) -> Iterator[warmstart.Store]:
-    with warmstart.Store(tmp_path / "source", sync=False, clock=clock) as s:
-        yield s
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[warmstart.Store]:
-    with warmstart.Store(tmp_path / "target", sync=False) as s:
-        yield s
-
-
-@pytest.fixture
-def tracked() -> warmstart.TrackedDict[str, Record]:
-    return warmstart.TrackedDict(make_records(20_000))
 
 
 class TestRoundTrip:

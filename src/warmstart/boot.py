@@ -757,12 +757,8 @@ class Boot:
         report: SectionReport,
     ) -> None:
         key_type = st.contract.key if st.contract is not None else str
-        keys = list(snapshot.read(section, _keys_contract(key_type)).entries)
-        report.saved = len(keys)
-        report.status = "warming"
+        keys = _hot_keys(snapshot, section, _keys_contract(key_type), report)
         assert st.prefetch is not None
-        # Hottest first: the saved order ends with the most recent keys.
-        keys.reverse()
         self._enqueue(functools.partial(self._prefetch, owner, st, keys, container, report))
 
     def _prefetch(
@@ -787,10 +783,7 @@ class Boot:
         report.reason = "stale checkpoint: not restored"
         if isinstance(container, msgspec.Struct) or st.contract is None:
             return
-        keys = list(snapshot.read(section, st.contract).entries)
-        keys.reverse()  # hottest first
-        report.saved = len(keys)
-        report.status = "warming"
+        keys = _hot_keys(snapshot, section, st.contract, report)
         report.reason = f"stale checkpoint: refresh() reloads {len(keys)} hot keys"
         self._enqueue(functools.partial(self._refresh, owner, st, section, keys, container, report))
 
@@ -1130,6 +1123,17 @@ def _open_within(path: Path, options: dict[str, Any], timeout: float) -> Store:
     if "error" in box:
         raise box["error"]
     return box["store"]  # type: ignore[no-any-return]
+
+
+def _hot_keys(
+    snapshot: Snapshot, section: str, contract: Contract[Any], report: SectionReport
+) -> list[Any]:
+    """A section's keys, hottest first (the saved order ends with the most recent)."""
+    keys = list(snapshot.read(section, contract).entries)
+    keys.reverse()
+    report.saved = len(keys)
+    report.status = "warming"
+    return keys
 
 
 def _alive(pid: int) -> bool:
