@@ -18,6 +18,7 @@ from warmstart.delta import (
     ChangeSet,
     CompactionPolicy,
     Fingerprints,
+    FoldedChain,
     TrackedDict,
     _ChangeLog,
     change_log,
@@ -325,6 +326,47 @@ class TestReplay:
             replay(second, upserts[:cut], deletes)
             replay(second, upserts, deletes)
             assert list(first.items()) == list(second.items())
+
+
+class TestFoldedChain:
+    """A restore folds the deltas first; it must equal replaying the chain in order."""
+
+    @given(states, st.lists(deltas(), max_size=6), st.integers(1, 5))
+    def test_folding_equals_replaying_in_order(
+        self,
+        base: dict[int, int],
+        chain: list[tuple[list[tuple[int, int]], list[int]]],
+        chunk_size: int,
+    ) -> None:
+        """Same entries in the same order, whatever the base's chunking."""
+        replayed = dict(base)
+        folded = FoldedChain()
+        for upserts, deletes in chain:
+            replay(replayed, upserts, deletes)
+            folded.add([k for k, _ in upserts], [v for _, v in upserts], deletes, [])
+        items = list(base.items())
+        restored: dict[int, int] = {}
+        via_mask: list[tuple[int, int]] = []
+        for start in range(0, len(items), chunk_size):
+            piece = items[start : start + chunk_size]
+            chunk = dict(piece)
+            folded.drop_superseded(chunk)
+            restored.update(chunk)
+            keep = folded.keep_mask([k for k, _ in piece])
+            via_mask.extend(piece if keep is None else [e for e, ok in zip(piece, keep) if ok])
+        restored.update(folded.upserts)
+        via_mask.extend(folded.upserts.items())
+        assert list(restored.items()) == list(replayed.items())
+        assert via_mask == list(replayed.items())
+
+    def test_expiries_follow_the_last_upsert(self) -> None:
+        """A key upserted twice keeps the expiry of its later upsert."""
+        folded = FoldedChain()
+        folded.add(["a", "b"], [1, 2], [], [10.0, 20.0])
+        folded.add(["a"], [3], ["b"], [30.0])
+        assert folded.upserts == {"a": 3}
+        assert folded.expires["a"] == 30.0
+        assert folded.touched == {"a", "b"}
 
 
 class TestFingerprints:

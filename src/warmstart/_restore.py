@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from warmstart.containers import bulk_target, dict_behind, finish_bulk, restore_into
 from warmstart.contract import Contract
-from warmstart.delta import TrackedDict
+from warmstart.delta import FoldedChain, TrackedDict
 from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
@@ -56,8 +57,7 @@ class SectionRestore:
         self.deltas = manifest.deltas
         report.saved = manifest.entries
         self.hot_keys: list[Any] = []
-        self._touched: dict[Any, Any] = {}
-        self._touched_expires: dict[Any, float] = {}
+        self._chain = FoldedChain()
 
     def _decode(
         self, refs: tuple[ChunkRef, ...]
@@ -121,48 +121,39 @@ class SectionRestore:
     def hot(self) -> None:
         """Phase one: the deltas and the last base chunk."""
         started = time.perf_counter()
-        touched, touched_expires = self._touched, self._touched_expires
+        chain = self._chain
         for keys, values, expires, deleted in self._decode(self.deltas):
-            for key in deleted:
-                touched.pop(key, None)
-                touched[key] = _DELETED
-            for i, (key, value) in enumerate(zip(keys, values)):
-                touched.pop(key, None)
-                touched[key] = value
-                if expires:
-                    touched_expires[key] = expires[i]
+            chain.add(keys, values, deleted, expires)
         hot_keys: list[Any] = []
         hot_values: list[Any] = []
         hot_expires: list[float] = []
         if self.base:
             for keys, values, expires, _ in self._decode(self.base[-1:]):
-                self._collect(keys, values, expires, hot_keys, hot_values, hot_expires)
-        for key, value in touched.items():
-            if value is not _DELETED:
-                hot_keys.append(key)
-                hot_values.append(value)
-                if touched_expires:
-                    hot_expires.append(touched_expires.get(key, float("inf")))
+                hot_keys, hot_values, hot_expires = self._untouched(keys, values, expires)
+        if hot_expires or chain.expires:
+            # A timed section: every entry carries an expiry (never, if none was saved).
+            never = float("inf")
+            hot_expires.extend(itertools.repeat(never, len(hot_keys) - len(hot_expires)))
+            hot_expires.extend(map(chain.expires.get, chain.upserts, itertools.repeat(never)))
+        hot_keys.extend(chain.upserts)
+        hot_values.extend(chain.upserts.values())
         self.hot_keys = hot_keys
         self._insert(hot_keys, hot_values, hot_expires, overwrite=True)
         self.report.seconds += time.perf_counter() - started
 
-    def _collect(
-        self,
-        keys: list[Any],
-        values: list[Any],
-        expires: list[float],
-        out_keys: list[Any],
-        out_values: list[Any],
-        out_expires: list[float],
-    ) -> None:
-        touched = self._touched
-        for i, key in enumerate(keys):
-            if key not in touched:
-                out_keys.append(key)
-                out_values.append(values[i])
-                if expires:
-                    out_expires.append(expires[i])
+    def _untouched(
+        self, keys: list[Any], values: list[Any], expires: list[float]
+    ) -> tuple[list[Any], list[Any], list[float]]:
+        """A base chunk's entries the delta chain did not supersede."""
+        keep = self._chain.keep_mask(keys)
+        if keep is None:
+            return keys, values, expires
+        kept_expires = list(itertools.compress(expires, keep)) if expires else []
+        return (
+            list(itertools.compress(keys, keep)),
+            list(itertools.compress(values, keep)),
+            kept_expires,
+        )
 
     def cold(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Phase two (background): the older base chunks, coldest first.
@@ -175,11 +166,7 @@ class SectionRestore:
             if should_stop():
                 completed = False
                 break
-            batch_keys: list[Any] = []
-            batch_values: list[Any] = []
-            batch_expires: list[float] = []
-            self._collect(keys, values, expires, batch_keys, batch_values, batch_expires)
-            self._insert(batch_keys, batch_values, batch_expires, overwrite=False)
+            self._insert(*self._untouched(keys, values, expires), overwrite=False)
         self._retouch_hot()
         self.report.seconds += time.perf_counter() - started
         return completed

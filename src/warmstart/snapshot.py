@@ -5,7 +5,8 @@ one consistent generation however many saves happen meanwhile, and frames are
 read zero-copy from the map. Close it (or use it as a context manager) when
 done: an open read transaction keeps LMDB from reusing pages.
 
-Reading a section replays its base chunks then its delta chunks in order. Bulk
+Reading a section gives what replaying its base chunks then its delta chunks in
+order gives, computed deltas first (``FoldedChain``). Bulk
 decoding pauses the garbage collector: building a million objects with it on
 costs 2-3x more (docs/benchmarks.md).
 """
@@ -23,7 +24,7 @@ import msgspec
 
 from warmstart.codec import Codec
 from warmstart.contract import Contract, DecodedEntries
-from warmstart.delta import replay_batch
+from warmstart.delta import FoldedChain
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 
@@ -197,17 +198,25 @@ class Snapshot:
         stats = SectionStats(name)
         entries: dict[Any, T] = {} if into is None else into
         expires: dict[Any, float] = {}
+        section = self.section_manifest(name)
+        chain = FoldedChain()
         with paused_gc(freeze=freeze_gc):
-            for ref, decoded in self.chunks(name, contract):
+            # The deltas first, folded to their net effect, so that the base
+            # chunks shed their superseded entries one by one (FoldedChain).
+            for ref, decoded in self.chunks(name, contract, refs=section.deltas):
                 stats.add(decoded, ref)
-                if decoded.sequence == 0:
-                    # Merging a dict grows ``entries`` once per chunk and reuses
-                    # the hashes: ~10% faster than inserting pairs one by one.
-                    entries.update(dict(zip(decoded.keys, decoded.values)))
-                else:
-                    replay_batch(entries, decoded.keys, decoded.values, decoded.deleted)
+                chain.add(decoded.keys, decoded.values, decoded.deleted, decoded.expires)
+            for ref, decoded in self.chunks(name, contract, refs=section.base):
+                stats.add(decoded, ref)
+                # Merging a dict grows ``entries`` once per chunk and reuses
+                # the hashes: ~10% faster than inserting pairs one by one.
+                chunk = dict(zip(decoded.keys, decoded.values))
+                chain.drop_superseded(chunk)
+                entries.update(chunk)
                 if decoded.expires:
                     expires.update(zip(decoded.keys, decoded.expires))
+            entries.update(chain.upserts)
+            expires.update(chain.expires)
             if not freeze_gc and not gc.get_freeze_count():
                 # Move what was built to the oldest generation in O(1), before
                 # the collector resumes: otherwise its first young collection

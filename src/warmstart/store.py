@@ -420,8 +420,7 @@ class Store:
         sequence = baseline.generation + 1
         try:
             keys, values, expires = peek_entries(mapping, changes.upserts)
-            # A key written then removed before this checkpoint is a deletion.
-            deleted = sorted(changes.deletes | (set(changes.upserts) - set(keys)), key=repr)
+            deleted = _deletions(changes, keys)
             frames = encode_chunks(
                 contract,
                 self.codec,
@@ -1021,3 +1020,20 @@ def _library_version() -> str:
     from warmstart import __version__  # noqa: PLC0415 - avoid an import cycle
 
     return __version__
+
+
+def _deletions(changes: ChangeSet, present: list[Any]) -> list[Any]:
+    """A delta's deletions, sorted so that equal deltas encode to equal bytes.
+
+    ``present`` are the upserted keys still in the mapping: one written then
+    removed before this checkpoint is a deletion too. Keys of one contract are
+    usually of one comparable type; mixed ones (tuples holding ``None``, say)
+    are sorted by ``repr``.
+    """
+    gone = changes.deletes
+    if len(present) != len(changes.upserts):
+        gone = gone | (set(changes.upserts) - set(present))
+    try:
+        return sorted(gone)
+    except TypeError:
+        return sorted(gone, key=repr)
