@@ -608,13 +608,14 @@ class FoldedChain:
     those entries of the base are superseded.
     """
 
-    __slots__ = ("_deleted", "_touched", "expires", "upserts")
+    __slots__ = ("_deleted", "_superseded", "_touched", "expires", "upserts")
 
     def __init__(self) -> None:
         self.upserts: dict[Any, Any] = {}
         self.expires: dict[Any, float] = {}
         self._deleted: set[Any] = set()
         self._touched: set[Any] | None = None
+        self._superseded: list[list[Any]] = []
 
     def add(
         self, keys: list[Any], values: list[Any], deleted: list[Any], expires: list[float]
@@ -650,7 +651,16 @@ class FoldedChain:
             return
         superseded = touched.intersection(chunk)
         if superseded:
-            collections.deque(map(chunk.__delitem__, superseded), maxlen=0)
+            self._superseded.append(list(map(chunk.pop, superseded)))
+
+    def release(self) -> None:
+        """Free the superseded base values, all at once, after the base is read.
+
+        Freed chunk by chunk they leave holes that the allocator fills with the
+        next chunks' objects, scattering them: the rest of a million-record
+        restore then ran 60-80 ms slower, against ~50 ms to free them together.
+        """
+        self._superseded.clear()
 
     def keep_mask(self, keys: list[Any]) -> list[bool] | None:
         """Which of a base chunk's ``keys`` the chain left alone (None: all of them)."""

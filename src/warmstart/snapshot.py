@@ -215,6 +215,7 @@ class Snapshot:
                 entries.update(chunk)
                 if decoded.expires:
                     expires.update(zip(decoded.keys, decoded.expires))
+            chain.release()
             entries.update(chain.upserts)
             expires.update(chain.expires)
             if not freeze_gc and not gc.get_freeze_count():
