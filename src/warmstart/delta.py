@@ -665,9 +665,10 @@ class FoldedChain:
     def keep_mask(self, keys: list[Any]) -> list[bool] | None:
         """Which of a base chunk's ``keys`` the chain left alone (None: all of them)."""
         touched = self.touched
-        if touched.isdisjoint(keys):
+        if not touched:
             return None
-        return list(map(operator.not_, map(touched.__contains__, keys)))
+        keep = list(map(operator.not_, map(touched.__contains__, keys)))
+        return None if all(keep) else keep
 
 
 @dataclasses.dataclass(frozen=True)
