@@ -1,0 +1,107 @@
+"""Reading a section's first entries without its contract, for ``warmstart inspect``.
+
+Private; used by ``_cli_inspect``. The command line has no user contract to
+decode with, so chunks are decoded as plain msgpack: keys and values come back
+as lists, dicts and scalars. The section's delta chain is replayed over its
+base, so the entries shown are those a restore would see. This reaches into
+the store's tables directly: the public API reads chunks only through a
+contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from warmstart.codec import Codec
+from warmstart.errors import IntegrityError
+from warmstart.manifest import SectionManifest
+from warmstart.store import Store
+
+__all__ = ()
+
+
+def first_entries(
+    store: Store, namespace: str, section: SectionManifest, limit: int
+) -> list[dict[str, Any]]:
+    """The first ``limit`` entries of a section once replayed, decoded without its contract.
+
+    Delta chunks are read first (they are small) to know which base keys they
+    touch; the base is then streamed only until ``limit`` entries are found.
+    """
+    payloads = _raw_payloads(store, namespace, section)
+    tail: dict[Any, dict[str, Any]] = {}
+    touched: set[Any] = set()
+    for _, keys, values, deleted, expires in payloads(section.deltas):
+        for key in deleted:
+            touched.add(_hashable(key))
+            tail.pop(_hashable(key), None)
+        for i, (key, value) in enumerate(zip(keys, values)):
+            hkey = _hashable(key)
+            touched.add(hkey)
+            tail.pop(hkey, None)
+            tail[hkey] = _entry(key, value, expires, i)
+    out: list[dict[str, Any]] = []
+    if limit > 0:
+        for _, keys, values, _, expires in payloads(section.base):
+            for i, (key, value) in enumerate(zip(keys, values)):
+                if _hashable(key) not in touched:
+                    out.append(_entry(key, value, expires, i))
+                    if len(out) >= limit:
+                        return out
+    out.extend(tail.values())
+    return out[:limit]
+
+
+def _entry(key: Any, value: Any, expires: list[Any], i: int) -> dict[str, Any]:
+    entry = {"key": key, "value": value}
+    if expires:
+        entry["expires"] = expires[i]
+    return entry
+
+
+def _hashable(key: Any) -> Any:
+    # Tuple keys come back from untyped msgpack as lists.
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def _raw_payloads(
+    store: Store, namespace: str, section: SectionManifest
+) -> Callable[[tuple[Any, ...]], Iterator[list[Any]]]:
+    def payloads(refs: tuple[Any, ...]) -> Iterator[list[Any]]:
+        codec: Codec = store.codec
+        with store._env.read() as txn:
+            nsid = store._nsid(txn, namespace, create=False)
+            for ref in refs:
+                frame = (
+                    None
+                    if nsid is None
+                    else txn.get(store._chunk_key(nsid, ref.digest), db=store._db("chunks"))
+                )
+                if frame is None:
+                    msg = (
+                        f"Expected chunk {ref.digest.hex()} of section {section.name!r}, "
+                        f"it is missing; run `warmstart verify`"
+                    )
+                    raise IntegrityError(msg)
+                payload = codec.decode(frame, digest=ref.digest)
+                yield _check_payload(msgspec.msgpack.decode(payload), ref.digest.hex())
+
+    return payloads
+
+
+def _check_payload(decoded: Any, where: str) -> list[Any]:
+    ok = (
+        isinstance(decoded, list)
+        and len(decoded) == 5
+        and all(isinstance(part, list) for part in decoded[1:])
+        and len(decoded[1]) == len(decoded[2])
+    )
+    if not ok:
+        msg = (
+            f"Expected a chunk payload [sequence, keys, values, deleted, expires] in chunk {where}"
+        )
+        raise IntegrityError(msg)
+    return decoded  # type: ignore[no-any-return]
