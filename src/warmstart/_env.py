@@ -156,11 +156,16 @@ class Env:
         try:
             found = int(bytes(stored))
         except ValueError:
-            found = -1
+            found = None
         if found != STORE_FORMAT:
+            why = (
+                "it is not a format number: the record is damaged"
+                if found is None
+                else "it was written by another warmstart release"
+            )
             msg = (
                 f"Expected store format {STORE_FORMAT}, got {bytes(stored)!r} - in "
-                f"{str(self.path)!r}; it was written by another warmstart release"
+                f"{str(self.path)!r}; {why}"
             )
             raise StoreFormatError(msg)
 

@@ -56,6 +56,7 @@ from warmstart.errors import (
     EncodeError,
     IntegrityError,
     ReadOnlyStoreError,
+    StoreError,
 )
 from warmstart.manifest import (
     ChunkRef,
@@ -82,6 +83,8 @@ _NSID = struct.Struct(">I")
 NS_PREFIX = b"ns:"
 NS_NEXT = b"ns-next"
 MAX_NAMESPACE = 255
+_MAX_GEN = (1 << 64) - 1
+_MAX_NSID = (1 << 32) - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +171,21 @@ def _check_namespace(namespace: str) -> bytes:
     return raw
 
 
+def _namespace_name(raw: bytes) -> str | None:
+    """The namespace a head key names, or None when no namespace has that key (damage)."""
+    try:
+        name = raw.decode()
+        _check_namespace(name)
+    except ValueError:  # UnicodeDecodeError is a ValueError
+        return None
+    return name
+
+
+def _shown(raw: bytes) -> str:
+    """Bytes read back from the store, printable whatever they hold."""
+    return raw.decode(errors="backslashreplace")
+
+
 class Store:
     """An embedded, crash-safe, multi-process checkpoint store in one directory.
 
@@ -237,47 +255,176 @@ class Store:
         return self._env.dbs[name]
 
     def _nsid(self, txn: Any, namespace: str, *, create: bool) -> bytes | None:
+        """The namespace's 4-byte id; None when it has none (and ``create`` is false).
+
+        Raises:
+            IntegrityError: the id record is damaged. Every key of the
+                namespace's manifests and chunks starts with its id: a wrong one
+                would read, or collect, another namespace's records.
+        """
         key = NS_PREFIX + _check_namespace(namespace)
         meta = self._db("meta")
         if meta is None:
             return None
         found = txn.get(key, db=meta)
-        if found is not None or not create:
-            return None if found is None else bytes(found)
-        counter = txn.get(NS_NEXT, db=meta)
-        number = 1 if counter is None else _NSID.unpack(bytes(counter))[0] + 1
-        nsid = _NSID.pack(number)
+        if found is not None:
+            nsid = bytes(found)
+            if len(nsid) != _NSID.size:
+                msg = (
+                    f"Expected a {_NSID.size}-byte id for namespace {namespace!r} in the meta "
+                    f"table of {str(self.path)!r}, got {nsid!r}: the record is damaged; "
+                    f"`warmstart drop` the namespace to start it afresh"
+                )
+                raise IntegrityError(msg)
+            return nsid
+        if not create:
+            return None
+        nsid = _NSID.pack(self._last_nsid(txn) + 1)
         txn.put(NS_NEXT, nsid, db=meta)
         txn.put(key, nsid, db=meta)
         return nsid
+
+    def _last_nsid(self, txn: Any) -> int:
+        """The last namespace id given out, recounted from the ids if the counter is damaged."""
+        counter = txn.get(NS_NEXT, db=self._db("meta"))
+        if counter is None:
+            return 0
+        raw = bytes(counter)
+        if len(raw) == _NSID.size and _NSID.unpack(raw)[0] < _MAX_NSID:
+            return int(_NSID.unpack(raw)[0])
+        log.warning("the namespace id counter %r is damaged; recounting the ids in use", raw)
+        last = max((n for _, n in self._namespace_ids(txn) if n is not None), default=0)
+        if last >= _MAX_NSID:
+            msg = f"Expected a free namespace id in {str(self.path)!r}, found none"
+            raise StoreError(msg)
+        return last
+
+    def _namespace_ids(self, txn: Any) -> Iterator[tuple[bytes, int | None]]:
+        """(namespace as stored, its id or None if that record is damaged) for every id record."""
+        for key, raw_id in _prefixed(txn, self._db("meta"), NS_PREFIX, values=True):
+            raw = bytes(raw_id)
+            yield key[len(NS_PREFIX) :], _NSID.unpack(raw)[0] if len(raw) == _NSID.size else None
 
     @staticmethod
     def _chunk_key(nsid: bytes, ref_digest: bytes) -> bytes:
         return nsid + ref_digest
 
     def _head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
+        """The namespace's head record: (generation, lineage), or None if it has none.
+
+        Raises:
+            IntegrityError: the record is too short to hold a generation.
+        """
         heads = self._db("heads")
         raw = None if heads is None else txn.get(_check_namespace(namespace), db=heads)
         if raw is None:
             return None
         raw = bytes(raw)
+        if len(raw) < _GEN.size:
+            msg = (
+                f"Expected the head record of namespace {namespace!r} in {str(self.path)!r} "
+                f"to start with an {_GEN.size}-byte generation, got {raw!r}: the record is damaged"
+            )
+            raise IntegrityError(msg)
         # A damaged lineage must not fail a load: it just matches no manifest.
         return _GEN.unpack(raw[:8])[0], raw[8:].decode("ascii", errors="replace")
 
+    def _readable_head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
+        """The head, or None (logged) when its record is damaged: for reads that go on."""
+        try:
+            return self._head(txn, namespace)
+        except IntegrityError as exc:
+            log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
+            return None
+
+    def _tip(self, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int, str] | None, int]:
+        """(the head if it is sound, else None; the newest stored generation, 0 if none).
+
+        The manifests say what is stored; the head only says which of them is
+        the newest. A head that is damaged, or names another generation than
+        the newest stored, is set aside (and logged): a commit then builds on
+        the newest stored generation, never overwrites one, and rewrites the head.
+        """
+        stored = self._generations(txn, nsid)
+        newest = stored[0] if stored else 0
+        try:
+            head = self._head(txn, namespace)
+        except IntegrityError as exc:
+            problem = str(exc)
+        else:
+            if head is None and not stored:
+                return None, 0  # a new namespace
+            if head is not None and head[0] == newest:
+                return head, newest
+            named = "none" if head is None else head[0]
+            problem = f"the head names generation {named}, the newest stored is {newest or 'none'}"
+        log.warning(
+            "namespace %r: %s; commits follow the newest stored generation",
+            namespace,
+            problem,
+            extra={"namespace": namespace},
+        )
+        return None, newest
+
+    def _next_generation(self, namespace: str, newest: int) -> int:
+        if newest >= _MAX_GEN:
+            msg = (
+                f"Expected a generation number after {newest} for namespace {namespace!r} in "
+                f"{str(self.path)!r}, there is none: that manifest key is damaged; "
+                f"`warmstart drop` the namespace to start it afresh"
+            )
+            raise IntegrityError(msg)
+        return newest + 1
+
     def _generations(self, txn: Any, nsid: bytes) -> list[int]:
-        """Generations stored for a namespace, newest first."""
+        """Generations stored for a namespace, newest first (malformed keys are logged)."""
+        generations, malformed = self._manifest_keys(txn, nsid)
+        if malformed:
+            log.warning(
+                "namespace id %s: %d malformed manifest keys skipped: %s",
+                nsid.hex(),
+                len(malformed),
+                ", ".join(key.hex() for key in malformed),
+            )
+        return generations
+
+    def _manifest_keys(self, txn: Any, nsid: bytes) -> tuple[list[int], list[bytes]]:
+        """(generations stored for a namespace newest first, keys too malformed to name one)."""
         manifests = self._db("manifests")
         if manifests is None:
-            return []
-        keys = (key for key, _ in _prefixed(txn, manifests, nsid))
-        return sorted((_GEN.unpack(key[4:])[0] for key in keys), reverse=True)
+            return [], []
+        generations: list[int] = []
+        malformed: list[bytes] = []
+        for key, _ in _prefixed(txn, manifests, nsid):
+            if len(key) == len(nsid) + _GEN.size:
+                generations.append(_GEN.unpack(key[len(nsid) :])[0])
+            else:
+                malformed.append(key)
+        return sorted(generations, reverse=True), malformed
 
-    def _read_manifest(self, txn: Any, nsid: bytes, generation: int) -> Manifest:
+    def _read_manifest(
+        self, txn: Any, nsid: bytes, generation: int, namespace: str | None = None
+    ) -> Manifest:
+        """The manifest stored as ``generation`` (of ``namespace``, when given), verified.
+
+        Raises:
+            CheckpointNotFoundError: none is stored there.
+            IntegrityError: it is damaged, or describes another generation or namespace.
+        """
         raw = txn.get(nsid + _GEN.pack(generation), db=self._db("manifests"))
         if raw is None:
             msg = f"Expected a manifest for generation {generation}, found none"
             raise CheckpointNotFoundError(msg)
-        return decode_manifest(self.codec, raw)
+        manifest = decode_manifest(self.codec, raw)
+        if manifest.generation != generation or namespace not in (None, manifest.namespace):
+            msg = (
+                f"Expected the manifest stored as generation {generation}"
+                f"{'' if namespace is None else f' of namespace {namespace!r}'} to describe it, "
+                f"it describes generation {manifest.generation} of namespace "
+                f"{manifest.namespace!r}: the record is damaged"
+            )
+            raise IntegrityError(msg)
+        return manifest
 
     # -- writing --------------------------------------------------------------
 
@@ -453,16 +600,16 @@ class Store:
         watermark: Any,
         tags: Mapping[str, str] | None,
     ) -> Manifest:
-        head = self._head(txn, namespace)
+        nsid = self._nsid(txn, namespace, create=True)
+        assert nsid is not None
+        head, newest = self._tip(txn, namespace, nsid)
         baseline = self._baselines.get(namespace)
         delta = any(p.delta for p in prepared)
         if delta and (
             head is None or baseline is None or head != (baseline.generation, baseline.lineage)
         ):
             raise _StaleBaseError
-        nsid = self._nsid(txn, namespace, create=True)
-        assert nsid is not None
-        generation = 1 if head is None else head[0] + 1
+        generation = self._next_generation(namespace, newest)
         lineage = head[1] if delta and head is not None else os.urandom(8).hex()
         chunks = self._db("chunks")
         for item in prepared:
@@ -476,7 +623,7 @@ class Store:
             library_version=_library_version(),
             host=_hostname(),
             pid=os.getpid(),
-            parent=None if head is None else head[0],
+            parent=newest or None,
             kind="delta" if delta else "full",
             watermark=watermark,
             tags=dict(tags or {}),
@@ -536,14 +683,14 @@ class Store:
         }
         if missing:
             return missing
-        head = self._head(txn, namespace)
-        newer = head is None or head[0] < manifest.generation
-        generation = manifest.generation if newer else head[0] + 1  # type: ignore[index]
+        _, newest = self._tip(txn, namespace, nsid)
+        newer = newest < manifest.generation
+        generation = manifest.generation if newer else self._next_generation(namespace, newest)
         adopted = msgspec.structs.replace(
             manifest,
             namespace=namespace,
             generation=generation,
-            parent=None if head is None else head[0],
+            parent=newest or None,
             tags={**manifest.tags, tag: source},
         )
         txn.put(
@@ -562,18 +709,32 @@ class Store:
         return "adopted", generation
 
     def _retain(self, txn: Any, nsid: bytes, newest: Manifest) -> None:
-        """Drop generations beyond ``keep`` and sweep chunks none references."""
-        generations = self._generations(txn, nsid)
+        """Drop generations beyond ``keep`` and sweep chunks none references.
+
+        ``newest`` was just written with a number above every stored one, so
+        it is never among those dropped.
+        """
+        generations, malformed = self._manifest_keys(txn, nsid)
         expired = generations[self.keep :]
         if not expired:
             return
         manifests = self._db("manifests")
         for generation in expired:
             txn.delete(nsid + _GEN.pack(generation), db=manifests)
+        namespace = newest.namespace
+        if malformed:
+            # A manifest under a malformed key may still reference chunks.
+            log.warning(
+                "namespace %r: %d malformed manifest keys; garbage collection skipped",
+                namespace,
+                len(malformed),
+                extra={"namespace": namespace},
+            )
+            return
         marked = newest.digests()
         for generation in generations[1 : self.keep]:
             try:
-                marked |= self._read_manifest(txn, nsid, generation).digests()
+                marked |= self._read_manifest(txn, nsid, generation, namespace).digests()
             except IntegrityError:
                 # A damaged manifest cannot say what it references: keep every
                 # chunk rather than risk deleting one a generation needs.
@@ -658,7 +819,7 @@ class Store:
         skipped: list[str] = []
         for candidate in candidates:
             try:
-                manifest = self._read_manifest(txn, nsid, candidate)
+                manifest = self._read_manifest(txn, nsid, candidate, namespace)
                 self._verify_chunks(txn, nsid, manifest)
             except IntegrityError as exc:
                 reason = f"generation {candidate}: {exc}"
@@ -677,7 +838,7 @@ class Store:
                     candidate,
                     extra={"namespace": namespace, "generation": candidate},
                 )
-            head = self._head(txn, namespace)
+            head = self._readable_head(txn, namespace)
             if head == (manifest.generation, manifest.lineage):
                 known = self._baselines.get(namespace)
                 # Fingerprints of this very generation stay valid: keep them.
@@ -747,14 +908,23 @@ class Store:
         return kind + b":" + _check_namespace(namespace) + b"\x00"
 
     def _quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
+        """Quarantined generations and why; a malformed key is skipped and logged."""
         meta = self._db("meta")
         if meta is None:
             return {}
         prefix = self._meta_prefix(b"quarantine", namespace)
-        return {
-            _GEN.unpack(key[len(prefix) :])[0]: bytes(value).decode(errors="replace")
-            for key, value in _prefixed(txn, meta, prefix, values=True)
-        }
+        found = {}
+        for key, value in _prefixed(txn, meta, prefix, values=True):
+            if len(key) != len(prefix) + _GEN.size:
+                log.warning(
+                    "namespace %r: malformed quarantine key %r skipped",
+                    namespace,
+                    key,
+                    extra={"namespace": namespace},
+                )
+                continue
+            found[_GEN.unpack(key[len(prefix) :])[0]] = bytes(value).decode(errors="replace")
+        return found
 
     def quarantined(self, namespace: str) -> dict[int, str]:
         """Generations of ``namespace`` that loads skip, with the reason each was set aside."""
@@ -824,24 +994,41 @@ class Store:
     # -- listing --------------------------------------------------------------
 
     def namespaces(self) -> list[str]:
-        """Every namespace that has a head, sorted."""
+        """Every namespace that has a head, sorted (a damaged head key is skipped and logged)."""
+        with self._env.read() as txn:
+            found = []
+            for raw, namespace in self._head_keys(txn):
+                if namespace is None:
+                    log.warning("head key %r names no namespace: damaged, skipped", raw)
+                else:
+                    found.append(namespace)
+            return sorted(found)
+
+    def _head_keys(self, txn: Any) -> Iterator[tuple[bytes, str | None]]:
+        """(key, the namespace it names or None if it names none) for every head."""
         heads = self._db("heads")
         if heads is None:
-            return []
-        with self._env.read() as txn, txn.cursor(db=heads) as cur:
-            return sorted(bytes(k).decode() for k in cur.iternext(values=False))
+            return
+        with txn.cursor(db=heads) as cur:
+            for key in cur.iternext(values=False):
+                raw = bytes(key)
+                yield raw, _namespace_name(raw)
 
     def generations(self, namespace: str) -> list[GenerationInfo]:
         """Generations of ``namespace``, newest first (damaged ones are skipped and logged)."""
         with self._env.read() as txn:
-            nsid = self._nsid(txn, namespace, create=False)
+            try:
+                nsid = self._nsid(txn, namespace, create=False)
+            except IntegrityError as exc:
+                log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
+                return []
             if nsid is None:
                 return []
-            head = self._head(txn, namespace)
+            head = self._readable_head(txn, namespace)
             infos = []
             for generation in self._generations(txn, nsid):
                 try:
-                    m = self._read_manifest(txn, nsid, generation)
+                    m = self._read_manifest(txn, nsid, generation, namespace)
                 except IntegrityError as exc:
                     log.warning("namespace %r generation %d: %s", namespace, generation, exc)
                     continue
@@ -861,14 +1048,34 @@ class Store:
             return infos
 
     def manifest(self, namespace: str, generation: int | None = None) -> Manifest:
-        """The manifest of a generation (the head by default), verified."""
+        """The manifest of a generation (the head by default), verified.
+
+        Raises:
+            CheckpointNotFoundError: no such namespace or generation.
+            IntegrityError: the manifest, or (for the head's) the head record, is damaged.
+        """
         with self._env.read() as txn:
             nsid = self._nsid(txn, namespace, create=False)
-            head = self._head(txn, namespace)
-            if nsid is None or head is None:
+            heads = self._db("heads")
+            if (
+                nsid is None
+                or heads is None
+                or txn.get(_check_namespace(namespace), db=heads) is None
+            ):
                 msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
                 raise CheckpointNotFoundError(msg)
-            return self._read_manifest(txn, nsid, head[0] if generation is None else generation)
+            if generation is not None:
+                return self._read_manifest(txn, nsid, generation, namespace)
+            head = self._head(txn, namespace)
+            assert head is not None
+            try:
+                return self._read_manifest(txn, nsid, head[0], namespace)
+            except CheckpointNotFoundError as exc:
+                msg = (
+                    f"Expected the head of namespace {namespace!r} in {str(self.path)!r} to "
+                    f"name a stored generation, it names {head[0]}: the head record is damaged"
+                )
+                raise IntegrityError(msg) from exc
 
     # -- maintenance ----------------------------------------------------------
 
@@ -877,12 +1084,21 @@ class Store:
         nsbytes = _check_namespace(namespace)
 
         def body(txn: Any) -> bool:
-            nsid = self._nsid(txn, namespace, create=False)
-            if nsid is None:
-                return False
-            for generation in self._generations(txn, nsid):
-                txn.delete(nsid + _GEN.pack(generation), db=self._db("manifests"))
-            self._sweep(txn, nsid, set())
+            try:
+                nsid = self._nsid(txn, namespace, create=False)
+            except IntegrityError as exc:
+                # Which manifests and chunks are the namespace's is lost with its
+                # id: drop its records and leave those, rather than guess.
+                log.warning(
+                    "namespace %r: %s; dropping its records, not its manifests or chunks",
+                    namespace,
+                    exc,
+                    extra={"namespace": namespace},
+                )
+            else:
+                if nsid is None:
+                    return False
+                self._drop_data(txn, namespace, nsid)
             txn.delete(nsbytes, db=self._db("heads"))
             txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
             # Quarantine and markers name generations of the namespace that is
@@ -898,6 +1114,22 @@ class Store:
         self._baselines.pop(namespace, None)
         return dropped
 
+    def _drop_data(self, txn: Any, namespace: str, nsid: bytes) -> None:
+        """Delete the manifests and chunks under ``nsid``, unless another namespace claims it."""
+        nsbytes = _check_namespace(namespace)
+        claimed = {number for name, number in self._namespace_ids(txn) if name != nsbytes}
+        if _NSID.unpack(nsid)[0] in claimed:
+            log.warning(
+                "namespace %r: another namespace has the same id; its manifests and chunks kept",
+                namespace,
+                extra={"namespace": namespace},
+            )
+            return
+        manifests = self._db("manifests")
+        for key in [key for key, _ in _prefixed(txn, manifests, nsid)]:
+            txn.delete(key, db=manifests)
+        self._sweep(txn, nsid, set())
+
     def gc(self) -> int:
         """Mark and sweep every namespace; return how many chunks were freed.
 
@@ -909,45 +1141,85 @@ class Store:
             freed = 0
             # Every namespace id, with or without a head: an import killed
             # before its commit leaves chunks under an id that has no head.
-            for key, raw_id in _prefixed(txn, self._db("meta"), NS_PREFIX, values=True):
-                namespace = key[len(NS_PREFIX) :].decode()
-                nsid = bytes(raw_id)
+            for name, number in list(self._namespace_ids(txn)):
+                # Only named in logs and checked against manifests: any bytes do.
+                namespace = _namespace_name(name)
+                shown = _shown(name)
+                if number is None:
+                    log.warning("namespace %r: damaged id record, not collected", shown)
+                    continue
+                nsid = _NSID.pack(number)
+                generations, malformed = self._manifest_keys(txn, nsid)
+                if malformed:
+                    log.warning("namespace %r: malformed manifest keys, not collected", shown)
+                    continue
                 marked: set[bytes] = set()
-                for generation in self._generations(txn, nsid):
+                for generation in generations:
                     try:
-                        marked |= self._read_manifest(txn, nsid, generation).digests()
+                        manifest = self._read_manifest(txn, nsid, generation, namespace)
                     except IntegrityError:
-                        log.warning("namespace %r: damaged manifest, not collected", namespace)
+                        log.warning("namespace %r: damaged manifest, not collected", shown)
                         break
+                    marked |= manifest.digests()
                 else:
                     freed += self._sweep(txn, nsid, marked)
             return freed
 
         return self._env.write(body)
 
-    def _namespaces_in(self, txn: Any) -> list[str]:
-        with txn.cursor(db=self._db("heads")) as cur:
-            return [bytes(k).decode() for k in cur.iternext(values=False)]
-
     def verify(self) -> VerifyReport:
-        """Check every chunk digest (and MAC) and every manifest's references."""
+        """Check every chunk digest (and MAC) and every manifest's references.
+
+        Damaged heads, namespace ids and manifest keys are reported too.
+        """
         report = VerifyReport()
         with self._env.read() as txn:
-            for namespace in self._namespaces_in(txn) if self._db("heads") is not None else []:
+            for raw, namespace in list(self._head_keys(txn)):
+                if namespace is None:
+                    what = f"head key {raw!r} names no namespace: it is damaged"
+                    report.problems.append(Problem(_shown(raw), None, what))
+                    continue
                 report.namespaces += 1
                 self._verify_namespace(txn, namespace, report)
         return report
 
-    def _verify_namespace(self, txn: Any, namespace: str, report: VerifyReport) -> None:
-        nsid = self._nsid(txn, namespace, create=False)
+    def _verify_records(
+        self, txn: Any, namespace: str, report: VerifyReport
+    ) -> tuple[bytes, list[int]] | None:
+        """Check the id, head and manifest keys; (id, generations) if the id is usable."""
+        try:
+            nsid = self._nsid(txn, namespace, create=False)
+        except IntegrityError as exc:
+            report.problems.append(Problem(namespace, None, f"namespace id: {exc}"))
+            return None
         if nsid is None:
             report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
+            return None
+        generations, malformed = self._manifest_keys(txn, nsid)
+        report.problems.extend(
+            Problem(namespace, None, f"manifest key {key.hex()} is malformed") for key in malformed
+        )
+        try:
+            head = self._head(txn, namespace)
+        except IntegrityError as exc:
+            report.problems.append(Problem(namespace, None, f"head: {exc}"))
+        else:
+            newest = generations[0] if generations else None
+            if head is not None and head[0] != newest:
+                what = f"head names generation {head[0]}, the newest stored is {newest}"
+                report.problems.append(Problem(namespace, head[0], what))
+        return nsid, generations
+
+    def _verify_namespace(self, txn: Any, namespace: str, report: VerifyReport) -> None:
+        found = self._verify_records(txn, namespace, report)
+        if found is None:
             return
+        nsid, generations = found
         referenced: dict[bytes, list[int | None]] = {}  # digest -> generations using it
-        for generation in self._generations(txn, nsid):
+        for generation in generations:
             report.generations += 1
             try:
-                manifest = self._read_manifest(txn, nsid, generation)
+                manifest = self._read_manifest(txn, nsid, generation, namespace)
             except (IntegrityError, CheckpointNotFoundError) as exc:
                 report.problems.append(Problem(namespace, generation, f"manifest: {exc}"))
                 continue
