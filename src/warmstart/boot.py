@@ -27,16 +27,11 @@ checkpoint) starts that section cold, logs why and records it in the report;
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import datetime
 import functools
 import logging
 import os
-import queue
 import re
-import signal
-import struct
 import threading
 import time
 import warnings
@@ -46,24 +41,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from warmstart._background import BackgroundJobs
+from warmstart._breaker import CrashLoopBreaker
+from warmstart._open import open_within
 from warmstart._reload import KeyReloader, is_coroutine_function
-from warmstart._restore import SectionRestore
+from warmstart._sections import Attached, AttributeRestore, sections_of
+from warmstart._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.checkpointer import Checkpointer
-from warmstart.containers import check_container, entries_of
+from warmstart.containers import check_container
 from warmstart.contract import Contract
-from warmstart.delta import TrackedDict
 from warmstart.errors import (
     CheckpointNotFoundError,
     ColdStartWarning,
     ContractError,
     StoreTimeoutError,
-    WarmstartError,
 )
-from warmstart.hits import counter_of
-from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
-from warmstart.snapshot import Snapshot, paused_gc
+from warmstart.metrics import BootReport, CheckpointReport, Metrics
+from warmstart.snapshot import Snapshot
 from warmstart.store import Store
-from warmstart.warm import State, WarmSpec, spec_of
+from warmstart.warm import WarmSpec, spec_of
 
 if TYPE_CHECKING:
     import asyncio
@@ -84,7 +80,6 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _CAPTURING: list[Boot] = []
 _CAPTURING_LOCK = threading.Lock()
-_MARKER = struct.Struct(">Qd")
 
 
 def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
@@ -116,34 +111,6 @@ def _attach_to_capturing(obj: object) -> None:
         current = _CAPTURING[-1] if _CAPTURING else None
     if current is not None:
         current.attach(obj)
-
-
-class _Attached:
-    """One object attached to a boot, and the sections it owns."""
-
-    def __init__(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
-        self.obj = obj
-        self.spec = spec
-        self.sections = sections  # attribute -> section name
-
-
-class _HotKey(msgspec.Struct, frozen=True):
-    """The value stored for every key of a key-only section."""
-
-
-_HOT = _HotKey()
-_KEY_CONTRACTS: dict[Any, Contract[Any]] = {}
-
-
-def _keys_contract(key_type: Any) -> Contract[Any]:
-    contract = _KEY_CONTRACTS.get(key_type)
-    if contract is None:
-        contract = Contract("warmstart.hot-keys", _HotKey, key=key_type)
-        _KEY_CONTRACTS[key_type] = contract
-    return contract
-
-
-_SINGLE_KEYS: dict[Any, Any] = {str: "", int: 0, bytes: b""}
 
 
 class Boot:
@@ -192,7 +159,7 @@ class Boot:
         clock: the wall clock (injectable for tests).
     """
 
-    def __init__(  # noqa: PLR0915 - one assignment per documented setting
+    def __init__(
         self,
         path_or_store: str | os.PathLike[str] | Store,
         *,
@@ -244,34 +211,30 @@ class Boot:
         self.store: Store | None = None
         self.snapshot: Snapshot | None = None
         self._owns_store = False
-        self._attached: list[_Attached] = []
+        self._attached: list[Attached] = []
         self._sections_seen: set[str] = set()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._pending = 0
-        self._marked = False  # this boot's "restoring" marker is in the store
-        self._abandoned = False  # the shutdown checkpoint missed its deadline
-        self._close_later = False  # close() found the shutdown checkpoint still running
-        self._final_running = False
-        self._release_lock = threading.Lock()
+        self._breaker = CrashLoopBreaker(namespace)
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
-        self._worker: threading.Thread | None = None
         self._periodic: threading.Thread | None = None
-        self._final: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = 0.0
         self._entered = False
         self._closed = False
         self._final_done = False
-        self._previous_handlers: dict[int, Any] = {}
+        self._shutdown = FinalCheckpoint(
+            namespace,
+            functools.partial(self._checkpoint, raise_errors=False),
+            self._release,
+            self._stop,
+        )
+        self._hooks = ExitHooks(self._final_checkpoint, self._on_signal)
         self._checkpointer: Checkpointer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloader = KeyReloader(
             concurrency=prefetch_concurrency, batch=prefetch_batch, loop=lambda: self._loop
         )
-        # pid alone is not unique across restarts (a container's service is
-        # often pid 1 every time), so each boot adds a token of its own.
-        self._marker = f"restoring-{os.getpid()}-{os.urandom(4).hex()}"
         self._lock = threading.RLock()
+        self._background = BackgroundJobs(self._lock, self.ready, self._stop, self._finish_restore)
 
     # -- decorator ------------------------------------------------------------
 
@@ -370,9 +333,7 @@ class Boot:
                 _CAPTURING.remove(self)
         if self.report.time_to_ready is None:
             self.report.time_to_ready = time.perf_counter() - self._started
-        with self._lock:
-            idle = self._pending == 0
-        if idle and not self.ready.is_set():
+        if self._background.idle() and not self.ready.is_set():
             self._finish_restore()
 
     def _open(self) -> None:
@@ -418,7 +379,7 @@ class Boot:
         if isinstance(self._target, Store):
             return self._target
         options = {"clock": self.clock, **self._store_options}
-        store = _open_within(Path(self._target), options, self.open_timeout)
+        store = open_within(Path(self._target), options, self.open_timeout)
         self._owns_store = True
         return store
 
@@ -448,7 +409,7 @@ class Boot:
 
     def _pick_generation(self) -> None:
         assert self.store is not None
-        crashed = self._check_crash_loop()
+        crashed = self._breaker.check(self.store, self.report)
         if crashed is not None:
             # Do not risk a second crash on the same data: start cold this once.
             self._go_cold(f"crash-loop breaker: {crashed}", failure=True)
@@ -499,10 +460,7 @@ class Boot:
         """Say "restoring": a boot that dies before clearing it trips the breaker."""
         assert self.store is not None
         assert self.snapshot is not None
-        if not self.store.readonly:
-            marker = _MARKER.pack(self.snapshot.generation, self.clock())
-            self.store.set_marker(self.namespace, self._marker, marker)
-            self._marked = True
+        self._breaker.mark(self.store, self.snapshot.generation, self.clock())
 
     def _validated(self, watermark: Any) -> bool:
         assert self.validate is not None
@@ -513,35 +471,6 @@ class Boot:
                 raise
             log.warning("validate() raised %r; treating the checkpoint as stale", exc)
             return False
-
-    def _check_crash_loop(self) -> str | None:
-        """A boot that died while restoring left its marker: quarantine that generation.
-
-        Returns why this boot must start cold, or None.
-        """
-        assert self.store is not None
-        if self.store.readonly:
-            return None
-        crashed = None
-        for name, value in self.store.markers(self.namespace).items():
-            if not name.startswith("restoring-") or len(value) != _MARKER.size:
-                continue
-            pid = int(name.split("-")[1])
-            if pid != os.getpid() and _alive(pid):
-                continue  # another worker restoring right now
-            generation, _ = _MARKER.unpack(value)
-            reason = f"a boot (pid {pid}) died while restoring generation {generation}"
-            self.store.quarantine(self.namespace, generation, reason)
-            self.store.set_marker(self.namespace, name, None)
-            self.report.fallback.append(f"generation {generation} quarantined: {reason}")
-            log.warning(
-                "namespace %r: %s; it is quarantined for inspection",
-                self.namespace,
-                reason,
-                extra={"namespace": self.namespace, "generation": generation},
-            )
-            crashed = reason
-        return crashed
 
     # -- attaching and restoring ----------------------------------------------
 
@@ -571,13 +500,14 @@ class Boot:
         snapshot = self.snapshot
         if (
             snapshot is not None
-            and not self._marked
+            and not self._breaker.marked
             and set(sections.values()) & set(snapshot.sections)
         ):
             self._set_marker()
+        restorer = self._restorer()
         try:
             for attr, section in sections.items():
-                self._restore_attr(obj, spec.states[attr], attr, section)
+                restorer.attribute(obj, spec.states[attr], attr, section)
         except BaseException:
             # strict=True: an object that failed to restore is not checkpointed.
             with self._lock:
@@ -586,13 +516,11 @@ class Boot:
             raise
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
-        with self._lock:
-            idle = self._pending == 0
-        if idle:
+        if self._background.idle():
             self._finish_restore()
         return obj
 
-    def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> _Attached | None:
+    def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> Attached | None:
         """Register ``obj`` for checkpoints (None: it already is)."""
         with self._lock:
             if any(item.obj is obj for item in self._attached):
@@ -605,244 +533,38 @@ class Boot:
                 )
                 raise ContractError(msg)
             self._sections_seen.update(sections.values())
-            attached = _Attached(obj, spec, sections)
+            attached = Attached(obj, spec, sections)
             self._attached.append(attached)
         return attached
 
-    def _restore_attr(self, obj: object, st: State, attr: str, section: str) -> None:
-        report = SectionReport(section)
-        self.report.sections[section] = report
-        snapshot = self.snapshot
-        if snapshot is None:
-            report.reason = self.report.reason or "no checkpoint"
-        elif section not in snapshot.sections:
-            report.reason = f"not in generation {snapshot.generation}"
-        else:
-            try:
-                self._restore_from(snapshot, obj, st, attr, section, report)
-            except Exception as exc:
-                if self.strict:
-                    raise
-                report.status = "cold"
-                report.reason = str(exc)
-                if self.report.status == "warm":
-                    self.report.status = "partial"
-                warnings.warn(
-                    f"warmstart section {section!r}: cold start, {exc}",
-                    ColdStartWarning,
-                    stacklevel=5,
-                )
-                log.warning("section %r starts cold: %s", section, exc, extra={"section": section})
-        if report.status != "warming":
-            self.metrics.record_section(report)
-
-    def _restore_from(
-        self,
-        snapshot: Snapshot,
-        obj: object,
-        st: State,
-        attr: str,
-        section: str,
-        report: SectionReport,
-    ) -> None:
-        value = getattr(obj, attr, None)
-        if st.keys_only:
-            # Hot keys are not stale: their values come from prefetch anyway.
-            self._restore_keys(obj, snapshot, st, section, value, report)
-        elif self._stale:
-            self._refresh_keys(obj, snapshot, st, section, value, report)
-        elif isinstance(value, msgspec.Struct):
-            self._restore_single(obj, attr, snapshot, st, section, report)
-        else:
-            self._restore_container(obj, st, section, value, report)
-
-    def _restore_container(
-        self, obj: object, st: State, section: str, container: Any, report: SectionReport
-    ) -> None:
-        assert self.snapshot is not None
-        assert st.contract is not None
-        lock = getattr(obj, st.lock) if st.lock is not None else None
-        restore = SectionRestore(
-            self.snapshot, section, st.contract, container, report, lock=lock, now=self.clock
+    def _restorer(self) -> AttributeRestore:
+        """Restores attributes from the boot's generation, with its current settings."""
+        return AttributeRestore(
+            self.snapshot,
+            store=self.store,
+            namespace=self.namespace,
+            strict=self.strict,
+            stale=self._stale,
+            progressive=self.progressive,
+            freeze_gc=self.freeze_gc,
+            clock=self.clock,
+            refresh=self.refresh,
+            reloader=self._reloader,
+            report=self.report,
+            metrics=self.metrics,
+            enqueue=self._background.add,
+            stopped=self._stop.is_set,
         )
-        thread_safe = (
-            lock is not None
-            or type(container) in (dict, _ordered_dict())
-            or isinstance(container, TrackedDict)
-        )
-        if self.progressive and thread_safe and restore.cold_entries:
-            restore.hot()
-            # The baseline is what the service sees now: its own writes from
-            # here on are changes for the next delta; the background phase
-            # only adds entries the generation already holds.
-            self._mark_baseline(section, container)
-            self._arm_counter(container, final=False)
-            report.status = "warming"
-            self._enqueue(functools.partial(self._cold_phase, restore))
-        else:
-            with paused_gc(freeze=self.freeze_gc):
-                restore.eager()
-            report.status = "warm"
-            if self.progressive and not thread_safe and restore.cold_entries:
-                report.reason = (
-                    "restored eagerly: the container is not thread-safe (pass state(lock=...))"
-                )
-            self._mark_baseline(section, container)
-            self._arm_counter(container, final=True)
-
-    def _cold_phase(self, restore: SectionRestore) -> None:
-        report = restore.report
-        try:
-            completed = restore.cold(self._stop.is_set)
-        except Exception as exc:
-            # The hot part is in place and the service is using it: keep it.
-            report.status = "partial"
-            report.reason = f"background restore failed: {exc}"
-            if self.report.status == "warm":
-                self.report.status = "partial"
-            log.warning(
-                "section %r: background restore failed, the rest starts cold: %s",
-                restore.name,
-                exc,
-                extra={"section": restore.name},
-            )
-        else:
-            report.status = "warm" if completed else "partial"
-            if not completed:
-                report.reason = "background restore stopped by shutdown"
-        self._arm_counter(restore.container, final=True)
-        self.metrics.record_section(report)
-
-    def _arm_counter(self, container: Any, *, final: bool) -> None:
-        """For a counted container: lookups of what was restored are warm hits."""
-        counter = counter_of(container)
-        if counter is None:
-            return
-        keys, _, _ = entries_of(container)
-        counter.arm(keys, final=final)
-        self.metrics.watch(counter)
-
-    def _mark_baseline(self, section: str, container: Any) -> None:
-        if self.store is not None and self.snapshot is not None:
-            self.store.mark_baseline(self.namespace, section, container, self.snapshot.generation)
-
-    def _restore_single(
-        self,
-        obj: object,
-        attr: str,
-        snapshot: Snapshot,
-        st: State,
-        section: str,
-        report: SectionReport,
-    ) -> None:
-        assert st.contract is not None
-        read = snapshot.read(section, st.contract)
-        report.saved = len(read.entries)
-        report.upgraded = read.stats.upgraded
-        report.dropped_invalid = read.stats.dropped_invalid
-        report.bytes = read.stats.bytes
-        report.seconds = read.stats.seconds
-        if read.entries:
-            setattr(obj, attr, next(iter(read.entries.values())))
-            report.restored = 1
-        report.status = "warm"
-
-    def _restore_keys(
-        self,
-        owner: object,
-        snapshot: Snapshot,
-        st: State,
-        section: str,
-        container: Any,
-        report: SectionReport,
-    ) -> None:
-        key_type = st.contract.key if st.contract is not None else str
-        keys = _hot_keys(snapshot, section, _keys_contract(key_type), report)
-        assert st.prefetch is not None
-        self._enqueue(functools.partial(self._prefetch, owner, st, keys, container, report))
-
-    def _prefetch(
-        self, owner: object, st: State, keys: list[Any], container: Any, report: SectionReport
-    ) -> None:
-        assert st.prefetch is not None
-        lock = getattr(owner, st.lock) if st.lock is not None else None
-        self._reloader.prefetch(st.prefetch, keys, container, lock, report)
-        report.status = "warm"
-        self.metrics.record_section(report)
-
-    def _refresh_keys(
-        self,
-        owner: object,
-        snapshot: Snapshot,
-        st: State,
-        section: str,
-        container: Any,
-        report: SectionReport,
-    ) -> None:
-        """A stale checkpoint: no value is restored; ``refresh`` reloads the hot keys."""
-        report.reason = "stale checkpoint: not restored"
-        if isinstance(container, msgspec.Struct) or st.contract is None:
-            return
-        keys = _hot_keys(snapshot, section, st.contract, report)
-        report.reason = f"stale checkpoint: refresh() reloads {len(keys)} hot keys"
-        self._enqueue(functools.partial(self._refresh, owner, st, section, keys, container, report))
-
-    def _refresh(
-        self,
-        owner: object,
-        st: State,
-        section: str,
-        keys: list[Any],
-        container: Any,
-        report: SectionReport,
-    ) -> None:
-        assert self.refresh is not None
-        lock = getattr(owner, st.lock) if st.lock is not None else None
-        refreshed = self._reloader.refresh(self.refresh, section, keys, container, lock, report)
-        report.status = "warm" if refreshed else "cold"
-        self.metrics.record_section(report)
 
     # -- background phase and readiness ---------------------------------------
-
-    def _enqueue(self, job: Callable[[], None]) -> None:
-        """Queue background restore work; the worker starts on the first job."""
-        with self._lock:
-            self._pending += 1
-            self.ready.clear()
-            self._jobs.put(job)
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._run_background, name="warmstart-restore", daemon=True
-                )
-                self._worker.start()
-
-    def _run_background(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            if not self._stop.is_set():
-                try:
-                    job()
-                except Exception as exc:
-                    log.warning("background restore failed: %r", exc)
-            with self._lock:
-                self._pending -= 1
-                idle = self._pending == 0
-            if idle:
-                self._finish_restore()
 
     def _finish_restore(self) -> None:
         """Everything queued so far is in place: ready, and no longer restoring."""
         self.report.time_to_warm = time.perf_counter() - self._started
-        with self._lock:
-            marked, self._marked = self._marked, False
-        if marked and self.store is not None:
-            # Cleared whenever restoring stops, set again by the next attach that
-            # restores: a crash in any object's restore trips the breaker, and a
-            # kill of the running service does not.
-            with contextlib.suppress(WarmstartError):
-                self.store.set_marker(self.namespace, self._marker, None)
+        # Cleared whenever restoring stops, set again by the next attach that
+        # restores: a crash in any object's restore trips the breaker, and a
+        # kill of the running service does not.
+        self._breaker.clear(self.store)
         self.metrics.set("restore_seconds", self.report.time_to_warm)
         self.metrics.set("readiness", 1.0)
         self.ready.set()
@@ -865,29 +587,9 @@ class Boot:
     # -- checkpoints ----------------------------------------------------------
 
     def _sections(self) -> dict[str, tuple[Contract[Any], Any]]:
-        sections: dict[str, tuple[Contract[Any], Any]] = {}
         with self._lock:
             attached = list(self._attached)
-        for item in attached:
-            for attr, section in item.sections.items():
-                st = item.spec.states[attr]
-                value: Any = getattr(item.obj, attr, None)
-                if st.keys_only:
-                    keys, _, _ = entries_of(value)
-                    if st.max_keys is not None:
-                        keys = keys[-st.max_keys :]
-                    key_type = st.contract.key if st.contract is not None else str
-                    sections[section] = (_keys_contract(key_type), dict.fromkeys(keys, _HOT))
-                elif isinstance(value, msgspec.Struct):
-                    assert st.contract is not None
-                    sections[section] = (
-                        st.contract,
-                        {_SINGLE_KEYS.get(st.contract.key, ""): value},
-                    )
-                elif value is not None:
-                    assert st.contract is not None
-                    sections[section] = (st.contract, value)
-        return sections
+        return sections_of(attached)
 
     def checkpoint(self) -> int | None:
         """Save every attached object's state now; return the generation (None if nothing to save).
@@ -913,7 +615,7 @@ class Boot:
     def _checkpoint(self, why: str, *, raise_errors: bool) -> int | None:
         if self.store is None or not self._attached:
             return None
-        if self._pending and not self.ready.wait(self.deadline):
+        if self._background.pending and not self.ready.wait(self.deadline):
             # A checkpoint now would save half-restored containers over a
             # complete generation: keep the previous one instead.
             log.warning("checkpoint of %r skipped: restore still in progress", self.namespace)
@@ -962,7 +664,7 @@ class Boot:
     def _watermark_now(self) -> Any:
         """The watermark for a save; a shutdown checkpoint past its deadline stops here."""
         value = self.watermark() if self.watermark is not None else None
-        if self._abandoned:
+        if self._shutdown.abandoned:
             msg = f"Expected the shutdown checkpoint within {self.deadline}s; it was abandoned"
             raise StoreTimeoutError(msg)
         return value
@@ -973,37 +675,7 @@ class Boot:
             if self._final_done or self.store is None:
                 return
             self._final_done = True
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                self._checkpoint(why, raise_errors=False)
-            finally:
-                done.set()
-                with self._release_lock:
-                    self._final_running = False
-                    later = self._close_later
-                if later:
-                    self._release()
-
-        worker = threading.Thread(target=run, name="warmstart-final-checkpoint", daemon=True)
-        self._final_running = True
-        try:
-            worker.start()
-        except RuntimeError:
-            run()  # interpreter shutdown forbids new threads: no deadline then
-        else:
-            self._final = worker
-        finished = done.wait(self.deadline)
-        self._stop.set()
-        if not finished:
-            self._abandoned = True
-            log.warning(
-                "%s checkpoint of %r did not finish within %.1fs; the previous generation stays",
-                why,
-                self.namespace,
-                self.deadline,
-            )
+        self._shutdown.run(why, self.deadline)
 
     # -- signals and exit -----------------------------------------------------
 
@@ -1013,36 +685,18 @@ class Boot:
                 target=self._run_periodic, name="warmstart-periodic-checkpoint", daemon=True
             )
             self._periodic.start()
-        atexit.register(self._atexit)
-        if not self.signals or threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous_handlers[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._on_signal)
+        self._hooks.arm(signals=self.signals)
 
     def _disarm(self) -> None:
-        atexit.unregister(self._atexit)
-        if threading.current_thread() is threading.main_thread():
-            for sig, previous in self._previous_handlers.items():
-                if signal.getsignal(sig) == self._on_signal:
-                    signal.signal(sig, previous)
-            # Elsewhere they cannot be restored: kept for a disarm on the main thread.
-            self._previous_handlers.clear()
+        self._hooks.disarm()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        self._final_checkpoint(name)
-        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
-        self._disarm()
-        if callable(previous):
-            previous(signum, frame)
-        elif previous == signal.SIG_DFL:
-            # Let the default behaviour happen: die by the same signal.
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        self._hooks.on_signal(signum, frame)
 
-    def _atexit(self) -> None:
-        self._final_checkpoint("exit")
+    @property
+    def _final(self) -> threading.Thread | None:
+        """The shutdown checkpoint's thread, once started (tests join it)."""
+        return self._shutdown.thread
 
     def close(self) -> None:
         """Stop background work and periodic checkpoints, disarm, release the store."""
@@ -1055,22 +709,18 @@ class Boot:
         self._stop.set()
         if self._periodic is not None:
             self._periodic.join(self.deadline)
-        if self._worker is not None:
-            self._jobs.put(None)
-            self._worker.join(self.deadline)
+        self._background.close(self.deadline)
         self._disarm()
         self._release()
 
     def _release(self) -> None:
         """Close the snapshot and the store, unless a thread past its deadline still uses them."""
-        with self._release_lock:
-            final = self._final_running and threading.current_thread() is not self._final
-            busy = [t.name for t in (self._periodic, self._worker) if t and t.is_alive()]
-            if final:
-                busy.append("warmstart-final-checkpoint")
+        threads = (self._periodic, self._background.thread)
+        busy = [t.name for t in threads if t and t.is_alive()]
+        if self._shutdown.releases_later():
             # Closing the store under a thread still in it could crash the
             # process: the shutdown checkpoint's thread closes it when done.
-            self._close_later = final
+            busy.append("warmstart-final-checkpoint")
         if busy:
             log.warning(
                 "namespace %r: %s still running; the store stays open",
@@ -1089,64 +739,3 @@ class Boot:
 
 
 boot = Boot
-
-
-def _open_within(path: Path, options: dict[str, Any], timeout: float) -> Store:
-    """Open a store, giving up after ``timeout`` seconds.
-
-    Opening a store whose tables exist still takes LMDB's writer lock for a
-    moment; a process stopped while holding it (SIGSTOP, a debugger) would
-    hang the boot. On timeout the open goes on in its thread and closes the
-    store when it finally gets it.
-    """
-    done = threading.Event()
-    box: dict[str, Any] = {}
-    abandoned = threading.Event()
-
-    def run() -> None:
-        try:
-            box["store"] = Store(path, **options)
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            done.set()
-            if abandoned.is_set() and "store" in box:
-                box["store"].close()
-
-    threading.Thread(target=run, name="warmstart-open", daemon=True).start()
-    if not done.wait(timeout):
-        abandoned.set()
-        if done.is_set() and "store" in box:  # finished in the meantime
-            return box["store"]  # type: ignore[no-any-return]
-        msg = f"Expected the store at {str(path)!r} to open within {timeout:g}s; it is locked"
-        raise StoreTimeoutError(msg)
-    if "error" in box:
-        raise box["error"]
-    return box["store"]  # type: ignore[no-any-return]
-
-
-def _hot_keys(
-    snapshot: Snapshot, section: str, contract: Contract[Any], report: SectionReport
-) -> list[Any]:
-    """A section's keys, hottest first (the saved order ends with the most recent)."""
-    keys = list(snapshot.read(section, contract).entries)
-    keys.reverse()
-    report.saved = len(keys)
-    report.status = "warming"
-    return keys
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _ordered_dict() -> type:
-    import collections  # noqa: PLC0415
-
-    return collections.OrderedDict

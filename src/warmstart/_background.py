@@ -1,0 +1,86 @@
+"""The background phase of a restore: one worker thread, and readiness when it drains.
+
+Private; used by ``boot``. What a boot need not finish before the service goes
+on (the cold part of a progressive restore, prefetching hot keys, refreshing a
+stale checkpoint's keys) is queued here and run in order by one daemon thread,
+started with the first job. The boot's ``ready`` event is clear while jobs are
+pending; each time the queue drains, ``on_idle`` runs. Once the boot is
+stopping, queued jobs are skipped; a failed job is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+__all__ = ()
+
+log = logging.getLogger("warmstart.boot")
+
+
+class BackgroundJobs:
+    """A boot's background restore work, run in order by one worker thread.
+
+    Args:
+        lock: the boot's lock, which a checkpoint holds while it saves: no job
+            is queued (and the worker not started) in the middle of a save.
+        ready: cleared while jobs are pending.
+        stop: set when the boot stops: the jobs still queued are skipped.
+        on_idle: called by the worker each time the queue drains.
+    """
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        ready: threading.Event,
+        stop: threading.Event,
+        on_idle: Callable[[], None],
+    ) -> None:
+        self._lock = lock
+        self._ready = ready
+        self._stop = stop
+        self._on_idle = on_idle
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+
+    def add(self, job: Callable[[], None]) -> None:
+        """Queue background restore work; the worker starts on the first job."""
+        with self._lock:
+            self.pending += 1
+            self._ready.clear()
+            self._jobs.put(job)
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="warmstart-restore", daemon=True
+                )
+                self.thread.start()
+
+    def idle(self) -> bool:
+        """Whether no job is pending."""
+        with self._lock:
+            return self.pending == 0
+
+    def close(self, timeout: float) -> None:
+        """Stop the worker after the jobs queued so far, waiting at most ``timeout`` seconds."""
+        if self.thread is not None:
+            self._jobs.put(None)
+            self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if not self._stop.is_set():
+                try:
+                    job()
+                except Exception as exc:
+                    log.warning("background restore failed: %r", exc)
+            with self._lock:
+                self.pending -= 1
+                idle = self.pending == 0
+            if idle:
+                self._on_idle()
