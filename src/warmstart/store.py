@@ -13,7 +13,13 @@ and the garbage collection of chunks no retained generation references in
 never a mix. Chunks are scoped to their namespace so that one namespace can
 never read or delete another's bytes.
 
+``Store`` is the public face; its parts live in private modules: key and
+record layouts in ``_records``, preparing a save (full or delta) in
+``_prepare``, committing a generation in ``_commit``, retention and garbage
+collection in ``_retention``, the LMDB environment in ``_env``.
+
 >>> import msgspec, tempfile
+>>> from warmstart import Contract
 >>> class Row(msgspec.Struct):
 ...     name: str
 >>> ROWS = Contract("row", Row, key=int)
@@ -28,43 +34,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
-import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import msgspec
-
-from warmstart._chunks import encode_chunks
+from warmstart import _commit, _prepare, _records, _retention
 from warmstart._env import Env
+from warmstart._prepare import Baseline, SaveMode, Sections, StaleBaseError
+from warmstart._records import GEN, NS_PREFIX, check_namespace, meta_prefix, prefixed, shown
 from warmstart.codec import Codec
-from warmstart.containers import entries_of, peek_entries
-from warmstart.contract import Contract
-from warmstart.delta import (
-    ChangeSet,
-    CompactionPolicy,
-    Fingerprints,
-    change_log,
-    deeply_immutable,
-)
+from warmstart.delta import CompactionPolicy, change_log
 from warmstart.errors import (
     CheckpointNotFoundError,
-    EncodeError,
     IntegrityError,
     ReadOnlyStoreError,
-    StoreError,
 )
-from warmstart.manifest import (
-    ChunkRef,
-    Manifest,
-    SectionManifest,
-    decode_manifest,
-    encode_manifest,
-)
+from warmstart.manifest import ChunkRef, Manifest
 from warmstart.snapshot import Snapshot
 
 __all__ = ("GenerationInfo", "Problem", "Store", "VerifyReport")
@@ -76,15 +64,7 @@ def __dir__() -> tuple[str, ...]:
 
 log = logging.getLogger("warmstart.store")
 
-SaveMode = Literal["auto", "delta", "full"]
-Sections = Mapping[str, Any]  # section name -> (Contract, mapping), checked at run time
-_GEN = struct.Struct(">Q")
-_NSID = struct.Struct(">I")
-NS_PREFIX = b"ns:"
-NS_NEXT = b"ns-next"
-MAX_NAMESPACE = 255
-_MAX_GEN = (1 << 64) - 1
-_MAX_NSID = (1 << 32) - 1
+_check_namespace = check_namespace  # under its old name, which remote._layout imports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,64 +108,6 @@ class VerifyReport:
         return not self.problems
 
 
-@dataclasses.dataclass
-class _Baseline:
-    """What this process last committed or loaded for a namespace (for deltas)."""
-
-    generation: int
-    lineage: str
-    manifest: Manifest
-    prints: dict[str, Fingerprints] = dataclasses.field(default_factory=dict)
-
-
-class _StaleBaseError(Exception):
-    """Another writer moved the head since the delta was computed."""
-
-
-@dataclasses.dataclass
-class _Prepared:
-    """A section encoded outside the write transaction, ready to commit."""
-
-    name: str
-    contract: Contract[Any]
-    mapping: Mapping[Any, Any]
-    frames: list[tuple[ChunkRef, bytes]]
-    section: SectionManifest
-    delta: bool
-    changes: ChangeSet | None = None
-    #: The entries encoded (all of them for a base, the upserts for a delta).
-    keys: list[Any] = dataclasses.field(default_factory=list)
-    values: list[Any] = dataclasses.field(default_factory=list)
-
-
-def _check_namespace(namespace: str) -> bytes:
-    if not isinstance(namespace, str) or not namespace:
-        msg = f"Expected a non-empty namespace string, got {namespace!r}"
-        raise ValueError(msg)
-    raw = namespace.encode()
-    if len(raw) > MAX_NAMESPACE or "\x00" in namespace:
-        msg = (
-            f"Expected a namespace of at most {MAX_NAMESPACE} bytes without NUL, got {namespace!r}"
-        )
-        raise ValueError(msg)
-    return raw
-
-
-def _namespace_name(raw: bytes) -> str | None:
-    """The namespace a head key names, or None when no namespace has that key (damage)."""
-    try:
-        name = raw.decode()
-        _check_namespace(name)
-    except ValueError:  # UnicodeDecodeError is a ValueError
-        return None
-    return name
-
-
-def _shown(raw: bytes) -> str:
-    """Bytes read back from the store, printable whatever they hold."""
-    return raw.decode(errors="backslashreplace")
-
-
 class Store:
     """An embedded, crash-safe, multi-process checkpoint store in one directory.
 
@@ -227,7 +149,7 @@ class Store:
         self.clock = clock
         self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
         self._token = os.path.realpath(self.path)
-        self._baselines: dict[str, _Baseline] = {}
+        self._baselines: dict[str, Baseline] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -249,7 +171,7 @@ class Store:
         """Whether the store was opened read-only."""
         return self._env.readonly
 
-    # -- keys -----------------------------------------------------------------
+    # -- records --------------------------------------------------------------
 
     def _db(self, name: str) -> Any:
         return self._env.dbs[name]
@@ -258,9 +180,7 @@ class Store:
         """The namespace's 4-byte id; None when it has none (and ``create`` is false).
 
         Raises:
-            IntegrityError: the id record is damaged. Every key of the
-                namespace's manifests and chunks starts with its id: a wrong one
-                would read, or collect, another namespace's records.
+            IntegrityError: the id record is damaged.
         """
         key = NS_PREFIX + _check_namespace(namespace)
         meta = self._db("meta")
@@ -268,42 +188,13 @@ class Store:
             return None
         found = txn.get(key, db=meta)
         if found is not None:
-            nsid = bytes(found)
-            if len(nsid) != _NSID.size:
-                msg = (
-                    f"Expected a {_NSID.size}-byte id for namespace {namespace!r} in the meta "
-                    f"table of {str(self.path)!r}, got {nsid!r}: the record is damaged; "
-                    f"`warmstart drop` the namespace to start it afresh"
-                )
-                raise IntegrityError(msg)
-            return nsid
+            return _records.decode_nsid(bytes(found), namespace, repr(str(self.path)))
         if not create:
             return None
-        nsid = _NSID.pack(self._last_nsid(txn) + 1)
-        txn.put(NS_NEXT, nsid, db=meta)
+        nsid = _records.NSID.pack(_records.last_nsid(txn, meta, repr(str(self.path))) + 1)
+        txn.put(_records.NS_NEXT, nsid, db=meta)
         txn.put(key, nsid, db=meta)
         return nsid
-
-    def _last_nsid(self, txn: Any) -> int:
-        """The last namespace id given out, recounted from the ids if the counter is damaged."""
-        counter = txn.get(NS_NEXT, db=self._db("meta"))
-        if counter is None:
-            return 0
-        raw = bytes(counter)
-        if len(raw) == _NSID.size and _NSID.unpack(raw)[0] < _MAX_NSID:
-            return int(_NSID.unpack(raw)[0])
-        log.warning("the namespace id counter %r is damaged; recounting the ids in use", raw)
-        last = max((n for _, n in self._namespace_ids(txn) if n is not None), default=0)
-        if last >= _MAX_NSID:
-            msg = f"Expected a free namespace id in {str(self.path)!r}, found none"
-            raise StoreError(msg)
-        return last
-
-    def _namespace_ids(self, txn: Any) -> Iterator[tuple[bytes, int | None]]:
-        """(namespace as stored, its id or None if that record is damaged) for every id record."""
-        for key, raw_id in _prefixed(txn, self._db("meta"), NS_PREFIX, values=True):
-            raw = bytes(raw_id)
-            yield key[len(NS_PREFIX) :], _NSID.unpack(raw)[0] if len(raw) == _NSID.size else None
 
     @staticmethod
     def _chunk_key(nsid: bytes, ref_digest: bytes) -> bytes:
@@ -319,15 +210,7 @@ class Store:
         raw = None if heads is None else txn.get(_check_namespace(namespace), db=heads)
         if raw is None:
             return None
-        raw = bytes(raw)
-        if len(raw) < _GEN.size:
-            msg = (
-                f"Expected the head record of namespace {namespace!r} in {str(self.path)!r} "
-                f"to start with an {_GEN.size}-byte generation, got {raw!r}: the record is damaged"
-            )
-            raise IntegrityError(msg)
-        # A damaged lineage must not fail a load: it just matches no manifest.
-        return _GEN.unpack(raw[:8])[0], raw[8:].decode("ascii", errors="replace")
+        return _records.decode_head(bytes(raw), namespace, repr(str(self.path)))
 
     def _readable_head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
         """The head, or None (logged) when its record is damaged: for reads that go on."""
@@ -337,48 +220,9 @@ class Store:
             log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
             return None
 
-    def _tip(self, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int, str] | None, int]:
-        """(the head if it is sound, else None; the newest stored generation, 0 if none).
-
-        The manifests say what is stored; the head only says which of them is
-        the newest. A head that is damaged, or names another generation than
-        the newest stored, is set aside (and logged): a commit then builds on
-        the newest stored generation, never overwrites one, and rewrites the head.
-        """
-        stored = self._generations(txn, nsid)
-        newest = stored[0] if stored else 0
-        try:
-            head = self._head(txn, namespace)
-        except IntegrityError as exc:
-            problem = str(exc)
-        else:
-            if head is None and not stored:
-                return None, 0  # a new namespace
-            if head is not None and head[0] == newest:
-                return head, newest
-            named = "none" if head is None else head[0]
-            problem = f"the head names generation {named}, the newest stored is {newest or 'none'}"
-        log.warning(
-            "namespace %r: %s; commits follow the newest stored generation",
-            namespace,
-            problem,
-            extra={"namespace": namespace},
-        )
-        return None, newest
-
-    def _next_generation(self, namespace: str, newest: int) -> int:
-        if newest >= _MAX_GEN:
-            msg = (
-                f"Expected a generation number after {newest} for namespace {namespace!r} in "
-                f"{str(self.path)!r}, there is none: that manifest key is damaged; "
-                f"`warmstart drop` the namespace to start it afresh"
-            )
-            raise IntegrityError(msg)
-        return newest + 1
-
     def _generations(self, txn: Any, nsid: bytes) -> list[int]:
         """Generations stored for a namespace, newest first (malformed keys are logged)."""
-        generations, malformed = self._manifest_keys(txn, nsid)
+        generations, malformed = _records.manifest_keys(txn, self._db("manifests"), nsid)
         if malformed:
             log.warning(
                 "namespace id %s: %d malformed manifest keys skipped: %s",
@@ -387,20 +231,6 @@ class Store:
                 ", ".join(key.hex() for key in malformed),
             )
         return generations
-
-    def _manifest_keys(self, txn: Any, nsid: bytes) -> tuple[list[int], list[bytes]]:
-        """(generations stored for a namespace newest first, keys too malformed to name one)."""
-        manifests = self._db("manifests")
-        if manifests is None:
-            return [], []
-        generations: list[int] = []
-        malformed: list[bytes] = []
-        for key, _ in _prefixed(txn, manifests, nsid):
-            if len(key) == len(nsid) + _GEN.size:
-                generations.append(_GEN.unpack(key[len(nsid) :])[0])
-            else:
-                malformed.append(key)
-        return sorted(generations, reverse=True), malformed
 
     def _read_manifest(
         self, txn: Any, nsid: bytes, generation: int, namespace: str | None = None
@@ -411,20 +241,8 @@ class Store:
             CheckpointNotFoundError: none is stored there.
             IntegrityError: it is damaged, or describes another generation or namespace.
         """
-        raw = txn.get(nsid + _GEN.pack(generation), db=self._db("manifests"))
-        if raw is None:
-            msg = f"Expected a manifest for generation {generation}, found none"
-            raise CheckpointNotFoundError(msg)
-        manifest = decode_manifest(self.codec, raw)
-        if manifest.generation != generation or namespace not in (None, manifest.namespace):
-            msg = (
-                f"Expected the manifest stored as generation {generation}"
-                f"{'' if namespace is None else f' of namespace {namespace!r}'} to describe it, "
-                f"it describes generation {manifest.generation} of namespace "
-                f"{manifest.namespace!r}: the record is damaged"
-            )
-            raise IntegrityError(msg)
-        return manifest
+        manifests = self._db("manifests")
+        return _records.read_manifest(txn, manifests, self.codec, nsid, generation, namespace)
 
     # -- writing --------------------------------------------------------------
 
@@ -456,198 +274,34 @@ class Store:
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
-        nsbytes = _check_namespace(namespace)
-        _check_metadata(watermark, tags)
-        prepared = self._prepare(namespace, sections, mode)
+        _check_namespace(namespace)
+        _prepare.check_metadata(watermark, tags)
+        prepared = _prepare.prepare(self, namespace, sections, mode)
         try:
             try:
                 manifest = self._env.write(
-                    lambda txn: self._commit(txn, nsbytes, namespace, prepared, watermark, tags)
+                    lambda txn: _commit.commit(self, txn, namespace, prepared, watermark, tags)
                 )
-            except _StaleBaseError:
+            except StaleBaseError:
                 log.info(
                     "head of %r moved under this process; writing a full base",
                     namespace,
                     extra={"namespace": namespace},
                 )
-                for item in prepared:
-                    self._put_back(item)
-                prepared = self._prepare(namespace, sections, "full")
+                _prepare.put_back(prepared)
+                prepared = _prepare.prepare(self, namespace, sections, "full")
                 manifest = self._env.write(
-                    lambda txn: self._commit(txn, nsbytes, namespace, prepared, watermark, tags)
+                    lambda txn: _commit.commit(self, txn, namespace, prepared, watermark, tags)
                 )
         except BaseException:
-            for item in prepared:
-                self._put_back(item)
+            _prepare.put_back(prepared)
             raise
-        self._committed(namespace, manifest, prepared, mode)
+        _prepare.committed(self, namespace, manifest, prepared, mode)
         return manifest.generation
-
-    @staticmethod
-    def _put_back(item: _Prepared) -> None:
-        changes_log = change_log(item.mapping)
-        if changes_log is not None and item.changes is not None:
-            changes_log.restore(item.changes)
-
-    def _prepare(self, namespace: str, sections: Sections, mode: SaveMode) -> list[_Prepared]:
-        baseline = self._baselines.get(namespace)
-        specs = []
-        for name, spec in sections.items():
-            contract, mapping = spec
-            if not isinstance(contract, Contract):
-                got = type(contract).__name__
-                msg = f"Expected (Contract, mapping) for section {name!r}, got {got}"
-                raise TypeError(msg)
-            specs.append((name, contract, mapping))
-        out: list[_Prepared] = []
-        try:
-            for name, contract, mapping in specs:
-                item = self._prepare_delta(name, contract, mapping, baseline, mode, namespace)
-                out.append(item or self._prepare_full(name, contract, mapping))
-        except BaseException:
-            # Sections already prepared took their change logs: give them back.
-            for item in out:
-                self._put_back(item)
-            raise
-        return out
-
-    def _prepare_full(
-        self, name: str, contract: Contract[Any], mapping: Mapping[Any, Any]
-    ) -> _Prepared:
-        changes_log = change_log(mapping)
-        changes = changes_log.take() if changes_log is not None else None
-        try:
-            keys, values, expires = entries_of(mapping)
-            frames = encode_chunks(contract, self.codec, keys, values, expires=expires)
-        except BaseException:
-            if changes_log is not None and changes is not None:
-                changes_log.restore(changes)
-            raise
-        section = SectionManifest(
-            name=name,
-            schema=contract.write_schema,
-            base=tuple(ref for ref, _ in frames),
-            entries=len(keys),
-        )
-        return _Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
-
-    def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write a base
-        self,
-        name: str,
-        contract: Contract[Any],
-        mapping: Mapping[Any, Any],
-        baseline: _Baseline | None,
-        mode: SaveMode,
-        namespace: str,
-    ) -> _Prepared | None:
-        if mode == "full" or baseline is None:
-            return None
-        previous = baseline.manifest.section(name)
-        if previous is None or previous.schema != contract.write_schema:
-            return None
-        chain = len({c.sequence for c in previous.deltas})
-        delta_bytes = sum(c.stored_bytes for c in previous.deltas)
-        if self.compaction.wants_base(chain, delta_bytes, previous.base_bytes):
-            return None
-        changes_log = change_log(mapping)
-        if changes_log is not None:
-            token = (self._token, namespace, name, baseline.generation, baseline.lineage)
-            if changes_log.baseline != token:
-                return None
-            changes = changes_log.take()
-            if changes.full:
-                changes_log.restore(changes)
-                return None
-        else:
-            prints = baseline.prints.get(name)
-            if prints is None:
-                return None
-            all_keys, all_values, _ = entries_of(mapping)
-            changes = prints.diff(all_keys, all_values, contract.encode_value)
-        sequence = baseline.generation + 1
-        try:
-            keys, values, expires = peek_entries(mapping, changes.upserts)
-            deleted = _deletions(changes, keys)
-            frames = encode_chunks(
-                contract,
-                self.codec,
-                keys,
-                values,
-                deleted=deleted,
-                sequence=sequence,
-                expires=expires,
-            )
-        except BaseException:
-            # An encoding failure must not lose the changes taken for this delta.
-            if changes_log is not None:
-                changes_log.restore(changes)
-            raise
-        section = SectionManifest(
-            name=name,
-            schema=contract.write_schema,
-            base=previous.base,
-            deltas=previous.deltas + tuple(ref for ref, _ in frames),
-            entries=len(mapping),
-        )
-        return _Prepared(name, contract, mapping, frames, section, True, changes, keys, values)
-
-    def _commit(
-        self,
-        txn: Any,
-        nsbytes: bytes,
-        namespace: str,
-        prepared: list[_Prepared],
-        watermark: Any,
-        tags: Mapping[str, str] | None,
-    ) -> Manifest:
-        nsid = self._nsid(txn, namespace, create=True)
-        assert nsid is not None
-        head, newest = self._tip(txn, namespace, nsid)
-        baseline = self._baselines.get(namespace)
-        delta = any(p.delta for p in prepared)
-        if delta and (
-            head is None or baseline is None or head != (baseline.generation, baseline.lineage)
-        ):
-            raise _StaleBaseError
-        generation = self._next_generation(namespace, newest)
-        lineage = head[1] if delta and head is not None else os.urandom(8).hex()
-        chunks = self._db("chunks")
-        for item in prepared:
-            for ref, frame in item.frames:
-                txn.put(self._chunk_key(nsid, ref.digest), frame, db=chunks, overwrite=False)
-        manifest = Manifest(
-            namespace=namespace,
-            generation=generation,
-            lineage=lineage,
-            created_at=self.clock(),
-            library_version=_library_version(),
-            host=_hostname(),
-            pid=os.getpid(),
-            parent=newest or None,
-            kind="delta" if delta else "full",
-            watermark=watermark,
-            tags=dict(tags or {}),
-            sections=tuple(p.section for p in prepared),
-        )
-        txn.put(
-            nsid + _GEN.pack(generation),
-            encode_manifest(self.codec, manifest),
-            db=self._db("manifests"),
-        )
-        txn.put(nsbytes, _GEN.pack(generation) + lineage.encode(), db=self._db("heads"))
-        self._retain(txn, nsid, manifest)
-        return manifest
 
     def _identical(self, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
         """The stored generation holding the same state as ``manifest``, if any."""
-        wanted = manifest.signature()
-        for generation in self._generations(txn, nsid):
-            try:
-                if self._read_manifest(txn, nsid, generation).signature() == wanted:
-                    return generation
-            except (IntegrityError, CheckpointNotFoundError):
-                continue
-        return None
+        return _commit.identical(self, txn, nsid, manifest)
 
     def _adopt(
         self,
@@ -659,124 +313,8 @@ class Store:
         tag: str,
         source: str,
     ) -> tuple[Literal["adopted", "present"], int] | set[bytes]:
-        """Commit a generation that came from elsewhere (an import, a pull).
-
-        Inside the caller's write transaction: writes ``frames`` that are
-        absent, and if every chunk the manifest references is now present,
-        the manifest and the head. The head never moves backwards: the
-        generation keeps its number when that is newer than the head, else it
-        becomes head + 1; ``tags[tag]`` records ``source``.
-
-        Returns ("adopted" or "present", generation), or the digests still
-        missing (nothing of the manifest or head was written then).
-        """
-        nsid = self._nsid(txn, namespace, create=True)
-        assert nsid is not None
-        present = self._identical(txn, nsid, manifest)
-        if present is not None:
-            return "present", present
-        chunks = self._db("chunks")
-        for chunk_digest, frame in frames.items():
-            txn.put(self._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
-        missing = {
-            d for d in manifest.digests() if txn.get(self._chunk_key(nsid, d), db=chunks) is None
-        }
-        if missing:
-            return missing
-        _, newest = self._tip(txn, namespace, nsid)
-        newer = newest < manifest.generation
-        generation = manifest.generation if newer else self._next_generation(namespace, newest)
-        adopted = msgspec.structs.replace(
-            manifest,
-            namespace=namespace,
-            generation=generation,
-            parent=newest or None,
-            tags={**manifest.tags, tag: source},
-        )
-        txn.put(
-            nsid + _GEN.pack(generation),
-            encode_manifest(self.codec, adopted),
-            db=self._db("manifests"),
-        )
-        txn.put(
-            _check_namespace(namespace),
-            _GEN.pack(generation) + manifest.lineage.encode(),
-            db=self._db("heads"),
-        )
-        self._retain(txn, nsid, adopted)
-        # Deltas computed in this process were against the previous head.
-        self._baselines.pop(namespace, None)
-        return "adopted", generation
-
-    def _retain(self, txn: Any, nsid: bytes, newest: Manifest) -> None:
-        """Drop generations beyond ``keep`` and sweep chunks none references.
-
-        ``newest`` was just written with a number above every stored one, so
-        it is never among those dropped.
-        """
-        generations, malformed = self._manifest_keys(txn, nsid)
-        expired = generations[self.keep :]
-        if not expired:
-            return
-        manifests = self._db("manifests")
-        for generation in expired:
-            txn.delete(nsid + _GEN.pack(generation), db=manifests)
-        namespace = newest.namespace
-        if malformed:
-            # A manifest under a malformed key may still reference chunks.
-            log.warning(
-                "namespace %r: %d malformed manifest keys; garbage collection skipped",
-                namespace,
-                len(malformed),
-                extra={"namespace": namespace},
-            )
-            return
-        marked = newest.digests()
-        for generation in generations[1 : self.keep]:
-            try:
-                marked |= self._read_manifest(txn, nsid, generation, namespace).digests()
-            except IntegrityError:
-                # A damaged manifest cannot say what it references: keep every
-                # chunk rather than risk deleting one a generation needs.
-                log.warning("generation %d is damaged; garbage collection skipped", generation)
-                return
-        self._sweep(txn, nsid, marked)
-
-    def _sweep(self, txn: Any, nsid: bytes, marked: set[bytes]) -> int:
-        chunks = self._db("chunks")
-        doomed = [key for key, _ in _prefixed(txn, chunks, nsid) if key[4:] not in marked]
-        for key in doomed:
-            txn.delete(key, db=chunks)
-        return len(doomed)
-
-    def _committed(
-        self, namespace: str, manifest: Manifest, prepared: list[_Prepared], mode: SaveMode
-    ) -> None:
-        """After a commit: remember the baseline for the next delta."""
-        baseline = _Baseline(manifest.generation, manifest.lineage, manifest)
-        previous = self._baselines.get(namespace)
-        for item in prepared:
-            changes_log = change_log(item.mapping)
-            if changes_log is not None:
-                changes_log.baseline = (
-                    self._token,
-                    namespace,
-                    item.name,
-                    manifest.generation,
-                    manifest.lineage,
-                )
-                continue
-            prints = previous.prints.get(item.name) if previous else None
-            encode = item.contract.encode_value
-            if item.delta and prints is not None and item.changes is not None:
-                prints.update(item.keys, item.values, item.changes, encode)
-            elif mode == "delta" or prints is not None:
-                immutable = _immutable(item.contract)
-                prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
-            else:
-                continue
-            baseline.prints[item.name] = prints
-        self._baselines[namespace] = baseline
+        """Commit a generation from elsewhere (an import, a pull): ``_commit.adopt``."""
+        return _commit.adopt(self, txn, namespace, manifest, frames, tag=tag, source=source)
 
     # -- reading --------------------------------------------------------------
 
@@ -838,14 +376,8 @@ class Store:
                     candidate,
                     extra={"namespace": namespace, "generation": candidate},
                 )
-            head = self._readable_head(txn, namespace)
-            if head == (manifest.generation, manifest.lineage):
-                known = self._baselines.get(namespace)
-                # Fingerprints of this very generation stay valid: keep them.
-                same = known if known and (known.generation, known.lineage) == head else None
-                self._baselines[namespace] = _Baseline(
-                    manifest.generation, manifest.lineage, manifest, same.prints if same else {}
-                )
+            if self._readable_head(txn, namespace) == (manifest.generation, manifest.lineage):
+                _prepare.loaded(self, namespace, manifest)
 
             def frame_of(read_txn: Any, ref: ChunkRef, nsid: bytes = nsid) -> memoryview:
                 key = self._chunk_key(nsid, ref.digest)
@@ -904,26 +436,16 @@ class Store:
 
     # -- markers and quarantine (the boot's crash-loop breaker) ---------------
 
-    def _meta_prefix(self, kind: bytes, namespace: str) -> bytes:
-        return kind + b":" + _check_namespace(namespace) + b"\x00"
-
     def _quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
         """Quarantined generations and why; a malformed key is skipped and logged."""
-        meta = self._db("meta")
-        if meta is None:
-            return {}
-        prefix = self._meta_prefix(b"quarantine", namespace)
-        found = {}
-        for key, value in _prefixed(txn, meta, prefix, values=True):
-            if len(key) != len(prefix) + _GEN.size:
-                log.warning(
-                    "namespace %r: malformed quarantine key %r skipped",
-                    namespace,
-                    key,
-                    extra={"namespace": namespace},
-                )
-                continue
-            found[_GEN.unpack(key[len(prefix) :])[0]] = bytes(value).decode(errors="replace")
+        found, malformed = _records.quarantine_entries(txn, self._db("meta"), namespace)
+        for key in malformed:
+            log.warning(
+                "namespace %r: malformed quarantine key %r skipped",
+                namespace,
+                key,
+                extra={"namespace": namespace},
+            )
         return found
 
     def quarantined(self, namespace: str) -> dict[int, str]:
@@ -936,17 +458,17 @@ class Store:
 
         ``release_quarantine`` undoes it.
         """
-        key = self._meta_prefix(b"quarantine", namespace) + _GEN.pack(generation)
+        key = meta_prefix(b"quarantine", namespace) + GEN.pack(generation)
         self._env.write(lambda txn: txn.put(key, reason.encode(), db=self._db("meta")))
 
     def release_quarantine(self, namespace: str, generation: int | None = None) -> int:
         """Let loads use quarantined generations again; return how many were released."""
-        prefix = self._meta_prefix(b"quarantine", namespace)
+        prefix = meta_prefix(b"quarantine", namespace)
 
         def body(txn: Any) -> int:
-            keys = [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]
+            keys = [k for k, _ in prefixed(txn, self._db("meta"), prefix)]
             if generation is not None:
-                keys = [k for k in keys if k == prefix + _GEN.pack(generation)]
+                keys = [k for k in keys if k == prefix + GEN.pack(generation)]
             for key in keys:
                 txn.delete(key, db=self._db("meta"))
             return len(keys)
@@ -997,22 +519,12 @@ class Store:
         """Every namespace that has a head, sorted (a damaged head key is skipped and logged)."""
         with self._env.read() as txn:
             found = []
-            for raw, namespace in self._head_keys(txn):
+            for raw, namespace in _records.head_keys(txn, self._db("heads")):
                 if namespace is None:
                     log.warning("head key %r names no namespace: damaged, skipped", raw)
                 else:
                     found.append(namespace)
             return sorted(found)
-
-    def _head_keys(self, txn: Any) -> Iterator[tuple[bytes, str | None]]:
-        """(key, the namespace it names or None if it names none) for every head."""
-        heads = self._db("heads")
-        if heads is None:
-            return
-        with txn.cursor(db=heads) as cur:
-            for key in cur.iternext(values=False):
-                raw = bytes(key)
-                yield raw, _namespace_name(raw)
 
     def generations(self, namespace: str) -> list[GenerationInfo]:
         """Generations of ``namespace``, newest first (damaged ones are skipped and logged)."""
@@ -1098,13 +610,13 @@ class Store:
             else:
                 if nsid is None:
                     return False
-                self._drop_data(txn, namespace, nsid)
+                _retention.drop_data(self, txn, namespace, nsid)
             txn.delete(nsbytes, db=self._db("heads"))
             txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
             # Quarantine and markers name generations of the namespace that is
             # gone: a namespace created again under that name must not inherit them.
-            prefix = self._meta_prefix(b"quarantine", namespace)
-            for key in [k for k, _ in _prefixed(txn, self._db("meta"), prefix)]:
+            prefix = meta_prefix(b"quarantine", namespace)
+            for key in [k for k, _ in prefixed(txn, self._db("meta"), prefix)]:
                 txn.delete(key, db=self._db("meta"))
             for name in self.markers(namespace):
                 self._marker_file(namespace, name).unlink(missing_ok=True)
@@ -1114,58 +626,13 @@ class Store:
         self._baselines.pop(namespace, None)
         return dropped
 
-    def _drop_data(self, txn: Any, namespace: str, nsid: bytes) -> None:
-        """Delete the manifests and chunks under ``nsid``, unless another namespace claims it."""
-        nsbytes = _check_namespace(namespace)
-        claimed = {number for name, number in self._namespace_ids(txn) if name != nsbytes}
-        if _NSID.unpack(nsid)[0] in claimed:
-            log.warning(
-                "namespace %r: another namespace has the same id; its manifests and chunks kept",
-                namespace,
-                extra={"namespace": namespace},
-            )
-            return
-        manifests = self._db("manifests")
-        for key in [key for key, _ in _prefixed(txn, manifests, nsid)]:
-            txn.delete(key, db=manifests)
-        self._sweep(txn, nsid, set())
-
     def gc(self) -> int:
         """Mark and sweep every namespace; return how many chunks were freed.
 
         Saves already collect as they go; this also cleans what an older
         release or an interrupted operation may have left.
         """
-
-        def body(txn: Any) -> int:
-            freed = 0
-            # Every namespace id, with or without a head: an import killed
-            # before its commit leaves chunks under an id that has no head.
-            for name, number in list(self._namespace_ids(txn)):
-                # Only named in logs and checked against manifests: any bytes do.
-                namespace = _namespace_name(name)
-                shown = _shown(name)
-                if number is None:
-                    log.warning("namespace %r: damaged id record, not collected", shown)
-                    continue
-                nsid = _NSID.pack(number)
-                generations, malformed = self._manifest_keys(txn, nsid)
-                if malformed:
-                    log.warning("namespace %r: malformed manifest keys, not collected", shown)
-                    continue
-                marked: set[bytes] = set()
-                for generation in generations:
-                    try:
-                        manifest = self._read_manifest(txn, nsid, generation, namespace)
-                    except IntegrityError:
-                        log.warning("namespace %r: damaged manifest, not collected", shown)
-                        break
-                    marked |= manifest.digests()
-                else:
-                    freed += self._sweep(txn, nsid, marked)
-            return freed
-
-        return self._env.write(body)
+        return self._env.write(lambda txn: _retention.collect(self, txn))
 
     def verify(self) -> VerifyReport:
         """Check every chunk digest (and MAC) and every manifest's references.
@@ -1174,10 +641,10 @@ class Store:
         """
         report = VerifyReport()
         with self._env.read() as txn:
-            for raw, namespace in list(self._head_keys(txn)):
+            for raw, namespace in list(_records.head_keys(txn, self._db("heads"))):
                 if namespace is None:
                     what = f"head key {raw!r} names no namespace: it is damaged"
-                    report.problems.append(Problem(_shown(raw), None, what))
+                    report.problems.append(Problem(shown(raw), None, what))
                     continue
                 report.namespaces += 1
                 self._verify_namespace(txn, namespace, report)
@@ -1195,7 +662,7 @@ class Store:
         if nsid is None:
             report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
             return None
-        generations, malformed = self._manifest_keys(txn, nsid)
+        generations, malformed = _records.manifest_keys(txn, self._db("manifests"), nsid)
         report.problems.extend(
             Problem(namespace, None, f"manifest key {key.hex()} is malformed") for key in malformed
         )
@@ -1231,7 +698,7 @@ class Store:
                             namespace, generation, "referenced chunk is missing", ref_digest.hex()
                         )
                     )
-        for key, frame in _prefixed(txn, self._db("chunks"), nsid, values=True):
+        for key, frame in prefixed(txn, self._db("chunks"), nsid, values=True):
             report.chunks += 1
             try:
                 self.codec.verify(frame, digest=key[4:])
@@ -1240,72 +707,3 @@ class Store:
                 for user in referenced.get(key[4:]) or [None]:
                     report.problems.append(Problem(namespace, user, f"chunk: {exc}", key[4:].hex()))
             report.orphans += key[4:] not in referenced
-
-
-def _check_metadata(watermark: Any, tags: Mapping[str, str] | None) -> None:
-    """Refuse a watermark or tags the manifest cannot hold, before any work."""
-    try:
-        msgspec.msgpack.encode(watermark)
-    except (TypeError, ValueError, OverflowError) as exc:
-        msg = f"Expected a watermark msgpack can encode (str, int, ...), got {watermark!r}: {exc}"
-        raise EncodeError(msg) from exc
-    if tags is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-    ):
-        msg = f"Expected tags as a mapping of str to str, got {dict(tags)!r}"
-        raise EncodeError(msg)
-
-
-def _prefixed(
-    txn: Any, db: Any, prefix: bytes, *, values: bool = False
-) -> Iterator[tuple[bytes, Any]]:
-    """(key, value or None) for every key of ``db`` that starts with ``prefix``."""
-    with txn.cursor(db=db) as cur:
-        if not cur.set_range(prefix):
-            return
-        for key, value in (
-            cur.iternext(values=values)
-            if values
-            else ((k, None) for k in cur.iternext(values=False))
-        ):
-            raw = bytes(key)
-            if not raw.startswith(prefix):
-                return
-            yield raw, value
-
-
-def _immutable(contract: Contract[Any]) -> bool:
-    # Frozen all the way down: a frozen Struct's list field can change in place.
-    return deeply_immutable(contract.type)
-
-
-@functools.cache
-def _hostname() -> str:
-    import socket  # noqa: PLC0415 - only the first save pays for it
-
-    return socket.gethostname()
-
-
-@functools.cache
-def _library_version() -> str:
-    # Resolved once: importlib.metadata parses the package metadata each call.
-    from warmstart import __version__  # noqa: PLC0415 - avoid an import cycle
-
-    return __version__
-
-
-def _deletions(changes: ChangeSet, present: list[Any]) -> list[Any]:
-    """A delta's deletions, sorted so that equal deltas encode to equal bytes.
-
-    ``present`` are the upserted keys still in the mapping: one written then
-    removed before this checkpoint is a deletion too. Keys of one contract are
-    usually of one comparable type; mixed ones (tuples holding ``None``, say)
-    are sorted by ``repr``.
-    """
-    gone = changes.deletes
-    if len(present) != len(changes.upserts):
-        gone = gone | (set(changes.upserts) - set(present))
-    try:
-        return sorted(gone)
-    except TypeError:
-        return sorted(gone, key=repr)

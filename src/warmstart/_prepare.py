@@ -1,0 +1,255 @@
+"""Preparing a save: each section as a full base or a delta, encoded before the commit.
+
+Private; used by ``store``. Encoding is the slow part of a save, so it runs
+outside the write transaction, which then only puts bytes. A section is a
+delta when this process holds a baseline for the namespace (the generation it
+last committed or loaded, with its manifest) that the section can extend: a
+tracked mapping's change log still points at it, or, for an untracked mapping
+saved with ``mode="delta"``, fingerprints of that generation's entries say
+what changed. Otherwise, or when the compaction policy asks for it, the
+section is a fresh base. Changes taken from a change log are given back
+whenever the save does not commit, so none is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from warmstart._chunks import encode_chunks
+from warmstart.codec import Codec
+from warmstart.containers import entries_of, peek_entries
+from warmstart.contract import Contract
+from warmstart.delta import ChangeSet, Fingerprints, change_log, deeply_immutable
+from warmstart.errors import EncodeError
+from warmstart.manifest import ChunkRef, Manifest, SectionManifest
+
+if TYPE_CHECKING:
+    from warmstart.store import Store
+
+__all__ = ()
+
+SaveMode = Literal["auto", "delta", "full"]
+Sections = Mapping[str, Any]  # section name -> (Contract, mapping), checked at run time
+
+
+@dataclasses.dataclass
+class Baseline:
+    """What this process last committed or loaded for a namespace (for deltas)."""
+
+    generation: int
+    lineage: str
+    manifest: Manifest
+    prints: dict[str, Fingerprints] = dataclasses.field(default_factory=dict)
+
+
+class StaleBaseError(Exception):
+    """Another writer moved the head since the delta was computed."""
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A section encoded outside the write transaction, ready to commit."""
+
+    name: str
+    contract: Contract[Any]
+    mapping: Mapping[Any, Any]
+    frames: list[tuple[ChunkRef, bytes]]
+    section: SectionManifest
+    delta: bool
+    changes: ChangeSet | None = None
+    #: The entries encoded (all of them for a base, the upserts for a delta).
+    keys: list[Any] = dataclasses.field(default_factory=list)
+    values: list[Any] = dataclasses.field(default_factory=list)
+
+
+def check_metadata(watermark: Any, tags: Mapping[str, str] | None) -> None:
+    """Refuse a watermark or tags the manifest cannot hold, before any work."""
+    try:
+        msgspec.msgpack.encode(watermark)
+    except (TypeError, ValueError, OverflowError) as exc:
+        msg = f"Expected a watermark msgpack can encode (str, int, ...), got {watermark!r}: {exc}"
+        raise EncodeError(msg) from exc
+    if tags is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        msg = f"Expected tags as a mapping of str to str, got {dict(tags)!r}"
+        raise EncodeError(msg)
+
+
+def put_back(prepared: Iterable[Prepared]) -> None:
+    """Give the changes taken from change logs back: the save did not commit."""
+    for item in prepared:
+        changes_log = change_log(item.mapping)
+        if changes_log is not None and item.changes is not None:
+            changes_log.restore(item.changes)
+
+
+def prepare(store: Store, namespace: str, sections: Sections, mode: SaveMode) -> list[Prepared]:
+    baseline = store._baselines.get(namespace)
+    specs = []
+    for name, spec in sections.items():
+        contract, mapping = spec
+        if not isinstance(contract, Contract):
+            got = type(contract).__name__
+            msg = f"Expected (Contract, mapping) for section {name!r}, got {got}"
+            raise TypeError(msg)
+        specs.append((name, contract, mapping))
+    out: list[Prepared] = []
+    try:
+        for name, contract, mapping in specs:
+            item = _prepare_delta(store, name, contract, mapping, baseline, mode, namespace)
+            out.append(item or _prepare_full(store.codec, name, contract, mapping))
+    except BaseException:
+        # Sections already prepared took their change logs: give them back.
+        put_back(out)
+        raise
+    return out
+
+
+def _prepare_full(
+    codec: Codec, name: str, contract: Contract[Any], mapping: Mapping[Any, Any]
+) -> Prepared:
+    changes_log = change_log(mapping)
+    changes = changes_log.take() if changes_log is not None else None
+    try:
+        keys, values, expires = entries_of(mapping)
+        frames = encode_chunks(contract, codec, keys, values, expires=expires)
+    except BaseException:
+        if changes_log is not None and changes is not None:
+            changes_log.restore(changes)
+        raise
+    section = SectionManifest(
+        name=name,
+        schema=contract.write_schema,
+        base=tuple(ref for ref, _ in frames),
+        entries=len(keys),
+    )
+    return Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
+
+
+def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write a base
+    store: Store,
+    name: str,
+    contract: Contract[Any],
+    mapping: Mapping[Any, Any],
+    baseline: Baseline | None,
+    mode: SaveMode,
+    namespace: str,
+) -> Prepared | None:
+    if mode == "full" or baseline is None:
+        return None
+    previous = baseline.manifest.section(name)
+    if previous is None or previous.schema != contract.write_schema:
+        return None
+    chain = len({c.sequence for c in previous.deltas})
+    delta_bytes = sum(c.stored_bytes for c in previous.deltas)
+    if store.compaction.wants_base(chain, delta_bytes, previous.base_bytes):
+        return None
+    changes_log = change_log(mapping)
+    if changes_log is not None:
+        token = (store._token, namespace, name, baseline.generation, baseline.lineage)
+        if changes_log.baseline != token:
+            return None
+        changes = changes_log.take()
+        if changes.full:
+            changes_log.restore(changes)
+            return None
+    else:
+        prints = baseline.prints.get(name)
+        if prints is None:
+            return None
+        all_keys, all_values, _ = entries_of(mapping)
+        changes = prints.diff(all_keys, all_values, contract.encode_value)
+    sequence = baseline.generation + 1
+    try:
+        keys, values, expires = peek_entries(mapping, changes.upserts)
+        deleted = _deletions(changes, keys)
+        frames = encode_chunks(
+            contract,
+            store.codec,
+            keys,
+            values,
+            deleted=deleted,
+            sequence=sequence,
+            expires=expires,
+        )
+    except BaseException:
+        # An encoding failure must not lose the changes taken for this delta.
+        if changes_log is not None:
+            changes_log.restore(changes)
+        raise
+    section = SectionManifest(
+        name=name,
+        schema=contract.write_schema,
+        base=previous.base,
+        deltas=previous.deltas + tuple(ref for ref, _ in frames),
+        entries=len(mapping),
+    )
+    return Prepared(name, contract, mapping, frames, section, True, changes, keys, values)
+
+
+def committed(
+    store: Store, namespace: str, manifest: Manifest, prepared: list[Prepared], mode: SaveMode
+) -> None:
+    """After a commit: remember the baseline for the next delta."""
+    baseline = Baseline(manifest.generation, manifest.lineage, manifest)
+    previous = store._baselines.get(namespace)
+    for item in prepared:
+        changes_log = change_log(item.mapping)
+        if changes_log is not None:
+            changes_log.baseline = (
+                store._token,
+                namespace,
+                item.name,
+                manifest.generation,
+                manifest.lineage,
+            )
+            continue
+        prints = previous.prints.get(item.name) if previous else None
+        encode = item.contract.encode_value
+        if item.delta and prints is not None and item.changes is not None:
+            prints.update(item.keys, item.values, item.changes, encode)
+        elif mode == "delta" or prints is not None:
+            immutable = _immutable(item.contract)
+            prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
+        else:
+            continue
+        baseline.prints[item.name] = prints
+    store._baselines[namespace] = baseline
+
+
+def loaded(store: Store, namespace: str, manifest: Manifest) -> None:
+    """After a load of the head generation: it is the baseline for the next delta."""
+    known = store._baselines.get(namespace)
+    # Fingerprints of this very generation stay valid: keep them.
+    head = (manifest.generation, manifest.lineage)
+    same = known if known and (known.generation, known.lineage) == head else None
+    store._baselines[namespace] = Baseline(
+        manifest.generation, manifest.lineage, manifest, same.prints if same else {}
+    )
+
+
+def _immutable(contract: Contract[Any]) -> bool:
+    # Frozen all the way down: a frozen Struct's list field can change in place.
+    return deeply_immutable(contract.type)
+
+
+def _deletions(changes: ChangeSet, present: list[Any]) -> list[Any]:
+    """A delta's deletions, sorted so that equal deltas encode to equal bytes.
+
+    ``present`` are the upserted keys still in the mapping: one written then
+    removed before this checkpoint is a deletion too. Keys of one contract are
+    usually of one comparable type; mixed ones (tuples holding ``None``, say)
+    are sorted by ``repr``.
+    """
+    gone = changes.deletes
+    if len(present) != len(changes.upserts):
+        gone = gone | (set(changes.upserts) - set(present))
+    try:
+        return sorted(gone)
+    except TypeError:
+        return sorted(gone, key=repr)
