@@ -344,7 +344,7 @@ def bench_delta(n: int, repeats: int, workdir: Path) -> Report:
                 f"The chain is built with compaction off. The default CompactionPolicy "
                 f"(max_deltas={DEFAULT_POLICY.max_deltas}, max_ratio={DEFAULT_POLICY.max_ratio}) "
                 "writes a fresh base once the deltas' bytes reach that fraction of the base's: "
-                "with 1% deltas, after the seventh."
+                "with 1% deltas (0.9% of the base each), after the twelfth."
             ),
         )
     )

