@@ -776,3 +776,36 @@ class TestCompaction:
             assert kinds(store) == ["delta", "full", "delta"]
             assert store.generations(NS)[0].delta_chain == 1
             assert dict(loaded(store)) == dict(mapping)
+
+
+class TestTimedDeltaChain:
+    """A timed cache checkpointed as deltas: expiries follow each key's latest upsert."""
+
+    def test_expiries_follow_the_latest_upsert(self, tmp_path: Path) -> None:
+        # Each entry lives 1000 + n seconds: an upsert's new expiry is visible.
+        cache = warmstart.track(
+            cachetools.TLRUCache(maxsize=100, ttu=lambda _k, v, now: now + 1000 + v.n)
+        )
+        for i in range(6):
+            cache[f"k{i}"] = Val(i)
+        sections = {"c": (VALS, cache)}
+        with warmstart.Store(tmp_path, compaction=RELAXED) as store:
+            store.save(NS, sections)
+            cache["k1"] = Val(11)
+            del cache["k2"]
+            store.save(NS, sections)
+            cache["k3"] = Val(33)
+            cache["k9"] = Val(9)  # a new key
+            store.save(NS, sections)
+            assert store.manifest(NS).delta_chain == 2
+            with store.load(NS) as snapshot:
+                section = snapshot.read("c", VALS)
+        entries, expires = section.entries, section.expires
+        assert list(entries)[:3] == ["k0", "k4", "k5"]  # the untouched base, in order
+        assert list(entries)[3] == "k1"  # then each delta's upserts
+        assert set(list(entries)[4:]) == {"k3", "k9"}
+        assert (entries["k1"], entries["k3"]) == (Val(11), Val(33))
+        assert set(expires) == set(entries)
+        # Wall-clock expiries, rebased at each save (the saves are milliseconds apart).
+        offsets = {k: round(expires[k] - expires["k0"]) for k in entries}
+        assert offsets == {"k0": 0, "k4": 4, "k5": 5, "k1": 11, "k3": 33, "k9": 9}
