@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import threading
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import msgspec
 import pytest
 
@@ -103,3 +105,55 @@ def test_a_delta_chain_restores_as_replayed(tmp_path: Path, kind: str, progressi
     assert list(service.rows.items()) == list(model.items())
     with warmstart.Store(tmp_path) as store, store.load("n") as snapshot:
         assert list(snapshot.section("Service.rows", ROWS).items()) == list(model.items())
+
+
+@warmstart.warm(rows=warmstart.state(ROWS, lock="lock"))
+class TimedService:
+    """A timed cache behind a lock: restored progressively."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # Each entry lives 1000 + |value| seconds: an upsert's new expiry shows.
+        self.rows: Any = cachetools.TLRUCache(
+            maxsize=2 * SIZE, ttu=lambda _k, v, now: now + 1000 + abs(v.value)
+        )
+
+
+@pytest.mark.parametrize("progressive", [True, False])
+def test_a_timed_delta_chain_keeps_each_latest_expiry(tmp_path: Path, progressive: bool) -> None:
+    """Progressive or eager, a key upserted by a delta gets the delta's expiry, not the base's."""
+    with warmstart.boot(tmp_path, namespace="n", signals=False) as boot:
+        rows = warmstart.track(TimedService().rows)
+        rows.update({i: Row(i) for i in range(SIZE)})
+    relaxed = warmstart.CompactionPolicy(max_deltas=100, max_ratio=100.0)
+    with warmstart.Store(tmp_path, compaction=relaxed) as store:
+        sections = {"TimedService.rows": (ROWS, rows)}
+        store.save("n", sections)
+        rows[SIZE - 1] = Row(-500)  # in the hot base chunk: 1500 s instead of 1000 + SIZE - 1
+        rows[5] = Row(-700)  # in a cold base chunk: 1700 s instead of 1005
+        del rows[6]
+        rows[SIZE] = Row(SIZE)  # a new key
+        store.save("n", sections)
+        assert store.manifest("n").kind == "delta"
+    with warmstart.boot(
+        tmp_path,
+        namespace="n",
+        signals=False,
+        checkpoint_on_exit=False,
+        progressive=progressive,
+    ) as boot:
+        service = TimedService()
+    assert boot.wait_ready(30)
+    boot.close()
+    restored = service.rows
+    assert len(restored) == SIZE
+    assert 6 not in restored
+    assert (restored[5], restored[SIZE - 1], restored[SIZE]) == (Row(-700), Row(-500), Row(SIZE))
+    # Remaining lifetimes, read back from the cache's own expiry index.
+    now = restored.timer()
+    expiry = restored._TLRUCache__items  # name-mangled: cachetools keeps no public view
+    left = {k: expiry[k].expires - now for k in (0, 5, SIZE - 1, SIZE)}
+    assert left[0] == pytest.approx(1000, abs=5)
+    assert left[5] == pytest.approx(1700, abs=5)
+    assert left[SIZE - 1] == pytest.approx(1500, abs=5)
+    assert left[SIZE] == pytest.approx(1000 + SIZE, abs=5)
