@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import msgspec
 import pytest
 
 from conftest import RECORDS, Record, make_records
@@ -25,6 +26,7 @@ from warmstart import (
     StoreFormatError,
     TrackedDict,
 )
+from warmstart.codec import digest
 
 GEN = struct.Struct(">Q")
 NSID = struct.Struct(">I")
@@ -291,6 +293,31 @@ class TestManifestRecords:
             assert_intact(store, saved, "other")
             assert section(store, "svc", 2) == (2, saved["svc"][2])
 
+    def test_verified_manifest_with_a_string_that_is_not_utf8(
+        self, store_path: Path, saved: Saved
+    ) -> None:
+        """A manifest whose digest verifies but whose text is not UTF-8 counts as damaged:
+        load falls back, listings skip it, verify names it, gc keeps every chunk."""
+        with open_store(store_path) as store:
+            codec = store.codec
+            manifest = store.manifest("svc", 3)
+        host = manifest.host.encode()
+        payload = msgspec.msgpack.encode(manifest).replace(host, b"\xff" * len(host))
+        frame = codec.encode(payload)
+        put(store_path, "manifests", manifest_key(store_path, "svc", 3), digest(frame) + frame)
+        chunks = keys(store_path, "chunks")
+        with open_store(store_path) as store:
+            assert section(store, "svc") == (2, saved["svc"][2])
+            assert [g.generation for g in store.generations("svc")] == [2, 1]
+            with pytest.raises(IntegrityError, match="malformed"):
+                store.manifest("svc", 3)
+            (problem,) = store.verify().problems
+            assert (problem.namespace, problem.generation) == ("svc", 3)
+            assert store.gc() == 0
+            assert open_keys(store, "chunks") == chunks
+            del saved["svc"][3]
+            assert_intact(store, saved)
+
     def test_malformed_manifest_key(self, store_path: Path, saved: Saved) -> None:
         """A manifest key of the wrong length is skipped and logged, and stops collection of
         its namespace only: another namespace's stray chunk is still freed."""
@@ -373,6 +400,19 @@ class TestNamespaceIds:
             assert store.namespaces() == ["other"]
             assert_intact(store, saved, "other")
 
+    def test_save_refuses_an_id_another_namespace_claims(
+        self, store_path: Path, saved: Saved
+    ) -> None:
+        """Saving under an id damaged into another namespace's is refused: numbering after
+        that namespace's generations would make retention expire them."""
+        put(store_path, "meta", b"ns:svc", nsid(store_path, "other"))
+        with open_store(store_path) as store:
+            for _ in range(4):  # keep=3: each save would have expired one of other's
+                with pytest.raises(IntegrityError, match="namespace id record is damaged"):
+                    store.save("svc", {"records": (RECORDS, content("svc", 9))})
+            assert_intact(store, saved, "other")
+            assert [g.generation for g in store.generations("other")] == [2, 1]
+
     @pytest.mark.parametrize("counter", [b"", b"\x01", b"\xff\xff\xff\xff"])
     def test_damaged_id_counter(self, store_path: Path, saved: Saved, counter: bytes) -> None:
         """A damaged id counter is recounted: a new namespace gets an id nobody holds."""
@@ -405,3 +445,21 @@ class TestOtherRecords:
         put(store_path, "meta", b"store-format", b"\xff\x00")
         with pytest.raises(StoreFormatError, match="the record is damaged"):
             open_store(store_path)
+
+    def test_a_quarantine_record_does_not_outlive_its_generation(
+        self, store_path: Path, saved: Saved
+    ) -> None:
+        """A generation saved under the number of a lost, quarantined one is not set aside,
+        and a generation that retention expires takes its quarantine record with it."""
+        with open_store(store_path) as store:
+            store.quarantine("svc", 3, "a boot died restoring it")
+            store.quarantine("svc", 1, "a boot died restoring it")
+        delete(store_path, "manifests", manifest_key(store_path, "svc", 3))  # lost
+        with open_store(store_path) as store:
+            fresh = content("svc", 7)
+            assert store.save("svc", {"records": (RECORDS, fresh)}) == 3
+            assert section(store, "svc") == (3, fresh)
+            assert store.quarantined("svc") == {1: "a boot died restoring it"}
+            store.save("svc", {"records": (RECORDS, content("svc", 8))})  # expires 1 (keep=3)
+            assert [g.generation for g in store.generations("svc")] == [4, 3, 2]
+            assert store.quarantined("svc") == {}

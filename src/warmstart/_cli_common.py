@@ -29,10 +29,11 @@ class UsageError(Exception):
 
 def secret(args: argparse.Namespace) -> bytes | None:
     """The store's secret key, from ``--secret-file`` or ``$WARMSTART_SECRET``."""
-    if args.secret_file is not None:
-        value = Path(args.secret_file).read_bytes().rstrip(b"\r\n")
+    path = getattr(args, "secret_file", None)  # absent from parsers without the option
+    if path is not None:
+        value = Path(path).read_bytes().rstrip(b"\r\n")
         if not value:
-            msg = f"Expected a secret in {args.secret_file!r}, the file is empty"
+            msg = f"Expected a secret in {path!r}, the file is empty"
             raise UsageError(msg)
         return value
     env = os.environ.get(SECRET_ENV)

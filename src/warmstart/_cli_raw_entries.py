@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from warmstart.codec import Codec
+from warmstart.delta import FoldedChain
 from warmstart.errors import IntegrityError
 from warmstart.manifest import SectionManifest
 from warmstart.store import Store
@@ -32,26 +33,22 @@ def first_entries(
     touch; the base is then streamed only until ``limit`` entries are found.
     """
     payloads = _raw_payloads(store, namespace, section)
-    tail: dict[Any, dict[str, Any]] = {}
-    touched: set[Any] = set()
+    chain = FoldedChain()  # the same fold a restore does, over plain entries
     for _, keys, values, deleted, expires in payloads(section.deltas):
-        for key in deleted:
-            touched.add(_hashable(key))
-            tail.pop(_hashable(key), None)
-        for i, (key, value) in enumerate(zip(keys, values)):
-            hkey = _hashable(key)
-            touched.add(hkey)
-            tail.pop(hkey, None)
-            tail[hkey] = _entry(key, value, expires, i)
+        entries = [
+            _entry(key, value, expires, i) for i, (key, value) in enumerate(zip(keys, values))
+        ]
+        chain.add(list(map(_hashable, keys)), entries, list(map(_hashable, deleted)), [])
     out: list[dict[str, Any]] = []
     if limit > 0:
         for _, keys, values, _, expires in payloads(section.base):
+            keep = chain.keep_mask(list(map(_hashable, keys)))
             for i, (key, value) in enumerate(zip(keys, values)):
-                if _hashable(key) not in touched:
+                if keep is None or keep[i]:
                     out.append(_entry(key, value, expires, i))
                     if len(out) >= limit:
                         return out
-    out.extend(tail.values())
+    out.extend(chain.upserts.values())
     return out[:limit]
 
 

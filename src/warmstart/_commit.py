@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from warmstart._prepare import Prepared, StaleBaseError
-from warmstart._records import GEN, MAX_GEN, check_namespace, manifest_key
+from warmstart._records import GEN, MAX_GEN, check_namespace, manifest_key, quarantine_key
 from warmstart._retention import retain
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
 from warmstart.manifest import Manifest, encode_manifest
@@ -146,12 +146,17 @@ def adopt(
 
 
 def _publish(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> None:
-    """Write the manifest, make it the head, and apply retention."""
+    """Write the manifest, make it the head, and apply retention.
+
+    A quarantine record left under this number by a lost generation is
+    dropped: it set that generation aside, not this one.
+    """
     txn.put(
         manifest_key(nsid, manifest.generation),
         encode_manifest(store.codec, manifest),
         db=store._db("manifests"),
     )
+    txn.delete(quarantine_key(manifest.namespace, manifest.generation), db=store._db("meta"))
     txn.put(
         check_namespace(manifest.namespace),
         GEN.pack(manifest.generation) + manifest.lineage.encode(),
@@ -164,6 +169,8 @@ def _tip(store: Store, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int
     """(the head if it is sound, else None; the newest stored generation, 0 if none)."""
     stored = store._generations(txn, nsid)
     newest = stored[0] if stored else 0
+    if stored:
+        _check_owner(store, txn, namespace, nsid, newest)
     try:
         head = store._head(txn, namespace)
     except IntegrityError as exc:
@@ -182,6 +189,26 @@ def _tip(store: Store, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int
         extra={"namespace": namespace},
     )
     return None, newest
+
+
+def _check_owner(store: Store, txn: Any, namespace: str, nsid: bytes, newest: int) -> None:
+    """Refuse to commit under an id whose newest manifest belongs to another namespace.
+
+    Only a damaged namespace-id record makes two namespaces share an id; a
+    commit there would number itself after the other's generations and its
+    retention would expire them.
+    """
+    try:
+        owner = store._read_manifest(txn, nsid, newest).namespace
+    except IntegrityError:
+        return  # a damaged manifest names no owner; retention keeps what it cannot read
+    if owner != namespace:
+        msg = (
+            f"Expected the generations under namespace {namespace!r}'s id to be its own, "
+            f"found generation {newest} of namespace {owner!r}: the namespace id record is "
+            f"damaged; `warmstart drop` {namespace!r} to start it afresh"
+        )
+        raise IntegrityError(msg)
 
 
 def _next_generation(store: Store, namespace: str, newest: int) -> int:

@@ -77,6 +77,11 @@ def meta_prefix(kind: bytes, namespace: str) -> bytes:
     return kind + b":" + check_namespace(namespace) + b"\x00"
 
 
+def quarantine_key(namespace: str, generation: int) -> bytes:
+    """The ``meta`` key that sets ``generation`` of ``namespace`` aside."""
+    return meta_prefix(b"quarantine", namespace) + GEN.pack(generation)
+
+
 def prefixed(
     txn: Any, db: Any, prefix: bytes, *, values: bool = False
 ) -> Iterator[tuple[bytes, Any]]:

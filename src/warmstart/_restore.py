@@ -1,8 +1,8 @@
 """Restoring one section into one container: eager, or hot part first.
 
-Private; used by ``boot``. The hot part of a section is its delta chunks (the
-entries written most recently) and its last base chunk (the most recent of
-the saved order). A progressive restore inserts the hot part before the
+Private; used by ``_sections``. The hot part of a section is its delta
+chunks (the entries written most recently) and its last base chunk (the most
+recent of the saved order). A progressive restore inserts the hot part before the
 service goes on, and the rest in a background thread, coldest first, never
 overwriting a key the live service has written meanwhile and never evicting;
 an LRU container's hot keys are touched again at the end so that they stay

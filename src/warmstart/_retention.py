@@ -25,6 +25,7 @@ from warmstart._records import (
     namespace_ids,
     namespace_name,
     prefixed,
+    quarantine_key,
     shown,
 )
 from warmstart.errors import IntegrityError
@@ -48,10 +49,22 @@ def retain(store: Store, txn: Any, nsid: bytes, newest: Manifest) -> None:
     expired = generations[store.keep :]
     if not expired:
         return
-    manifests = store._db("manifests")
-    for generation in expired:
-        txn.delete(manifest_key(nsid, generation), db=manifests)
+    manifests, meta = store._db("manifests"), store._db("meta")
     namespace = newest.namespace
+    for generation in expired:
+        if _owner(store, txn, nsid, generation) in (None, namespace):
+            txn.delete(manifest_key(nsid, generation), db=manifests)
+            # Its quarantine record goes with it.
+            txn.delete(quarantine_key(namespace, generation), db=meta)
+        else:
+            # An id shared through a damaged record: never expire another
+            # namespace's generation (commit refuses this case; belt and braces).
+            log.warning(
+                "namespace %r: generation %d under its id belongs to another namespace; kept",
+                namespace,
+                generation,
+                extra={"namespace": namespace},
+            )
     if malformed:
         # A manifest under a malformed key may still reference chunks.
         log.warning(
@@ -127,3 +140,11 @@ def drop_data(store: Store, txn: Any, namespace: str, nsid: bytes) -> None:
     for key in [key for key, _ in prefixed(txn, manifests, nsid)]:
         txn.delete(key, db=manifests)
     sweep(store, txn, nsid, set())
+
+
+def _owner(store: Store, txn: Any, nsid: bytes, generation: int) -> str | None:
+    """The namespace a stored manifest names, or None when it is damaged."""
+    try:
+        return store._read_manifest(txn, nsid, generation).namespace
+    except IntegrityError:
+        return None

@@ -10,10 +10,12 @@ Private; used by ``boot``, which takes the shutdown checkpoint once: when its
   have without warmstart.
 - ``FinalCheckpoint`` runs the shutdown checkpoint in a thread joined with a
   deadline: shutdown never waits longer than that. Past it the checkpoint is
-  abandoned (its save refuses to commit, see ``abandoned``), the previous
-  generation stays the head, and since the thread may still be in the store,
-  the store is released by that thread when it finishes rather than closed
-  under it.
+  abandoned (``abandoned``: nothing more is started for it) and shutdown goes
+  on; a save already encoding or committing may still commit if it finishes
+  before the process exits. Either way the head is one whole generation, the
+  previous or the new one (a commit is one LMDB transaction). Since the
+  thread may still be in the store, the store is released by that thread
+  when it finishes rather than closed under it.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class FinalCheckpoint:
         if not finished:
             self.abandoned = True
             log.warning(
-                "%s checkpoint of %r did not finish within %.1fs; the previous generation stays",
+                "%s checkpoint of %r did not finish within %.1fs; shutdown goes on "
+                "(the checkpoint commits only if it finishes before the process exits)",
                 why,
                 self.namespace,
                 deadline,

@@ -148,7 +148,9 @@ def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
     payload = codec.decode(view[16:], digest=bytes(view[:16]))
     try:
         manifest = _decoder.decode(payload)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string
+        # that is not UTF-8.
         msg = f"Expected a manifest, got malformed data: {exc}"
         raise IntegrityError(msg) from exc
     if manifest.format > MANIFEST_FORMAT:

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from warmstart import _commit, _prepare, _records, _retention
 from warmstart._env import Env
 from warmstart._prepare import Baseline, SaveMode, Sections, StaleBaseError
-from warmstart._records import GEN, NS_PREFIX, check_namespace, meta_prefix, prefixed, shown
+from warmstart._records import NS_PREFIX, check_namespace, meta_prefix, prefixed, shown
 from warmstart.codec import Codec
 from warmstart.delta import CompactionPolicy, change_log
 from warmstart.errors import (
@@ -458,7 +458,7 @@ class Store:
 
         ``release_quarantine`` undoes it.
         """
-        key = meta_prefix(b"quarantine", namespace) + GEN.pack(generation)
+        key = _records.quarantine_key(namespace, generation)
         self._env.write(lambda txn: txn.put(key, reason.encode(), db=self._db("meta")))
 
     def release_quarantine(self, namespace: str, generation: int | None = None) -> int:
@@ -468,7 +468,7 @@ class Store:
         def body(txn: Any) -> int:
             keys = [k for k, _ in prefixed(txn, self._db("meta"), prefix)]
             if generation is not None:
-                keys = [k for k in keys if k == prefix + GEN.pack(generation)]
+                keys = [k for k in keys if k == _records.quarantine_key(namespace, generation)]
             for key in keys:
                 txn.delete(key, db=self._db("meta"))
             return len(keys)

@@ -54,6 +54,7 @@ from typing import IO, Any, Literal
 import msgspec
 import xxhash
 
+from warmstart._records import manifest_key
 from warmstart.codec import MAX_PAYLOAD, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
@@ -83,7 +84,6 @@ TAG_END = b"E"
 #: Largest record body an archive may declare: a frame is at most its payload
 #: cap plus header and MAC. Anything larger is damage, refused before reading.
 MAX_RECORD = MAX_PAYLOAD + 4096
-_GEN = struct.Struct(">Q")
 #: Chunk bytes written per import transaction: large enough that commits (and
 #: their fsyncs) do not dominate, small enough that a kill loses little work.
 _BATCH_BYTES = 16 * 1024 * 1024
@@ -236,15 +236,11 @@ def export(
         if nsid is None or head is None:
             msg = f"Expected namespace {namespace!r} in {str(store.path)!r}, found none"
             raise CheckpointNotFoundError(msg)
-        available = store._generations(txn, nsid)
         chosen = head[0] if generation is None else generation
-        raw_manifest = _raw_manifest(store, txn, nsid, chosen, available, where)
-        manifest = decode_manifest(store.codec, raw_manifest)
+        raw_manifest, manifest = _stored_manifest(store, txn, nsid, namespace, chosen, where)
         omitted: set[bytes] = set()
         if since is not None:
-            base = decode_manifest(
-                store.codec, _raw_manifest(store, txn, nsid, since, available, where)
-            )
+            _, base = _stored_manifest(store, txn, nsid, namespace, since, where)
             if base.lineage != manifest.lineage:
                 msg = (
                     f"Expected generation {since} of lineage {manifest.lineage} for since=, "
@@ -296,17 +292,21 @@ def export(
     )
 
 
-def _raw_manifest(
-    store: Store, txn: Any, nsid: bytes, generation: int, available: list[int], where: str
-) -> bytes:
-    raw = txn.get(nsid + _GEN.pack(generation), db=store._db("manifests"))
-    if raw is None:
-        msg = (
-            f"Expected generation {generation} in {where}, found generations "
-            f"{sorted(available) or 'none'}"
-        )
-        raise CheckpointNotFoundError(msg)
-    return bytes(raw)
+def _stored_manifest(
+    store: Store, txn: Any, nsid: bytes, namespace: str, generation: int, where: str
+) -> tuple[bytes, Manifest]:
+    """A generation's manifest as stored (for the archive) and verified (for the export).
+
+    Verified as every read of the store verifies it: a record that is damaged
+    or describes another generation or namespace raises ``IntegrityError``.
+    """
+    try:
+        manifest = store._read_manifest(txn, nsid, generation, namespace)
+    except CheckpointNotFoundError:
+        available = sorted(store._generations(txn, nsid)) or "none"
+        msg = f"Expected generation {generation} in {where}, found generations {available}"
+        raise CheckpointNotFoundError(msg) from None
+    return bytes(txn.get(manifest_key(nsid, generation), db=store._db("manifests"))), manifest
 
 
 def _unique_refs(manifest: Manifest) -> list[ChunkRef]:

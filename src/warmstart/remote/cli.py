@@ -29,11 +29,10 @@ import argparse
 import datetime
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from warmstart._cli_common import secret
+from warmstart._cli_format import emit_json, plural, size
 from warmstart.remote.sync import DEFAULT_GRACE, list_remote, pull, push
 from warmstart.store import Store
 
@@ -45,7 +44,6 @@ def __dir__() -> tuple[str, ...]:
 
 
 REMOTE_ENV = "WARMSTART_REMOTE"
-SECRET_ENV = "WARMSTART_SECRET"  # noqa: S105 - the variable name, not a secret
 EXIT_OK = 0
 
 
@@ -97,40 +95,17 @@ def add_remote_argument(parser: argparse.ArgumentParser, *, required: bool = Tru
     )
 
 
-def _secret(args: argparse.Namespace) -> bytes | None:
-    path = getattr(args, "secret_file", None)
-    if path is not None:
-        secret = Path(path).read_bytes().rstrip(b"\r\n")
-        if not secret:
-            msg = f"Expected a secret in {path!r}, the file is empty"
-            raise ValueError(msg)
-        return secret
-    value = os.environ.get(SECRET_ENV)
-    return value.encode() if value else None
-
-
 def _json(args: argparse.Namespace, data: Any) -> bool:
+    """Print ``data`` as the command's JSON output when ``--json`` was given."""
     if not getattr(args, "json", False):
         return False
-    print(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+    emit_json(data)
     return True
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``warmstart push PATH NAMESPACE --remote URL``."""
-    with Store(args.path, readonly=True, secret=_secret(args)) as store:
+    with Store(args.path, readonly=True, secret=secret(args)) as store:
         report = push(
             store,
             args.remote,
@@ -154,10 +129,10 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"generation {report.generation}): nothing pushed; --force pushes anyway"
         )
     else:
-        swept = f", {_plural(report.swept, 'old object')} collected" if report.swept else ""
+        swept = f", {plural(report.swept, 'old object')} collected" if report.swept else ""
         print(
             f"pushed {where} to {report.remote} as remote generation {report.generation}: "
-            f"{_plural(report.chunks_shipped, 'chunk')} shipped ({_size(report.bytes_shipped)}), "
+            f"{plural(report.chunks_shipped, 'chunk')} shipped ({size(report.bytes_shipped)}), "
             f"{report.chunks_skipped} already there{swept}, in {report.seconds:.2f}s"
         )
     return EXIT_OK
@@ -165,7 +140,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """``warmstart pull PATH NAMESPACE --remote URL``."""
-    with Store(args.path, secret=_secret(args)) as store:
+    with Store(args.path, secret=secret(args)) as store:
         report = pull(store, args.remote, args.namespace, if_newer=args.if_newer)
     if _json(args, report):
         return EXIT_OK
@@ -179,8 +154,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     else:
         print(
             f"pulled {source} from {report.remote} into {args.path} as generation "
-            f"{report.generation}: {_plural(report.chunks_fetched, 'chunk')} fetched "
-            f"({_size(report.bytes_fetched)}), {report.chunks_skipped} already local, "
+            f"{report.generation}: {plural(report.chunks_fetched, 'chunk')} fetched "
+            f"({size(report.bytes_fetched)}), {report.chunks_skipped} already local, "
             f"in {report.seconds:.2f}s"
         )
     return EXIT_OK
@@ -199,7 +174,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             h.namespace,
             str(h.generation),
             str(h.entries),
-            _size(h.stored_bytes),
+            size(h.stored_bytes),
             datetime.datetime.fromtimestamp(h.created_at, tz=datetime.timezone.utc)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
