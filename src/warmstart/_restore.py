@@ -24,7 +24,7 @@ from warmstart.delta import FoldedChain, TrackedDict
 from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
-from warmstart.snapshot import Snapshot, paused_gc
+from warmstart.snapshot import SectionStats, Snapshot, paused_gc
 
 __all__ = ()
 
@@ -63,11 +63,18 @@ class SectionRestore:
         self, refs: tuple[ChunkRef, ...]
     ) -> Iterator[tuple[list[Any], list[Any], list[float], list[Any]]]:
         for ref, decoded in self.snapshot.chunks(self.name, self.contract, refs=refs):
-            self.report.upgraded += decoded.upgraded
-            self.report.dropped_invalid += decoded.dropped
-            self.report.errors.extend(decoded.reasons[: max(0, 5 - len(self.report.errors))])
-            self.report.bytes += ref.stored_bytes
+            stats = SectionStats(self.name)
+            stats.add(decoded, ref)
+            self._count(stats)
             yield decoded.keys, decoded.values, decoded.expires, decoded.deleted
+
+    def _count(self, stats: SectionStats) -> None:
+        """Add what reading chunks did to the report (at most five error reasons)."""
+        report = self.report
+        report.upgraded += stats.upgraded
+        report.dropped_invalid += stats.dropped_invalid
+        report.errors.extend(stats.reasons[: max(0, 5 - len(report.errors))])
+        report.bytes += stats.bytes
 
     def _insert(
         self, keys: list[Any], values: list[Any], expires: list[float], *, overwrite: bool
@@ -103,11 +110,7 @@ class SectionRestore:
                 # not rebuilt: empty it again, the section starts cold.
                 target.clear()
             raise
-        stats = section.stats
-        self.report.upgraded += stats.upgraded
-        self.report.dropped_invalid += stats.dropped_invalid
-        self.report.errors.extend(stats.reasons)
-        self.report.bytes += stats.bytes
+        self._count(section.stats)
         entries = section.entries
         if target is not None:
             finish_bulk(self.container)
