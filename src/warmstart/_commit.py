@@ -1,6 +1,6 @@
 """Committing a generation: its number, its chunks, its manifest and the head.
 
-Private; used by ``store`` (a save) and, through ``Store._adopt``, by
+Private; used by ``store`` (a save) and, directly, by
 ``transfer`` and ``remote`` (a generation that came from elsewhere). Each
 runs inside one write transaction that also applies retention, so a reader
 sees the old generation or the new one, never a mix.

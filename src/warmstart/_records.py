@@ -195,6 +195,18 @@ def read_manifest(
         CheckpointNotFoundError: none is stored there.
         IntegrityError: it is damaged, or describes another generation or namespace.
     """
+    return stored_manifest(txn, manifests, codec, nsid, generation, namespace)[1]
+
+
+def stored_manifest(
+    txn: Any,
+    manifests: Any,
+    codec: Codec,
+    nsid: bytes,
+    generation: int,
+    namespace: str | None = None,
+) -> tuple[bytes, Manifest]:
+    """:func:`read_manifest`, with the record's bytes as stored (an export ships them)."""
     raw = txn.get(manifest_key(nsid, generation), db=manifests)
     if raw is None:
         msg = f"Expected a manifest for generation {generation}, found none"
@@ -208,7 +220,7 @@ def read_manifest(
             f"{manifest.namespace!r}: the record is damaged"
         )
         raise IntegrityError(msg)
-    return manifest
+    return bytes(raw), manifest
 
 
 def quarantine_entries(txn: Any, meta: Any, namespace: str) -> tuple[dict[int, str], list[bytes]]:

@@ -51,20 +51,11 @@ def retain(store: Store, txn: Any, nsid: bytes, newest: Manifest) -> None:
         return
     manifests, meta = store._db("manifests"), store._db("meta")
     namespace = newest.namespace
+    # Every generation under this id is this namespace's: a commit refuses an
+    # id whose newest generation another namespace holds (``_commit``).
     for generation in expired:
-        if _owner(store, txn, nsid, generation) in (None, namespace):
-            txn.delete(manifest_key(nsid, generation), db=manifests)
-            # Its quarantine record goes with it.
-            txn.delete(quarantine_key(namespace, generation), db=meta)
-        else:
-            # An id shared through a damaged record: never expire another
-            # namespace's generation (commit refuses this case; belt and braces).
-            log.warning(
-                "namespace %r: generation %d under its id belongs to another namespace; kept",
-                namespace,
-                generation,
-                extra={"namespace": namespace},
-            )
+        txn.delete(manifest_key(nsid, generation), db=manifests)
+        txn.delete(quarantine_key(namespace, generation), db=meta)  # its record goes too
     if malformed:
         # A manifest under a malformed key may still reference chunks.
         log.warning(
@@ -140,11 +131,3 @@ def drop_data(store: Store, txn: Any, namespace: str, nsid: bytes) -> None:
     for key in [key for key, _ in prefixed(txn, manifests, nsid)]:
         txn.delete(key, db=manifests)
     sweep(store, txn, nsid, set())
-
-
-def _owner(store: Store, txn: Any, nsid: bytes, generation: int) -> str | None:
-    """The namespace a stored manifest names, or None when it is damaged."""
-    try:
-        return store._read_manifest(txn, nsid, generation).namespace
-    except IntegrityError:
-        return None

@@ -39,7 +39,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from warmstart import _commit, _prepare, _records, _retention
 from warmstart._env import Env
@@ -63,8 +63,6 @@ def __dir__() -> tuple[str, ...]:
 
 
 log = logging.getLogger("warmstart.store")
-
-_check_namespace = check_namespace  # under its old name, which remote._layout imports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +180,7 @@ class Store:
         Raises:
             IntegrityError: the id record is damaged.
         """
-        key = NS_PREFIX + _check_namespace(namespace)
+        key = NS_PREFIX + check_namespace(namespace)
         meta = self._db("meta")
         if meta is None:
             return None
@@ -207,7 +205,7 @@ class Store:
             IntegrityError: the record is too short to hold a generation.
         """
         heads = self._db("heads")
-        raw = None if heads is None else txn.get(_check_namespace(namespace), db=heads)
+        raw = None if heads is None else txn.get(check_namespace(namespace), db=heads)
         if raw is None:
             return None
         return _records.decode_head(bytes(raw), namespace, repr(str(self.path)))
@@ -274,7 +272,7 @@ class Store:
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
-        _check_namespace(namespace)
+        check_namespace(namespace)
         _prepare.check_metadata(watermark, tags)
         prepared = _prepare.prepare(self, namespace, sections, mode)
         try:
@@ -299,23 +297,6 @@ class Store:
         _prepare.committed(self, namespace, manifest, prepared, mode)
         return manifest.generation
 
-    def _identical(self, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
-        """The stored generation holding the same state as ``manifest``, if any."""
-        return _commit.identical(self, txn, nsid, manifest)
-
-    def _adopt(
-        self,
-        txn: Any,
-        namespace: str,
-        manifest: Manifest,
-        frames: Mapping[bytes, bytes],
-        *,
-        tag: str,
-        source: str,
-    ) -> tuple[Literal["adopted", "present"], int] | set[bytes]:
-        """Commit a generation from elsewhere (an import, a pull): ``_commit.adopt``."""
-        return _commit.adopt(self, txn, namespace, manifest, frames, tag=tag, source=source)
-
     # -- reading --------------------------------------------------------------
 
     def load(self, namespace: str, *, generation: int | None = None) -> Snapshot:
@@ -332,7 +313,7 @@ class Store:
         Raises:
             CheckpointNotFoundError: no such namespace or generation, or none verifies.
         """
-        _check_namespace(namespace)
+        check_namespace(namespace)
         txn = self._env.begin_read()
         try:
             with self._env.reading():
@@ -479,7 +460,7 @@ class Store:
         if not name or "/" in name or name.startswith("."):
             msg = f"Expected a marker name without '/' or a leading dot, got {name!r}"
             raise ValueError(msg)
-        return self.path / "markers" / f"{_check_namespace(namespace).hex()}.{name}"
+        return self.path / "markers" / f"{check_namespace(namespace).hex()}.{name}"
 
     def set_marker(self, namespace: str, name: str, value: bytes | None) -> None:
         """Write (or with None, delete) a small marker for ``namespace``.
@@ -503,7 +484,7 @@ class Store:
     def markers(self, namespace: str) -> dict[str, bytes]:
         """Every marker of ``namespace``, by name."""
         folder = self.path / "markers"
-        prefix = f"{_check_namespace(namespace).hex()}."
+        prefix = f"{check_namespace(namespace).hex()}."
         found: dict[str, bytes] = {}
         if not folder.is_dir():
             return found
@@ -572,7 +553,7 @@ class Store:
             if (
                 nsid is None
                 or heads is None
-                or txn.get(_check_namespace(namespace), db=heads) is None
+                or txn.get(check_namespace(namespace), db=heads) is None
             ):
                 msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
                 raise CheckpointNotFoundError(msg)
@@ -593,7 +574,7 @@ class Store:
 
     def drop(self, namespace: str) -> bool:
         """Remove a namespace entirely (head, manifests, chunks). True if it existed."""
-        nsbytes = _check_namespace(namespace)
+        nsbytes = check_namespace(namespace)
 
         def body(txn: Any) -> bool:
             try:

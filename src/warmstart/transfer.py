@@ -54,7 +54,8 @@ from typing import IO, Any, Literal
 import msgspec
 import xxhash
 
-from warmstart._records import manifest_key
+from warmstart._commit import adopt, identical
+from warmstart._records import stored_manifest
 from warmstart.codec import MAX_PAYLOAD, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
@@ -301,12 +302,13 @@ def _stored_manifest(
     or describes another generation or namespace raises ``IntegrityError``.
     """
     try:
-        manifest = store._read_manifest(txn, nsid, generation, namespace)
+        return stored_manifest(
+            txn, store._db("manifests"), store.codec, nsid, generation, namespace
+        )
     except CheckpointNotFoundError:
         available = sorted(store._generations(txn, nsid)) or "none"
         msg = f"Expected generation {generation} in {where}, found generations {available}"
         raise CheckpointNotFoundError(msg) from None
-    return bytes(txn.get(manifest_key(nsid, generation), db=store._db("manifests"))), manifest
 
 
 def _unique_refs(manifest: Manifest) -> list[ChunkRef]:
@@ -671,7 +673,7 @@ def _plan(store: Store, namespace: str, manifest: Manifest) -> tuple[int | None,
         nsid = store._nsid(txn, namespace, create=False)
         if nsid is None:
             return None, set()
-        present = store._identical(txn, nsid, manifest)
+        present = identical(store, txn, nsid, manifest)
         chunks = store._db("chunks")
         have = {
             d
@@ -761,7 +763,7 @@ def _commit(
     store: Store, txn: Any, namespace: str, manifest: Manifest, source: str
 ) -> tuple[Literal["imported", "present"], int] | set[bytes]:
     """Commit the manifest and head: (status, generation), or the chunks still missing."""
-    outcome = store._adopt(txn, namespace, manifest, {}, tag=IMPORTED_FROM, source=source)
+    outcome = adopt(store, txn, namespace, manifest, {}, tag=IMPORTED_FROM, source=source)
     if isinstance(outcome, set):
         return outcome
     status, generation = outcome

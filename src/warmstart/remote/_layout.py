@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from warmstart._records import check_namespace
 from warmstart.codec import Codec
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.remote.reports import HEAD_FORMAT, RemoteHead, RemoteProgress
-from warmstart.store import _check_namespace
 
 if TYPE_CHECKING:
     from warmstart.remote import Remote
@@ -59,7 +59,7 @@ def namespace_dir(namespace: str) -> str:
     >>> namespace_dir("tenant-42/pricing"), namespace_dir("a@b/.x")
     ('tenant-42/pricing/@ws/', 'a%40b/%2Ex/@ws/')
     """
-    _check_namespace(namespace)
+    check_namespace(namespace)
     return "/".join(escape(p) for p in namespace.split("/")) + f"/{RESERVED}/"
 
 

@@ -31,10 +31,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from warmstart._cli_common import secret
+from warmstart._cli_common import open_store
 from warmstart._cli_format import emit_json, plural, size
 from warmstart.remote.sync import DEFAULT_GRACE, list_remote, pull, push
-from warmstart.store import Store
 
 __all__ = ("cmd_ls", "cmd_pull", "cmd_push", "register")
 
@@ -105,7 +104,7 @@ def _json(args: argparse.Namespace, data: Any) -> bool:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``warmstart push PATH NAMESPACE --remote URL``."""
-    with Store(args.path, readonly=True, secret=secret(args)) as store:
+    with open_store(args, args.path) as store:
         report = push(
             store,
             args.remote,
@@ -140,7 +139,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """``warmstart pull PATH NAMESPACE --remote URL``."""
-    with Store(args.path, secret=secret(args)) as store:
+    with open_store(args, args.path, readonly=False, create=True) as store:
         report = pull(store, args.remote, args.namespace, if_newer=args.if_newer)
     if _json(args, report):
         return EXIT_OK

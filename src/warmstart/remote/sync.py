@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import msgspec
 
+from warmstart._commit import adopt, identical
 from warmstart.codec import Codec
 from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
@@ -722,7 +723,7 @@ def _local_state(
         nsid = store._nsid(txn, namespace, create=False)
         if nsid is None:
             return None, None, set()
-        present = store._identical(txn, nsid, manifest)
+        present = identical(store, txn, nsid, manifest)
         head = store._head(txn, namespace)
         created = None
         if head is not None:
@@ -785,7 +786,7 @@ def _commit(
     source: str,
 ) -> tuple[Literal["pulled", "present"], int] | set[bytes]:
     """Write chunks, manifest and head: (status, generation), or the chunks still missing."""
-    outcome = store._adopt(txn, namespace, manifest, frames, tag=PULLED_FROM, source=source)
+    outcome = adopt(store, txn, namespace, manifest, frames, tag=PULLED_FROM, source=source)
     if isinstance(outcome, set):
         return outcome
     status, generation = outcome
