@@ -462,6 +462,14 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
     return limit
 
 
+def _index(items: list[Any], item: Any, start: int, stop: int) -> int | None:
+    """Where ``item`` is in ``items[start:stop]`` (searched in C), or None."""
+    try:
+        return items.index(item, start, stop)
+    except ValueError:
+        return None
+
+
 def _align(
     keys: list[Any], old_keys: list[Any]
 ) -> tuple[tuple[list[int], list[int], list[int]], list[int], list[int]]:
@@ -499,19 +507,13 @@ def _align(
         budget -= 1
         if budget < 0:
             break
-        try:  # old keys dropped out (deleted, or moved to the end)
-            found = old_keys.index(keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
-        except ValueError:
-            pass
-        else:
+        found = _index(old_keys, keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
+        if found is not None:  # old keys dropped out (deleted, or moved to the end)
             apart_old.extend(range(j, found))
             j = found
             continue
-        try:  # new keys came in between
-            found = keys.index(old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
-        except ValueError:
-            pass
-        else:
+        found = _index(keys, old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
+        if found is not None:  # new keys came in between
             apart_new.extend(range(i, found))
             i = found
             continue
