@@ -13,6 +13,7 @@ whenever the save does not commit, so none is lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +24,7 @@ from warmstart._chunks import encode_chunks
 from warmstart.codec import Codec
 from warmstart.containers import entries_of, peek_entries
 from warmstart.contract import Contract
-from warmstart.delta import ChangeSet, Fingerprints, change_log, deeply_immutable
+from warmstart.delta import ChangeSet, Fingerprints, _ChangeLog, change_log, deeply_immutable
 from warmstart.errors import EncodeError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 
@@ -32,8 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ()
 
+#: Held while a section's mapping is read: the service's lock, or a no-op.
+Guard = contextlib.AbstractContextManager[Any]
 SaveMode = Literal["auto", "delta", "full"]
-Sections = Mapping[str, Any]  # section name -> (Contract, mapping), checked at run time
+#: A section: (contract, mapping), or (contract, mapping, lock) when other
+#: threads write the mapping under that lock.
+SectionSpec = tuple[Contract[Any], Any] | tuple[Contract[Any], Any, Guard | None]
+Sections = Mapping[str, Any]  # section name -> SectionSpec, checked at run time
 
 
 @dataclasses.dataclass
@@ -90,19 +96,13 @@ def put_back(prepared: Iterable[Prepared]) -> None:
 
 def prepare(store: Store, namespace: str, sections: Sections, mode: SaveMode) -> list[Prepared]:
     baseline = store._baselines.get(namespace)
-    specs = []
-    for name, spec in sections.items():
-        contract, mapping = spec
-        if not isinstance(contract, Contract):
-            got = type(contract).__name__
-            msg = f"Expected (Contract, mapping) for section {name!r}, got {got}"
-            raise TypeError(msg)
-        specs.append((name, contract, mapping))
+    specs = [(name, *_section_spec(name, spec)) for name, spec in sections.items()]
     out: list[Prepared] = []
     try:
-        for name, contract, mapping in specs:
-            item = _prepare_delta(store, name, contract, mapping, baseline, mode, namespace)
-            out.append(item or _prepare_full(store.codec, name, contract, mapping))
+        for name, contract, mapping, lock in specs:
+            guard = lock if lock is not None else contextlib.nullcontext()
+            item = _prepare_delta(store, name, contract, mapping, guard, baseline, mode, namespace)
+            out.append(item or _prepare_full(store.codec, name, contract, mapping, guard))
     except BaseException:
         # Sections already prepared took their change logs: give them back.
         put_back(out)
@@ -110,13 +110,34 @@ def prepare(store: Store, namespace: str, sections: Sections, mode: SaveMode) ->
     return out
 
 
+def _section_spec(name: str, spec: Any) -> tuple[Contract[Any], Any, Guard | None]:
+    """A section's ``(contract, mapping)`` or ``(contract, mapping, lock)``, checked."""
+    parts = tuple(spec) if isinstance(spec, (tuple, list)) else ()
+    lock = parts[2] if len(parts) == 3 else None
+    if len(parts) not in (2, 3) or not isinstance(parts[0], Contract):
+        got = type(parts[0]).__name__ if parts else type(spec).__name__
+        msg = f"Expected (Contract, mapping[, lock]) for section {name!r}, got {got}"
+        raise TypeError(msg)
+    if lock is not None and not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
+        msg = f"Expected a lock (a context manager) for section {name!r}, got {type(lock).__name__}"
+        raise TypeError(msg)
+    return parts[0], parts[1], lock
+
+
 def _prepare_full(
-    codec: Codec, name: str, contract: Contract[Any], mapping: Mapping[Any, Any]
+    codec: Codec,
+    name: str,
+    contract: Contract[Any],
+    mapping: Mapping[Any, Any],
+    guard: Guard,
 ) -> Prepared:
     changes_log = change_log(mapping)
-    changes = changes_log.take() if changes_log is not None else None
+    changes = None
     try:
-        keys, values, expires = entries_of(mapping)
+        # The service's lock is held only while the mapping is read, not while encoding.
+        with guard:
+            changes = changes_log.take() if changes_log is not None else None
+            keys, values, expires = entries_of(mapping)
         frames = encode_chunks(contract, codec, keys, values, expires=expires)
     except BaseException:
         if changes_log is not None and changes is not None:
@@ -131,11 +152,12 @@ def _prepare_full(
     return Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
 
 
-def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write a base
+def _prepare_delta(
     store: Store,
     name: str,
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
+    guard: Guard,
     baseline: Baseline | None,
     mode: SaveMode,
     namespace: str,
@@ -152,21 +174,15 @@ def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write 
     changes_log = change_log(mapping)
     if changes_log is not None:
         token = (store._token, namespace, name, baseline.generation, baseline.lineage)
-        if changes_log.baseline != token:
-            return None
-        changes = changes_log.take()
-        if changes.full:
-            changes_log.restore(changes)
-            return None
+        read = _take_tracked(changes_log, mapping, guard) if changes_log.baseline == token else None
     else:
         prints = baseline.prints.get(name)
-        if prints is None:
-            return None
-        all_keys, all_values, _ = entries_of(mapping)
-        changes = prints.diff(all_keys, all_values, contract.encode_value)
+        read = _diff_untracked(prints, contract, mapping, guard) if prints is not None else None
+    if read is None:
+        return None
+    changes, (keys, values, expires) = read
     sequence = baseline.generation + 1
     try:
-        keys, values, expires = peek_entries(mapping, changes.upserts)
         deleted = _deletions(changes, keys)
         frames = encode_chunks(
             contract,
@@ -190,6 +206,42 @@ def _prepare_delta(  # noqa: PLR0911 - each early return is one reason to write 
         entries=len(mapping),
     )
     return Prepared(name, contract, mapping, frames, section, True, changes, keys, values)
+
+
+Entries = tuple[list[Any], list[Any], list[float]]
+
+
+def _take_tracked(
+    changes_log: _ChangeLog, mapping: Mapping[Any, Any], guard: Guard
+) -> tuple[ChangeSet, Entries] | None:
+    """A tracked mapping's changes and the upserted entries (None: it needs a base)."""
+    with guard:
+        changes = changes_log.take()
+        if changes.full:
+            changes_log.restore(changes)
+            return None
+        try:
+            return changes, peek_entries(mapping, changes.upserts)
+        except BaseException:
+            changes_log.restore(changes)
+            raise
+
+
+def _diff_untracked(
+    prints: Fingerprints,
+    contract: Contract[Any],
+    mapping: Mapping[Any, Any],
+    guard: Guard,
+) -> tuple[ChangeSet, Entries]:
+    """An untracked mapping's changes against its prints, and the upserted entries."""
+    with guard:
+        all_keys, all_values, all_expires = entries_of(mapping)
+    changes = prints.diff(all_keys, all_values, contract.encode_value)
+    # The upserts' values come from the read the diff compared: one moment.
+    at = prints.positions(changes)
+    values = list(map(all_values.__getitem__, at))
+    expires = list(map(all_expires.__getitem__, at)) if all_expires else []
+    return changes, (changes.upserts, values, expires)
 
 
 def committed(

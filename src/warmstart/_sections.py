@@ -17,6 +17,7 @@ keys of each container go to ``refresh`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
@@ -25,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from warmstart._prepare import SectionSpec
 from warmstart._reload import KeyReloader
 from warmstart._restore import SectionRestore
 from warmstart.containers import entries_of
@@ -70,15 +72,18 @@ def _keys_contract(key_type: Any) -> Contract[Any]:
 _SINGLE_KEYS: dict[Any, Any] = {str: "", int: 0, bytes: b""}
 
 
-def sections_of(attached: Iterable[Attached]) -> dict[str, tuple[Contract[Any], Any]]:
+def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
     """What a checkpoint saves: each section's contract and entries."""
-    sections: dict[str, tuple[Contract[Any], Any]] = {}
+    sections: dict[str, SectionSpec] = {}
     for item in attached:
         for attr, section in item.sections.items():
             st = item.spec.states[attr]
             value: Any = getattr(item.obj, attr, None)
+            # The service's lock for this container, held while a save reads it.
+            lock = getattr(item.obj, st.lock) if st.lock is not None else None
             if st.keys_only:
-                keys, _, _ = entries_of(value)
+                with lock if lock is not None else contextlib.nullcontext():
+                    keys, _, _ = entries_of(value)
                 if st.max_keys is not None:
                     keys = keys[-st.max_keys :]
                 key_type = st.contract.key if st.contract is not None else str
@@ -91,7 +96,7 @@ def sections_of(attached: Iterable[Attached]) -> dict[str, tuple[Contract[Any], 
                 )
             elif value is not None:
                 assert st.contract is not None
-                sections[section] = (st.contract, value)
+                sections[section] = (st.contract, value, lock)
     return sections
 
 

@@ -44,12 +44,12 @@ import msgspec
 from warmstart._background import BackgroundJobs
 from warmstart._breaker import CrashLoopBreaker
 from warmstart._open import open_within
+from warmstart._prepare import SectionSpec
 from warmstart._reload import KeyReloader, is_coroutine_function
 from warmstart._sections import Attached, AttributeRestore, sections_of
 from warmstart._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.checkpointer import Checkpointer
 from warmstart.containers import check_container
-from warmstart.contract import Contract
 from warmstart.errors import (
     CheckpointNotFoundError,
     ColdStartWarning,
@@ -586,7 +586,7 @@ class Boot:
 
     # -- checkpoints ----------------------------------------------------------
 
-    def _sections(self) -> dict[str, tuple[Contract[Any], Any]]:
+    def _sections(self) -> dict[str, SectionSpec]:
         with self._lock:
             attached = list(self._attached)
         return sections_of(attached)

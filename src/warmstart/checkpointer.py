@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from warmstart.contract import Contract
+from warmstart._prepare import SectionSpec
 from warmstart.store import Store
 
 __all__ = ("Checkpointer",)
@@ -46,7 +46,8 @@ class Checkpointer:
     Args:
         store: the store to save into.
         namespace: the namespace to save.
-        sections: section name -> ``(contract, mapping)``, or a callable that
+        sections: section name -> ``(contract, mapping)`` or ``(contract,
+            mapping, lock)`` (see :meth:`Store.save`), or a callable that
             returns that mapping at each tick (for state that changes shape).
         interval: seconds between the end of one save and the start of the next.
         watermark: a callable returning the source-of-truth position to record.
@@ -60,8 +61,7 @@ class Checkpointer:
         self,
         store: Store,
         namespace: str,
-        sections: Mapping[str, tuple[Contract[Any], Any]]
-        | Callable[[], Mapping[str, tuple[Contract[Any], Any]]],
+        sections: Mapping[str, SectionSpec] | Callable[[], Mapping[str, SectionSpec]],
         *,
         interval: float,
         watermark: Callable[[], Any] | None = None,

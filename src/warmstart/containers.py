@@ -89,7 +89,14 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
     """
     data = dict_behind(mapping)
     if data is not None:
-        return list(data.keys()), list(data.values()), []
+        # Listing keys and values is two calls: a thread writing between them
+        # (a request, while a checkpointer saves) would pair keys with other
+        # keys' values. Copying is one C-level call, atomic under the GIL;
+        # dict.copy() clones the table (33 ms at 1M entries, against 229 ms
+        # for dict(data) once entries were deleted), while dict(data) keeps a
+        # subclass's own order (OrderedDict).
+        snapshot = data.copy() if type(data) is dict else dict(data)
+        return list(snapshot), list(snapshot.values()), []
     base = _cachetools_base(mapping)
     if base is None:
         keys = list(mapping.keys())

@@ -326,7 +326,7 @@ class Fingerprints:
         self._prints: list[Any] = []
         # What the last diff read: keys, their prints, the change set and where
         # its upserts sit. update() adopts it when it advances past that diff.
-        self._pending: tuple[list[Any], list[Any], ChangeSet, dict[Any, int]] | None = None
+        self._pending: tuple[list[Any], list[Any], ChangeSet, list[int]] | None = None
 
     @property
     def seen(self) -> dict[Any, Any]:
@@ -378,8 +378,20 @@ class Fingerprints:
             present = set(map(keys.__getitem__, apart_new))
             deletes = set(itertools.filterfalse(present.__contains__, gone))
         changes = ChangeSet(upserts, deletes)
-        self._pending = (keys, new, changes, dict(zip(upserts, at)))
+        self._pending = (keys, new, changes, at)
         return changes
+
+    def positions(self, changes: ChangeSet) -> list[int]:
+        """Where the upserts of the last :meth:`diff` sit in the entries it read.
+
+        A delta takes the upserted values from that same read: values read
+        again later could pair a change set of one moment with the mapping of
+        another, while a thread writes.
+        """
+        if self._pending is None or self._pending[2] is not changes:
+            msg = "Expected the change set of the last diff"
+            raise ValueError(msg)
+        return self._pending[3]
 
     def update(
         self,
@@ -388,23 +400,18 @@ class Fingerprints:
         changes: ChangeSet,
         encode: Callable[[Any], bytes],
     ) -> None:
-        """Advance these prints past a committed delta: O(changes) after :meth:`diff`.
+        """Advance these prints past a committed delta.
 
-        ``keys``/``values`` are the upserted entries still present.
+        ``keys``/``values`` are the upserted entries written. When they are the
+        upserts of the last :meth:`diff`, with the values it read (taken at
+        :meth:`positions`), that read is adopted as is: O(1).
         """
         pending, self._pending = self._pending, None
-        fresh = list(self._print_all(values, encode))
-        if pending is not None and pending[2] is changes and len(keys) == len(pending[3]):
-            new_keys, new_prints, _, positions = pending
-            for key, value in zip(keys, fresh):
-                at = positions.get(key)
-                if at is None:
-                    break
-                new_prints[at] = value
-            else:
-                self._keys, self._prints = new_keys, new_prints
-                return
-        # Any other change set (or upserts deleted since the diff): through a dict.
+        if pending is not None and pending[2] is changes and keys == changes.upserts:
+            self._keys, self._prints = pending[0], pending[1]
+            return
+        # Any other change set: through a dict.
+        fresh = self._print_all(values, encode)
         seen = self.seen
         for key in changes.deletes:
             seen.pop(key, None)

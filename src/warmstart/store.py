@@ -257,8 +257,12 @@ class Store:
 
         Args:
             namespace: e.g. ``"pricing"`` or ``"tenant-42/pricing"``.
-            sections: section name -> ``(contract, mapping)``. Each mapping is
-                read in its own policy order (LRU to MRU for an LRU cache).
+            sections: section name -> ``(contract, mapping)``, or
+                ``(contract, mapping, lock)`` for a container other threads
+                write under ``lock`` (a cachetools cache): the lock is held
+                while the mapping is read, not while it is encoded. Each
+                mapping is read in its own policy order (LRU to MRU for an
+                LRU cache); a dict in one atomic copy.
             watermark: an opaque source-of-truth position (a DB LSN, a Kafka
                 offset, an ETag) that a boot can validate staleness against.
             tags: free-form string labels kept in the manifest.
