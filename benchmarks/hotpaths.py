@@ -25,9 +25,9 @@ import warmstart
 from benchmarks._common import Report, Table, median, run_child
 from benchmarks.generate_data import FROZEN_RECORDS, RECORDS, change_some, make_records
 from benchmarks.peers import NAMESPACE, SECTION
-from warmstart._chunks import _payloads, check_values
+from warmstart._chunks import _payloads
 from warmstart.codec import Codec, digest
-from warmstart.containers import entries_of, peek_entries
+from warmstart.containers import dict_snapshot, entries_of, peek_entries
 from warmstart.delta import Fingerprints, _align
 
 
@@ -57,12 +57,13 @@ def profile_save(n: int, workdir: Path, show: bool) -> Table:
     gc.freeze()
     try:
         stages = []
-        wall, cpu, (keys, values, expires) = _clock(lambda: entries_of(data))
-        stages.append(("containers.entries_of (list keys, values)", wall, cpu))
-        wall, cpu, _ = _clock(lambda: check_values(RECORDS, values))
-        stages.append(("_chunks.check_values (set of types)", wall, cpu))
-        wall, cpu, payloads = _clock(lambda: list(_payloads(RECORDS, keys, values, (), 0, expires)))
-        stages.append(("Contract.encode_entries per chunk (msgpack) + slicing", wall, cpu))
+        wall, cpu, snapshot = _clock(lambda: dict_snapshot(data))
+        stages.append(("containers.dict_snapshot (one atomic dict.copy)", wall, cpu))
+        assert snapshot is not None
+        wall, cpu, payloads = _clock(
+            lambda: list(_payloads(RECORDS, snapshot.keys(), snapshot.values(), (), 0, (), None))
+        )
+        stages.append(("_payloads: list, check and encode_entries (msgpack) per chunk", wall, cpu))
         wall, cpu, frames = _clock(lambda: [codec.encode(p) for _, p in payloads])
         stages.append(("Codec.encode per chunk (zstd 1) [worker thread]", wall, cpu))
         wall, cpu, _ = _clock(lambda: [digest(f) for f in frames])

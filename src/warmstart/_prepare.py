@@ -22,7 +22,7 @@ import msgspec
 
 from warmstart._chunks import encode_chunks
 from warmstart.codec import Codec
-from warmstart.containers import entries_of, peek_entries
+from warmstart.containers import dict_snapshot, entries_of, peek_entries
 from warmstart.contract import Contract
 from warmstart.delta import ChangeSet, Fingerprints, _ChangeLog, change_log, deeply_immutable
 from warmstart.errors import EncodeError
@@ -102,7 +102,9 @@ def prepare(store: Store, namespace: str, sections: Sections, mode: SaveMode) ->
         for name, contract, mapping, lock in specs:
             guard = lock if lock is not None else contextlib.nullcontext()
             item = _prepare_delta(store, name, contract, mapping, guard, baseline, mode, namespace)
-            out.append(item or _prepare_full(store.codec, name, contract, mapping, guard))
+            # A base is fingerprinted (its entries kept) when deltas will be diffed from it.
+            keep = mode == "delta" or (baseline is not None and name in baseline.prints)
+            out.append(item or _prepare_full(store.codec, name, contract, mapping, guard, keep))
     except BaseException:
         # Sections already prepared took their change logs: give them back.
         put_back(out)
@@ -130,15 +132,26 @@ def _prepare_full(
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
     guard: Guard,
+    keep: bool,
 ) -> Prepared:
+    """A section as a fresh base; ``keep``: keep its entries, to fingerprint them."""
     changes_log = change_log(mapping)
     changes = None
     try:
         # The service's lock is held only while the mapping is read, not while encoding.
         with guard:
             changes = changes_log.take() if changes_log is not None else None
-            keys, values, expires = entries_of(mapping)
-        frames = encode_chunks(contract, codec, keys, values, expires=expires)
+            snapshot = dict_snapshot(mapping)
+            read = entries_of(mapping) if snapshot is None else None
+        if read is not None:
+            keys, values, expires = read
+            frames = encode_chunks(contract, codec, keys, values, expires=expires)
+        else:
+            # Streamed from the private copy, a chunk at a time (see _chunks).
+            assert snapshot is not None
+            keys, values = [], []
+            kept = (keys, values) if keep else None
+            frames = encode_chunks(contract, codec, snapshot.keys(), snapshot.values(), kept=kept)
     except BaseException:
         if changes_log is not None and changes is not None:
             changes_log.restore(changes)
@@ -147,7 +160,7 @@ def _prepare_full(
         name=name,
         schema=contract.write_schema,
         base=tuple(ref for ref, _ in frames),
-        entries=len(keys),
+        entries=sum(ref.entries for ref, _ in frames),
     )
     return Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
 
@@ -265,7 +278,7 @@ def committed(
         encode = item.contract.encode_value
         if item.delta and prints is not None and item.changes is not None:
             prints.update(item.keys, item.values, item.changes, encode)
-        elif mode == "delta" or prints is not None:
+        elif (mode == "delta" or prints is not None) and len(item.keys) == item.section.entries:
             immutable = _immutable(item.contract)
             prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
         else:

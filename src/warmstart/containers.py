@@ -87,15 +87,8 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
 
     Never touches recency: reading a cache for a checkpoint must not reorder it.
     """
-    data = dict_behind(mapping)
-    if data is not None:
-        # Listing keys and values is two calls: a thread writing between them
-        # (a request, while a checkpointer saves) would pair keys with other
-        # keys' values. Copying is one C-level call, atomic under the GIL;
-        # dict.copy() clones the table (33 ms at 1M entries, against 229 ms
-        # for dict(data) once entries were deleted), while dict(data) keeps a
-        # subclass's own order (OrderedDict).
-        snapshot = data.copy() if type(data) is dict else dict(data)
+    snapshot = dict_snapshot(mapping)
+    if snapshot is not None:
         return list(snapshot), list(snapshot.values()), []
     base = _cachetools_base(mapping)
     if base is None:
@@ -118,6 +111,22 @@ def entries_of(mapping: Mapping[Any, Any]) -> tuple[list[Any], list[Any], list[f
     else:
         keys = list(order) if order is not None else list(mapping.keys())
     return keys, [peek(mapping, k) for k in keys], expires
+
+
+def dict_snapshot(mapping: object) -> dict[Any, Any] | None:
+    """A private copy of a dict-like container, taken atomically (None: not dict-like).
+
+    Listing keys and values is two calls: a thread writing between them (a
+    request, while a checkpointer saves) would pair keys with other keys'
+    values. Copying is one C-level call, atomic under the GIL; ``dict.copy()``
+    clones the table (33 ms at 1M entries, against 229 ms for ``dict(data)``
+    once entries were deleted), while ``dict(data)`` keeps a subclass's own
+    order (OrderedDict).
+    """
+    data = dict_behind(mapping)
+    if data is None:
+        return None
+    return data.copy() if type(data) is dict else dict(data)
 
 
 def dict_behind(mapping: object) -> dict[Any, Any] | None:
