@@ -335,7 +335,7 @@ class Fingerprints:
 
     def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> list[Any]:
         if self.by_identity:
-            return values if type(values) is list else list(values)
+            return values if type(values) is list else list(values)  # kept, not copied
         return list(map(xxhash.xxh3_64_intdigest, map(encode, values)))
 
     @classmethod
@@ -347,10 +347,10 @@ class Fingerprints:
         *,
         by_identity: bool,
     ) -> Fingerprints:
-        """Fingerprint entries (as read by ``containers.entries_of``)."""
+        """Fingerprint entries (as read by ``containers.entries_of``); lists are kept."""
         prints = cls(by_identity)
-        prints._keys = list(keys)
-        prints._prints = list(prints._print_all(values, encode))
+        prints._keys = keys if type(keys) is list else list(keys)
+        prints._prints = prints._print_all(values, encode)
         return prints
 
     def diff(
