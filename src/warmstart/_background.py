@@ -3,8 +3,9 @@
 Private; used by ``boot``. What a boot need not finish before the service goes
 on (the cold part of a progressive restore, prefetching hot keys, refreshing a
 stale checkpoint's keys) is queued here and run in order by one daemon thread,
-started with the first job. The boot's ``ready`` event is clear while jobs are
-pending; each time the queue drains, ``on_idle`` runs. Once the boot is
+started with the first job. An attach restoring in its own thread counts as
+pending too. The boot's ``ready`` event is clear while anything is pending;
+each time it drains, ``on_idle`` runs. Once the boot is
 stopping, queued jobs are skipped; a failed job is logged, never raised.
 """
 
@@ -63,6 +64,27 @@ class BackgroundJobs:
         with self._lock:
             return self.pending == 0
 
+    def begin(self) -> None:
+        """An attach restores in its own thread: count it as pending until :meth:`end`.
+
+        Called under the boot's lock together with registering the object, so
+        no checkpoint can save its container between the two.
+        """
+        with self._lock:
+            self.pending += 1
+            self._ready.clear()
+
+    def end(self) -> None:
+        """The attach's own restore is over (the jobs it queued may still run)."""
+        self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self.pending -= 1
+            idle = self.pending == 0
+        if idle:
+            self._on_idle()
+
     def close(self, timeout: float) -> None:
         """Stop the worker after the jobs queued so far, waiting at most ``timeout`` seconds."""
         if self.thread is not None:
@@ -79,8 +101,4 @@ class BackgroundJobs:
                     job()
                 except Exception as exc:
                     log.warning("background restore failed: %r", exc)
-            with self._lock:
-                self.pending -= 1
-                idle = self.pending == 0
-            if idle:
-                self._on_idle()
+            self._done()

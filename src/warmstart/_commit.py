@@ -53,11 +53,10 @@ def commit(
     nsid = store._nsid(txn, namespace, create=True)
     assert nsid is not None
     head, newest = _tip(store, txn, namespace, nsid)
-    baseline = store._baselines.get(namespace)
     delta = any(p.delta for p in prepared)
-    if delta and (
-        head is None or baseline is None or head != (baseline.generation, baseline.lineage)
-    ):
+    # Against the generation each delta was computed on, not the store's
+    # current baseline: another save may have moved both since.
+    if delta and (head is None or any(p.base != head for p in prepared if p.delta)):
         raise StaleBaseError
     generation = _next_generation(store, namespace, newest)
     lineage = head[1] if delta and head is not None else os.urandom(8).hex()

@@ -70,6 +70,8 @@ class Prepared:
     #: The entries encoded (all of them for a base, the upserts for a delta).
     keys: list[Any] = dataclasses.field(default_factory=list)
     values: list[Any] = dataclasses.field(default_factory=list)
+    #: For a delta: the (generation, lineage) it was computed against.
+    base: tuple[int, str] | None = None
 
 
 def check_metadata(watermark: Any, tags: Mapping[str, str] | None) -> None:
@@ -218,7 +220,8 @@ def _prepare_delta(
         deltas=previous.deltas + tuple(ref for ref, _ in frames),
         entries=len(mapping),
     )
-    return Prepared(name, contract, mapping, frames, section, True, changes, keys, values)
+    base = (baseline.generation, baseline.lineage)
+    return Prepared(name, contract, mapping, frames, section, True, changes, keys, values, base)
 
 
 Entries = tuple[list[Any], list[Any], list[float]]

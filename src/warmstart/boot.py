@@ -514,10 +514,10 @@ class Boot:
                 self._attached.remove(attached)
                 self._sections_seen.difference_update(sections.values())
             raise
+        finally:
+            self._background.end()  # ready again once its queued jobs are done too
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
-        if self._background.idle():
-            self._finish_restore()
         return obj
 
     def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> Attached | None:
@@ -535,6 +535,8 @@ class Boot:
             self._sections_seen.update(sections.values())
             attached = Attached(obj, spec, sections)
             self._attached.append(attached)
+            # Restoring from now on: no checkpoint may save its containers yet.
+            self._background.begin()
         return attached
 
     def _restorer(self) -> AttributeRestore:
@@ -612,23 +614,44 @@ class Boot:
             if self._attached and self.ready.is_set():
                 self._checkpoint("periodic", raise_errors=False)
 
+    def _lock_when_restored(self) -> bool:
+        """Take the boot's lock once no restore is in progress (False: ``deadline`` passed).
+
+        Pending work is checked again under the lock: an attach registers its
+        object and counts itself pending in one step under that lock.
+        """
+        limit = None if self.deadline is None else time.monotonic() + self.deadline
+        while True:
+            remaining = None if limit is None else max(0.0, limit - time.monotonic())
+            if self._background.pending and not self.ready.wait(remaining):
+                return False
+            self._lock.acquire()
+            if not self._background.pending:
+                return True
+            self._lock.release()
+            if limit is not None and time.monotonic() >= limit:
+                return False
+            time.sleep(0.001)  # ``ready`` is set just after the count drains
+
     def _checkpoint(self, why: str, *, raise_errors: bool) -> int | None:
         if self.store is None or not self._attached:
             return None
-        if self._background.pending and not self.ready.wait(self.deadline):
+        if not self._lock_when_restored():
             # A checkpoint now would save half-restored containers over a
             # complete generation: keep the previous one instead.
             log.warning("checkpoint of %r skipped: restore still in progress", self.namespace)
             return None
         started = time.perf_counter()
         try:
-            with self._lock:
+            try:
                 if self._checkpointer is not None:
                     generation = self._checkpointer.checkpoint()
                 else:
                     generation = self.store.save(
                         self.namespace, self._sections(), watermark=self._watermark_now()
                     )
+            finally:
+                self._lock.release()
         except Exception as exc:
             # Never let a checkpoint failure reach the service (unless strict).
             report = CheckpointReport(

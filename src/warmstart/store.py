@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -148,6 +149,8 @@ class Store:
         self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
         self._token = os.path.realpath(self.path)
         self._baselines: dict[str, Baseline] = {}
+        self._saving_locks: dict[str, threading.Lock] = {}
+        self._saving_guard = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -278,6 +281,23 @@ class Store:
         """
         check_namespace(namespace)
         _prepare.check_metadata(watermark, tags)
+        # Saves of one namespace in this process run one at a time: each takes
+        # change logs and advances the baseline the next one builds on.
+        with self._saving(namespace):
+            return self._save(namespace, sections, watermark, tags, mode)
+
+    def _saving(self, namespace: str) -> threading.Lock:
+        with self._saving_guard:
+            return self._saving_locks.setdefault(namespace, threading.Lock())
+
+    def _save(
+        self,
+        namespace: str,
+        sections: Sections,
+        watermark: Any,
+        tags: Mapping[str, str] | None,
+        mode: SaveMode,
+    ) -> int:
         prepared = _prepare.prepare(self, namespace, sections, mode)
         try:
             try:
