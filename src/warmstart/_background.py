@@ -43,16 +43,20 @@ class BackgroundJobs:
         self._ready = ready
         self._stop = stop
         self._on_idle = on_idle
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None] | None] | None]
+        self._jobs = queue.SimpleQueue()
         self.pending = 0
         self.thread: threading.Thread | None = None
 
-    def add(self, job: Callable[[], None]) -> None:
-        """Queue background restore work; the worker starts on the first job."""
+    def add(self, job: Callable[[], None], cancel: Callable[[], None] | None = None) -> None:
+        """Queue background restore work; the worker starts on the first job.
+
+        ``cancel`` runs instead of ``job`` if the boot stops before its turn.
+        """
         with self._lock:
             self.pending += 1
             self._ready.clear()
-            self._jobs.put(job)
+            self._jobs.put((job, cancel))
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, name="warmstart-restore", daemon=True
@@ -93,12 +97,15 @@ class BackgroundJobs:
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            item = self._jobs.get()
+            if item is None:
                 return
-            if not self._stop.is_set():
-                try:
+            job, cancel = item
+            try:
+                if not self._stop.is_set():
                     job()
-                except Exception as exc:
-                    log.warning("background restore failed: %r", exc)
+                elif cancel is not None:
+                    cancel()
+            except Exception as exc:
+                log.warning("background restore failed: %r", exc)
             self._done()

@@ -20,7 +20,7 @@ from typing import Any
 
 from warmstart.containers import bulk_target, dict_behind, finish_bulk, restore_into
 from warmstart.contract import Contract
-from warmstart.delta import FoldedChain, TrackedDict
+from warmstart.delta import FoldedChain, TrackedDict, change_log
 from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
@@ -80,18 +80,26 @@ class SectionRestore:
         self, keys: list[Any], values: list[Any], expires: list[float], *, overwrite: bool
     ) -> None:
         target = self.container
+        guard = self.lock
+        # The background phase must not bring back what the service removed
+        # since the restore began (tracked mappings record it).
+        log = None if overwrite else change_log(target)
         if not overwrite and isinstance(target, TrackedDict):
             # The background phase fills the dict behind a TrackedDict: its
             # setdefault is atomic (a live write is never overwritten), and the
             # entries, already in the generation, are not logged as changes.
+            # Its removals take the change log's lock, and so does this insert.
             target = getattr(target, "_data", target)
+            guard = guard if guard is not None or log is None else log.lock
         counter = counter_of(self.container)
         # Under the container's lock no live write interleaves: what is
         # written now is the restore's, not the service's.
         with (
-            self.lock if self.lock is not None else contextlib.nullcontext(),
+            guard if guard is not None else contextlib.nullcontext(),
             counter.restoring() if counter is not None else contextlib.nullcontext(),
         ):
+            if log is not None:
+                keys, values, expires = _kept(log.restorable(keys), keys, values, expires)
             stats = restore_into(target, keys, values, expires, overwrite=overwrite, now=self.now())
         self.report.restored += stats.inserted
         self.report.dropped_expired += stats.skipped_expired
@@ -148,15 +156,7 @@ class SectionRestore:
         self, keys: list[Any], values: list[Any], expires: list[float]
     ) -> tuple[list[Any], list[Any], list[float]]:
         """A base chunk's entries the delta chain did not supersede."""
-        keep = self._chain.keep_mask(keys)
-        if keep is None:
-            return keys, values, expires
-        kept_expires = list(itertools.compress(expires, keep)) if expires else []
-        return (
-            list(itertools.compress(keys, keep)),
-            list(itertools.compress(values, keep)),
-            kept_expires,
-        )
+        return _kept(self._chain.keep_mask(keys), keys, values, expires)
 
     def cold(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Phase two (background): the older base chunks, coldest first.
@@ -193,6 +193,19 @@ class SectionRestore:
     def cold_entries(self) -> int:
         """Entries the background phase has to read."""
         return sum(ref.entries for ref in self.base[:-1])
+
+
+def _kept(
+    keep: list[bool] | None, keys: list[Any], values: list[Any], expires: list[float]
+) -> tuple[list[Any], list[Any], list[float]]:
+    """The entries ``keep`` selects (None: all of them)."""
+    if keep is None:
+        return keys, values, expires
+    return (
+        list(itertools.compress(keys, keep)),
+        list(itertools.compress(values, keep)),
+        list(itertools.compress(expires, keep)) if expires else expires,
+    )
 
 
 def _move_to_end(data: dict[Any, Any], key: Any) -> None:

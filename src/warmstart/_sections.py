@@ -31,7 +31,7 @@ from warmstart._reload import KeyReloader
 from warmstart._restore import SectionRestore
 from warmstart.containers import entries_of
 from warmstart.contract import Contract
-from warmstart.delta import TrackedDict
+from warmstart.delta import TrackedDict, change_log
 from warmstart.errors import ColdStartWarning
 from warmstart.hits import counter_of
 from warmstart.metrics import BootReport, Metrics, SectionReport
@@ -122,7 +122,7 @@ class AttributeRestore:
         reloader: KeyReloader,
         report: BootReport,
         metrics: Metrics,
-        enqueue: Callable[[Callable[[], None]], None],
+        enqueue: Callable[..., None],
         stopped: Callable[[], bool],
     ) -> None:
         self.snapshot = snapshot
@@ -220,7 +220,12 @@ class AttributeRestore:
             self._mark_baseline(section, container, snapshot.generation)
             self._arm_counter(container, final=False)
             report.status = "warming"
-            self.enqueue(functools.partial(self._cold_phase, restore))
+            changes_log = change_log(container)
+            if changes_log is not None:
+                # Until the background phase ends, what the service removes stays removed.
+                changes_log.begin_restore()
+            cancel = changes_log.end_restore if changes_log is not None else None
+            self.enqueue(functools.partial(self._cold_phase, restore), cancel)
         else:
             with paused_gc(freeze=self.freeze_gc):
                 restore.eager()
@@ -252,6 +257,10 @@ class AttributeRestore:
             report.status = "warm" if completed else "partial"
             if not completed:
                 report.reason = "background restore stopped by shutdown"
+        finally:
+            changes_log = change_log(restore.container)
+            if changes_log is not None:
+                changes_log.end_restore()
         self._arm_counter(restore.container, final=True)
         self.metrics.record_section(report)
 

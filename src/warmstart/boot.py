@@ -513,11 +513,11 @@ class Boot:
             with self._lock:
                 self._attached.remove(attached)
                 self._sections_seen.difference_update(sections.values())
+            self._background.end()
             raise
-        finally:
-            self._background.end()  # ready again once its queued jobs are done too
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
+        self._background.end()  # ready once the jobs it queued are done too
         return obj
 
     def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> Attached | None:

@@ -92,7 +92,7 @@ class ChangeSet:
 class _ChangeLog:
     """The record a tracked mapping keeps: O(1) per write, thread-safe."""
 
-    __slots__ = ("baseline", "cleared", "deletes", "dirty", "lock")
+    __slots__ = ("baseline", "cleared", "deletes", "dirty", "lock", "removed", "removed_all")
 
     def __init__(self) -> None:
         self.dirty: dict[Any, None] = {}
@@ -100,6 +100,36 @@ class _ChangeLog:
         self.cleared = True  # no checkpoint yet: the first one is a full base
         self.baseline: object = None
         self.lock = threading.Lock()
+        # While a background restore fills the mapping: the keys the service
+        # removed (present or not yet restored) and whether it cleared it. The
+        # restore must not bring those back with their saved, stale values.
+        self.removed: set[Any] | None = None
+        self.removed_all = False
+
+    def begin_restore(self) -> None:
+        """A background restore starts filling the mapping: record removals."""
+        with self.lock:
+            self.removed = set()
+            self.removed_all = False
+
+    def end_restore(self) -> None:
+        with self.lock:
+            self.removed = None
+            self.removed_all = False
+
+    def note_removal(self, key: Any) -> None:
+        removed = self.removed
+        if removed is not None:
+            removed.add(key)
+
+    def restorable(self, keys: list[Any]) -> list[bool] | None:
+        """Which of ``keys`` a background restore may still insert (None: all of them)."""
+        if self.removed_all:
+            return [False] * len(keys)
+        removed = self.removed
+        if not removed:
+            return None
+        return [key not in removed for key in keys]
 
     # The lock makes a write and a concurrent checkpoint's take() atomic with
     # respect to each other: every write lands in exactly one checkpoint.
@@ -112,8 +142,11 @@ class _ChangeLog:
 
     def deleted(self, key: Any) -> None:
         with self.lock:
-            self.dirty.pop(key, None)
-            self.deletes.add(key)
+            self.deleted_locked(key)
+
+    def deleted_locked(self, key: Any) -> None:
+        self.dirty.pop(key, None)
+        self.deletes.add(key)
 
     def take(self) -> ChangeSet:
         with self.lock:
@@ -131,6 +164,18 @@ class _ChangeLog:
             self.dirty = dict.fromkeys(merged.upserts)
             self.deletes = merged.deletes
             self.cleared = merged.full
+
+
+_MISSING: Any = object()
+
+
+def _popped(key: Any, value: Any, default: Any) -> Any:
+    """``dict.pop`` semantics for a value taken with ``_MISSING`` as default."""
+    if value is not _MISSING:
+        return value
+    if default is _MISSING:
+        raise KeyError(key)
+    return default
 
 
 class TrackedDict(MutableMapping[K, V], Generic[K, V]):
@@ -161,8 +206,25 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         self._warm_log.wrote(key)
 
     def __delitem__(self, key: K) -> None:
-        del self._data[key]
-        self._warm_log.deleted(key)
+        self.pop(key)
+
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        log = self._warm_log
+        if log.removed is not None:
+            # A background restore is filling this dict: remove the key and
+            # record it in one step under the lock the restore inserts under,
+            # even when it is not restored yet (an invalidation).
+            with log.lock:
+                if log.removed is not None:
+                    log.removed.add(key)
+                    value = self._data.pop(key, _MISSING)
+                    if value is not _MISSING:
+                        log.deleted_locked(key)
+                    return _popped(key, value, default)
+        value = self._data.pop(key, _MISSING)
+        if value is not _MISSING:
+            log.deleted(key)
+        return _popped(key, value, default)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._data)
@@ -180,12 +242,13 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         return self._data.get(key, default)
 
     def clear(self) -> None:
-        self._data.clear()
         log = self._warm_log
         with log.lock:
+            self._data.clear()
             log.dirty.clear()
             log.deletes.clear()
             log.cleared = True
+            log.removed_all = log.removed is not None
 
     def setdefault(self, key: K, default: Any = None) -> Any:
         # dict.setdefault is atomic under the GIL: a background restore uses it
@@ -225,9 +288,21 @@ def _tracking_class(cls: Any) -> type:
         cls.__setitem__(self, key, value)
         self._warm_log.wrote(key)
 
+    # During a background restore, which the service's lock (given with
+    # state(lock=...)) serialises with these calls, a removed key must stay
+    # removed, whether it was restored yet or not.
     def __delitem__(self: Any, key: Any) -> None:  # noqa: N807
+        self._warm_log.note_removal(key)
         cls.__delitem__(self, key)
         self._warm_log.deleted(key)
+
+    def pop(self: Any, key: Any, default: Any = _MISSING) -> Any:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        self._warm_log.note_removal(key)
+        return _popped(key, _MISSING, default)
 
     def popitem(self: Any) -> tuple[Any, Any]:
         # cachetools evicts through popitem(): an eviction is a deletion.
@@ -237,26 +312,33 @@ def _tracking_class(cls: Any) -> type:
 
     def clear(self: Any) -> None:
         cls.clear(self)
-        with self._warm_log.lock:
-            self._warm_log.cleared = True
+        log = self._warm_log
+        with log.lock:
+            log.cleared = True
+            log.removed_all = log.removed is not None
 
-    namespace.update(__setitem__=__setitem__, __delitem__=__delitem__, popitem=popitem, clear=clear)
+    namespace.update(
+        __setitem__=__setitem__, __delitem__=__delitem__, pop=pop, popitem=popitem, clear=clear
+    )
     if hasattr(cls, "expire"):
-
-        def expire(self: Any, time: Any = None) -> Any:
-            # TTL caches drop expired entries here, bypassing __delitem__.
-            expired = cls.expire(self, time) if time is not None else cls.expire(self)
-            for key, _ in expired or ():
-                self._warm_log.deleted(key)
-            return expired
-
-        namespace["expire"] = expire
+        namespace["expire"] = _tracking_expire(cls)
     tracking = type(f"Tracked{cls.__name__}", (cls,), namespace)
     _TRACKING_CLASSES[cls] = tracking
     return tracking
 
 
 _TRACKING_CLASSES: dict[Any, type] = {}
+
+
+def _tracking_expire(cls: Any) -> Callable[..., Any]:
+    def expire(self: Any, time: Any = None) -> Any:
+        # TTL caches drop expired entries here, bypassing __delitem__.
+        expired = cls.expire(self, time) if time is not None else cls.expire(self)
+        for key, _ in expired or ():
+            self._warm_log.deleted(key)
+        return expired
+
+    return expire
 
 
 def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
