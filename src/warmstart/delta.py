@@ -535,8 +535,8 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
     Runs are long (hundreds of keys between two deletions when 1% of a
     million changed), so slices are compared, doubling in size while they
     agree: a slice compare checks identity before equality and costs less
-    than a pairwise ``map``. The first disagreement is then found pairwise
-    inside the slice that failed.
+    than a pairwise ``map``. The slice that failed is halved with slice
+    compares down to ``_RUN_FIRST`` positions, searched pairwise.
     """
     limit = min(len(new) - i, len(old) - j)
     done, size = 0, _RUN_FIRST
@@ -544,8 +544,16 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
         size = min(size, limit - done)
         a, b = i + done, j + done
         if new[a : a + size] != old[b : b + size]:
-            pairs = map(operator.ne, _iter_from(new, a), _iter_from(old, b))
-            return done + operator.indexOf(pairs, True)
+            # The first disagreement is in this slice: halve it with slice compares.
+            lo, hi = 0, size
+            while hi - lo > _RUN_FIRST:
+                mid = (lo + hi) // 2
+                if new[a + lo : a + mid] == old[b + lo : b + mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            pairs = map(operator.ne, _iter_from(new, a + lo), _iter_from(old, b + lo))
+            return done + lo + operator.indexOf(pairs, True)
         done += size
         size = min(size * 2, _RUN_MAX)
     return limit
