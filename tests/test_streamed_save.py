@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -79,3 +81,35 @@ def test_an_ordered_dict_is_saved_in_its_own_order(store_path: Path) -> None:
 def test_keys_and_values_of_different_lengths_are_refused() -> None:
     with pytest.raises(warmstart.EncodeError, match="as many keys as values, got 2 and 1"):
         encode_chunks(ROWS, Codec(), ["a", "b"], [Row(1)])
+
+
+def test_a_base_rewritten_after_another_writer_keeps_fingerprints(store_path: Path) -> None:
+    """The head moved under a delta-mode save: it is redone as bases, then deltas follow.
+
+    The tracked section's delta finds the head moved and the whole save is redone
+    in full; the untracked section, saved before without fingerprints, gets
+    them then, so the next delta-mode save diffs it instead of writing it again.
+    """
+    tracked, untracked = warmstart.TrackedDict(rows(3000)), rows(3000)
+    sections = {"t": (ROWS, tracked), "u": (ROWS, untracked)}
+    with warmstart.Store(store_path) as store:
+        store.save(NS, sections)  # "auto": the untracked section keeps no fingerprints
+        other = f"""
+import msgspec, warmstart
+class Row(msgspec.Struct, frozen=True):
+    n: int
+with warmstart.Store({str(store_path)!r}) as other:
+    other.save({NS!r}, {{"s": (warmstart.Contract("row", Row, key=str), {{"x": Row(1)}})}})
+"""
+        subprocess.run([sys.executable, "-c", other], check=True, timeout=60)  # moves the head
+        tracked["k1"] = Row(-1)
+        moved = store.save(NS, sections, mode="delta")
+        assert store.manifest(NS, moved).kind == "full"
+        tracked["k2"] = Row(-2)
+        untracked["k2"] = Row(-2)
+        generation = store.save(NS, sections, mode="delta")
+        manifest = store.manifest(NS, generation)
+        assert [(s.name, len(s.deltas)) for s in manifest.sections] == [("t", 1), ("u", 1)]
+        with store.load(NS) as snapshot:
+            assert snapshot.section("t", ROWS) == dict(tracked)
+            assert snapshot.section("u", ROWS) == untracked

@@ -96,16 +96,22 @@ def put_back(prepared: Iterable[Prepared]) -> None:
             changes_log.restore(item.changes)
 
 
-def prepare(store: Store, namespace: str, sections: Sections, mode: SaveMode) -> list[Prepared]:
+def prepare(
+    store: Store, namespace: str, sections: Sections, mode: SaveMode, *, full: bool = False
+) -> list[Prepared]:
+    """Encode every section, as a delta where ``mode`` allows it (``full``: never)."""
     baseline = store._baselines.get(namespace)
     specs = [(name, *_section_spec(name, spec)) for name, spec in sections.items()]
     out: list[Prepared] = []
     try:
         for name, contract, mapping, lock in specs:
             guard = lock if lock is not None else contextlib.nullcontext()
-            item = _prepare_delta(store, name, contract, mapping, guard, baseline, mode, namespace)
+            base = None if full else baseline
+            item = _prepare_delta(store, name, contract, mapping, guard, base, mode, namespace)
             # A base is fingerprinted (its entries kept) when deltas will be diffed from it.
-            keep = mode == "delta" or (baseline is not None and name in baseline.prints)
+            keep = change_log(mapping) is None and (
+                mode == "delta" or (baseline is not None and name in baseline.prints)
+            )
             out.append(item or _prepare_full(store.codec, name, contract, mapping, guard, keep))
     except BaseException:
         # Sections already prepared took their change logs: give them back.

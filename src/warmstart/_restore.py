@@ -88,9 +88,8 @@ class SectionRestore:
             # The background phase fills the dict behind a TrackedDict: its
             # setdefault is atomic (a live write is never overwritten), and the
             # entries, already in the generation, are not logged as changes.
-            # Its removals take the change log's lock, and so does this insert.
             target = getattr(target, "_data", target)
-            guard = guard if guard is not None or log is None else log.lock
+            guard = self._background_guard()
         counter = counter_of(self.container)
         # Under the container's lock no live write interleaves: what is
         # written now is the restore's, not the service's.
@@ -184,10 +183,25 @@ class SectionRestore:
             if data is None:
                 return
             move = functools.partial(_move_to_end, data)
-        with self.lock if self.lock is not None else contextlib.nullcontext():
-            for key in self.hot_keys:
+        log = change_log(container)
+        guard = self._background_guard()
+        with guard if guard is not None else contextlib.nullcontext():
+            keep = log.restorable(self.hot_keys) if log is not None else None
+            for key in itertools.compress(self.hot_keys, keep or itertools.repeat(True)):
                 with contextlib.suppress(KeyError):
                     move(key)
+
+    def _background_guard(self) -> Any:
+        """The lock a background write into the container holds (None: none needed).
+
+        A TrackedDict's removals take its change log's lock while a restore
+        runs, so the background phase writes under it too: a key it pops and
+        puts back to move it (``_move_to_end``) is never removed in between.
+        """
+        if self.lock is not None:
+            return self.lock
+        log = change_log(self.container)
+        return log.lock if log is not None and isinstance(self.container, TrackedDict) else None
 
     @property
     def cold_entries(self) -> int:

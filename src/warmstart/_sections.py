@@ -213,17 +213,23 @@ class AttributeRestore:
             or isinstance(container, TrackedDict)
         )
         if self.progressive and thread_safe and restore.cold_entries:
-            restore.hot()
+            changes_log = change_log(container)
+            if changes_log is not None:
+                # From now until the background phase ends, what the service
+                # removes stays removed (an object may be shared already).
+                changes_log.begin_restore()
+            try:
+                restore.hot()
+            except BaseException:
+                if changes_log is not None:
+                    changes_log.end_restore()
+                raise
             # The baseline is what the service sees now: its own writes from
             # here on are changes for the next delta; the background phase
             # only adds entries the generation already holds.
             self._mark_baseline(section, container, snapshot.generation)
             self._arm_counter(container, final=False)
             report.status = "warming"
-            changes_log = change_log(container)
-            if changes_log is not None:
-                # Until the background phase ends, what the service removes stays removed.
-                changes_log.begin_restore()
             cancel = changes_log.end_restore if changes_log is not None else None
             self.enqueue(functools.partial(self._cold_phase, restore), cancel)
         else:

@@ -206,7 +206,12 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         self._warm_log.wrote(key)
 
     def __delitem__(self, key: K) -> None:
-        self.pop(key)
+        log = self._warm_log
+        if log.removed is not None:
+            self.pop(key)  # records the removal for the restore under way
+            return
+        del self._data[key]
+        log.deleted(key)
 
     def pop(self, key: K, default: Any = _MISSING) -> Any:
         log = self._warm_log

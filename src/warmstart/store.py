@@ -311,7 +311,7 @@ class Store:
                     extra={"namespace": namespace},
                 )
                 _prepare.put_back(prepared)
-                prepared = _prepare.prepare(self, namespace, sections, "full")
+                prepared = _prepare.prepare(self, namespace, sections, mode, full=True)
                 manifest = self._env.write(
                     lambda txn: _commit.commit(self, txn, namespace, prepared, watermark, tags)
                 )
