@@ -80,7 +80,8 @@ def state(
             function is awaited on the running event loop.
         lock: name of the instance attribute holding a lock that guards the
             container. With it, the cold part of a progressive restore runs in
-            the background; without it, containers that are not thread-safe
+            the background, and checkpoints hold it while they read the
+            container; without it, containers that are not thread-safe
             (cachetools caches) are restored eagerly.
         max_keys: with ``keys_only``, how many of the hottest keys to keep.
 
