@@ -732,8 +732,42 @@ class TestFallback:
 
 
 class TestGrowth:
+    def test_the_whole_map_is_reserved_at_open(self, store_path: Path) -> None:
+        """Address space, not disk: the map never grows, so open snapshots keep reading."""
+        with open_store(store_path, max_map_size=1 << 36) as store:
+            assert store._env.env.info()["map_size"] == 1 << 36
+            store.save("small", {"b": (BLOBS, blobs(10))})
+            snapshot = store.load("small")
+            store.save("big", {"b": (BLOBS, blobs(3000, seed=1))})
+            assert snapshot.section("b", BLOBS) == blobs(10)
+            snapshot.close()
+        assert (store_path / "data.mdb").stat().st_size < 16 << 20
+
+    def test_a_refused_reservation_falls_back_to_growing(self, store_path: Path) -> None:
+        """Under a ``ulimit -v`` the map starts small and grows; the store works."""
+        child = run_child(
+            """
+            import os, resource, sys, msgspec, warmstart
+            resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+            class Blob(msgspec.Struct):
+                data: bytes
+            blobs = warmstart.Contract("blob", Blob, key=int)
+            with warmstart.Store(sys.argv[1], sync=False) as store:
+                print(store._env.env.info()["map_size"])
+                big = {i: Blob(os.urandom(1024)) for i in range(3000)}
+                store.save("there", {"b": (blobs, big)})
+                with store.load("there") as snapshot:
+                    assert snapshot.section("b", blobs) == big
+            """,
+            str(store_path),
+        )
+        assert child.returncode == 0, child.stderr
+        assert int(child.stdout.split()[0]) < 1 << 30
+        assert "could not reserve" in child.stderr
+
     def test_map_grows_when_full(self, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A save larger than the current map grows it and commits."""
+        monkeypatch.setattr(env_module, "RESERVE_WHOLE_MAP", False)
         monkeypatch.setattr(env_module, "INITIAL_MAP", 1 << 20)
         with open_store(store_path) as store:
             store.save("svc", {"b": (BLOBS, blobs(10))})
@@ -760,7 +794,8 @@ class TestGrowth:
     def test_open_snapshot_when_map_grows(
         self, store_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A snapshot left open while a save grows the map fails cleanly with a StoreError."""
+        """Without the reservation, a snapshot open while a save grows the map fails cleanly."""
+        monkeypatch.setattr(env_module, "RESERVE_WHOLE_MAP", False)
         monkeypatch.setattr(env_module, "INITIAL_MAP", 1 << 20)
         with open_store(store_path) as store:
             store.save("small", {"b": (BLOBS, blobs(10))})
@@ -776,6 +811,7 @@ class TestGrowth:
         self, store_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A store open here reads what another process wrote after growing the map."""
+        monkeypatch.setattr(env_module, "RESERVE_WHOLE_MAP", False)
         monkeypatch.setattr(env_module, "INITIAL_MAP", 1 << 20)
         with open_store(store_path) as store:
             store.save("here", {"b": (BLOBS, blobs(10))})
@@ -783,6 +819,7 @@ class TestGrowth:
                 """
                 import os, sys, msgspec, warmstart, warmstart._env as env_module
                 env_module.INITIAL_MAP = 1 << 20
+                env_module.RESERVE_WHOLE_MAP = False
                 class Blob(msgspec.Struct):
                     data: bytes
                 blobs = warmstart.Contract("blob", Blob, key=int)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,11 +27,21 @@ from warmstart.errors import (
 
 __all__ = ()
 
+log = logging.getLogger("warmstart.store")
+
 R = TypeVar("R")
 STORE_FORMAT = 1
 FORMAT_KEY = b"store-format"
 DB_NAMES = (b"meta", b"heads", b"manifests", b"chunks")
-# A fresh store maps this much address space; it grows by doubling on demand.
+#: Map all of ``max_map_size`` at open: it takes address space, not memory or
+#: disk (data.mdb grows with what is written; 12 KiB for an empty store under a
+#: 1 TiB map). Growing a map in place aborts every transaction of the
+#: environment, those other threads are in the middle of included: a writer's
+#: lock is left held (every later write hangs) and a reader's frame is unmapped
+#: under it (SIGSEGV). Not on Windows, where the file would be preallocated.
+RESERVE_WHOLE_MAP = os.name == "posix"
+# When the reservation is refused (a ``ulimit -v``) or off, the map starts at
+# this size and grows by doubling on demand.
 INITIAL_MAP = 256 * 1024 * 1024
 # Free space under which an I/O error during a commit is taken for a full disk.
 DISK_FULL_MARGIN = 1024 * 1024
@@ -75,6 +87,9 @@ class Env:
                 )(msg) from exc
         self.env = self._open_env(lock=True)
         self.pid = os.getpid()
+        # Writes of this process run one at a time, growth included: a map
+        # that must grow never aborts another thread's write transaction.
+        self._writing = threading.Lock()
         self.dbs = self._open_dbs()
         if not self.readonly:
             # Clear reader slots left behind by killed processes.
@@ -82,9 +97,22 @@ class Env:
         self._check_format()
 
     def _open_env(self, *, lock: bool) -> Any:
+        if RESERVE_WHOLE_MAP:
+            try:
+                return self._lmdb_open(self.max_map_size, lock=lock, reserving=True)
+            except lmdb.MemoryError as exc:
+                log.warning(
+                    "store at %r: could not reserve %d bytes of address space (%s); the map "
+                    "will grow in place, which ends snapshots open in other threads",
+                    str(self.path),
+                    self.max_map_size,
+                    exc,
+                )
         data = self.path / "data.mdb"
         map_size = max(INITIAL_MAP, data.stat().st_size * 2 if data.exists() else 0)
-        map_size = min(map_size, self.max_map_size)
+        return self._lmdb_open(min(map_size, self.max_map_size), lock=lock, reserving=False)
+
+    def _lmdb_open(self, map_size: int, *, lock: bool, reserving: bool) -> Any:
         try:
             return lmdb.open(
                 str(self.path),
@@ -101,6 +129,8 @@ class Env:
                 create=not self.readonly,
             )
         except lmdb.Error as exc:
+            if reserving and isinstance(exc, lmdb.MemoryError):
+                raise  # no address space for the whole map: the caller maps less
             if self.readonly and lock and _is_permission(exc):
                 # A read-only volume cannot hold the lock file: read without it.
                 return self._open_env(lock=False)
@@ -254,17 +284,18 @@ class Env:
             msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
             raise ReadOnlyStoreError(msg)
         self._ensure_process()
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    return body(txn)
-            except lmdb.MapFullError as exc:
-                self._grow(exc)
-            except lmdb.MapResizedError:
-                # Another process grew the map: adopt its size and retry.
-                self.env.set_mapsize(0)
-            except lmdb.Error as exc:
-                raise _translate(exc, self.path) from exc
+        with self._writing:
+            while True:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        return body(txn)
+                except lmdb.MapFullError as exc:
+                    self._grow(exc)
+                except lmdb.MapResizedError:
+                    # Another process grew the map: adopt its size and retry.
+                    self.env.set_mapsize(0)
+                except lmdb.Error as exc:
+                    raise _translate(exc, self.path) from exc
 
     def _grow(self, exc: Exception) -> None:
         current = self.env.info()["map_size"]

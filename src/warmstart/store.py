@@ -119,8 +119,10 @@ class Store:
         secret: key for BLAKE2b MACs on every frame; a tampered checkpoint is
             then rejected. Strongly recommended when checkpoints travel.
         readonly: open for inspection only (also works on read-only volumes).
-        max_map_size: upper bound of the LMDB map; the map grows by doubling
-            up to it. A save that does not fit fails with ``StoreFullError``.
+        max_map_size: upper bound of the LMDB map, reserved as address space
+            (not memory or disk) when the store opens; if that is refused
+            (a ``ulimit -v``) the map grows by doubling up to it instead. A
+            save that does not fit fails with ``StoreFullError``.
         compaction: when deltas give way to a fresh base.
         clock: wall clock, injectable for tests.
     """
