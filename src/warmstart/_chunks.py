@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
+import msgspec
+
 from warmstart.codec import Codec, digest
 from warmstart.contract import Contract
 from warmstart.errors import EncodeError
@@ -59,6 +61,7 @@ def _payloads(
         end = min(start + size, total)
         chunk_keys = list(itertools.islice(key_iter, end - start))
         chunk_values = list(itertools.islice(value_iter, end - start))
+        check_keys(contract, chunk_keys)
         check_values(contract, chunk_values)
         if kept is not None:
             kept[0].extend(chunk_keys)
@@ -74,6 +77,37 @@ def _payloads(
         per_entry = max(len(payload) / (end - start), 1.0)
         size = max(MIN_CHUNK, min(MAX_CHUNK, int(TARGET_RAW / per_entry)))
         start = end
+
+
+_SCALAR_KEYS = (str, int, bytes)
+
+
+def check_keys(contract: Contract[Any], keys: Sequence[Any]) -> None:
+    """Refuse keys the contract's key type cannot read back.
+
+    They would encode, and then every entry under them would be dropped at
+    load as unreadable: a head that loads empty. ``bool`` is not an ``int``
+    key (msgpack writes ``true``).
+    """
+    key_type = contract.key
+    kinds = set(map(type, keys))
+    if key_type in _SCALAR_KEYS:
+        bad = [t for t in kinds if t is bool or not issubclass(t, key_type)]
+    else:  # a tuple[...] of scalars: the elements are checked by msgspec
+        bad = [t for t in kinds if not issubclass(t, tuple)]
+        if not bad:
+            try:
+                msgspec.convert(keys, list[key_type])  # type: ignore[valid-type]
+            except msgspec.ValidationError as exc:
+                msg = f"Expected keys of type {key_type}: {exc} - in contract {contract.name!r}"
+                raise EncodeError(msg) from exc
+    if bad:
+        got = ", ".join(sorted(t.__name__ for t in bad))
+        msg = (
+            f"Expected keys of type {getattr(key_type, '__name__', key_type)}, got {got} "
+            f"- in contract {contract.name!r}"
+        )
+        raise EncodeError(msg)
 
 
 def check_values(contract: Contract[Any], values: Sequence[Any]) -> None:

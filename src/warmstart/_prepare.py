@@ -74,17 +74,21 @@ class Prepared:
     base: tuple[int, str] | None = None
 
 
-def check_metadata(watermark: Any, tags: Mapping[str, str] | None) -> None:
-    """Refuse a watermark or tags the manifest cannot hold, before any work."""
+def check_metadata(watermark: Any, tags: Mapping[str, str] | None, mode: str) -> None:
+    """Refuse a mode, a watermark or tags the manifest cannot hold, before any work."""
+    if mode not in ("auto", "delta", "full"):
+        msg = f"Expected mode 'auto', 'delta' or 'full', got {mode!r}"
+        raise ValueError(msg)
     try:
         msgspec.msgpack.encode(watermark)
     except (TypeError, ValueError, OverflowError) as exc:
         msg = f"Expected a watermark msgpack can encode (str, int, ...), got {watermark!r}: {exc}"
         raise EncodeError(msg) from exc
-    if tags is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    if tags is not None and not (
+        isinstance(tags, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
-        msg = f"Expected tags as a mapping of str to str, got {dict(tags)!r}"
+        msg = f"Expected tags as a mapping of str to str, got {tags!r}"
         raise EncodeError(msg)
 
 
@@ -101,6 +105,10 @@ def prepare(
 ) -> list[Prepared]:
     """Encode every section, as a delta where ``mode`` allows it (``full``: never)."""
     baseline = store._baselines.get(namespace)
+    checked: object = sections  # typed as a Mapping, but user input
+    if not isinstance(checked, Mapping):
+        msg = f"Expected sections as a mapping of name -> (Contract, mapping), got {checked!r}"
+        raise TypeError(msg)
     specs = [(name, *_section_spec(name, spec)) for name, spec in sections.items()]
     out: list[Prepared] = []
     try:
@@ -127,6 +135,12 @@ def _section_spec(name: str, spec: Any) -> tuple[Contract[Any], Any, Guard | Non
     if len(parts) not in (2, 3) or not isinstance(parts[0], Contract):
         got = type(parts[0]).__name__ if parts else type(spec).__name__
         msg = f"Expected (Contract, mapping[, lock]) for section {name!r}, got {got}"
+        raise TypeError(msg)
+    if not isinstance(name, str) or not name:
+        msg = f"Expected a non-empty str section name, got {name!r}"
+        raise TypeError(msg)
+    if not isinstance(parts[1], Mapping):
+        msg = f"Expected a mapping for section {name!r}, got {type(parts[1]).__name__}"
         raise TypeError(msg)
     if lock is not None and not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
         msg = f"Expected a lock (a context manager) for section {name!r}, got {type(lock).__name__}"
@@ -237,16 +251,20 @@ def _take_tracked(
     changes_log: _ChangeLog, mapping: Mapping[Any, Any], guard: Guard
 ) -> tuple[ChangeSet, Entries] | None:
     """A tracked mapping's changes and the upserted entries (None: it needs a base)."""
-    with guard:
-        changes = changes_log.take()
-        if changes.full:
+    changes = None
+    try:
+        with guard:
+            changes = changes_log.take()
+            read = None if changes.full else peek_entries(mapping, changes.upserts)
+    except BaseException:
+        # The read failed, or the service's lock did on release: keep the changes.
+        if changes is not None:
             changes_log.restore(changes)
-            return None
-        try:
-            return changes, peek_entries(mapping, changes.upserts)
-        except BaseException:
-            changes_log.restore(changes)
-            raise
+        raise
+    if read is None:
+        changes_log.restore(changes)  # no baseline to build on: the save writes a base
+        return None
+    return changes, read
 
 
 def _diff_untracked(

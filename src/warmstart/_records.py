@@ -68,8 +68,16 @@ def shown(raw: bytes) -> str:
     return raw.decode(errors="backslashreplace")
 
 
+def check_generation(generation: object) -> int:
+    """A generation number as keyed (an int from 1); no stored one matches anything else."""
+    if type(generation) is not int or not 1 <= generation < 1 << 64:
+        msg = f"Expected a generation number (an int from 1), got {generation!r}"
+        raise CheckpointNotFoundError(msg)
+    return generation
+
+
 def manifest_key(nsid: bytes, generation: int) -> bytes:
-    return nsid + GEN.pack(generation)
+    return nsid + GEN.pack(check_generation(generation))
 
 
 def meta_prefix(kind: bytes, namespace: str) -> bytes:
@@ -79,7 +87,7 @@ def meta_prefix(kind: bytes, namespace: str) -> bytes:
 
 def quarantine_key(namespace: str, generation: int) -> bytes:
     """The ``meta`` key that sets ``generation`` of ``namespace`` aside."""
-    return meta_prefix(b"quarantine", namespace) + GEN.pack(generation)
+    return meta_prefix(b"quarantine", namespace) + GEN.pack(check_generation(generation))
 
 
 def prefixed(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import inspect
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ from warmstart._background import BackgroundJobs
 from warmstart._breaker import CrashLoopBreaker
 from warmstart._open import open_within
 from warmstart._prepare import SectionSpec
+from warmstart._records import check_namespace
 from warmstart._reload import KeyReloader, is_coroutine_function
 from warmstart._sections import Attached, AttributeRestore, sections_of
 from warmstart._shutdown import ExitHooks, FinalCheckpoint
@@ -80,6 +82,10 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _CAPTURING: list[Boot] = []
 _CAPTURING_LOCK = threading.Lock()
+
+
+def _is_lock(candidate: object) -> bool:
+    return hasattr(candidate, "__enter__") and hasattr(candidate, "__exit__")
 
 
 def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
@@ -189,6 +195,10 @@ class Boot:
         self.remote_deadline = remote_deadline
         #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
         self.remote_outcomes: dict[str, SyncOutcome] = {}
+        check_namespace(namespace)
+        if store_options:
+            # A typo here would otherwise surface as "store unavailable" at open.
+            inspect.signature(Store).bind(path_or_store, **store_options)
         self.namespace = namespace
         self.max_age = parse_duration(max_age)
         self.validate = validate
@@ -494,6 +504,13 @@ class Boot:
             # Checked before registering: a checkpoint must never meet it later.
             if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
+            lock = getattr(obj, st.lock, None) if st.lock is not None else None
+            if st.lock is not None and not _is_lock(lock):
+                msg = (
+                    f"Expected {type(obj).__name__}.{st.lock} to hold the lock named by "
+                    f"state(lock=...) for {attr!r}, got {type(lock).__name__}"
+                )
+                raise ContractError(msg)
         attached = self._register(obj, spec, sections)
         if attached is None:
             return obj

@@ -60,6 +60,10 @@ MAX_REASONS = 5
 _KEY_SCALARS = (str, int, bytes)
 
 
+def _iterable(value: object) -> Iterable[Any]:
+    return value if isinstance(value, Iterable) else [value]
+
+
 def _check_key_type(key: Any, name: str) -> None:
     if key in _KEY_SCALARS:
         return
@@ -156,7 +160,7 @@ class Contract(Generic[T]):
             msg = f"Expected a non-empty contract name, got {name!r}"
             raise ContractError(msg)
         _check_struct_type(type, name)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 1 << 32:
             msg = f"Expected a contract version >= 1, got {version!r} - in contract {name!r}"
             raise ContractError(msg)
         _check_key_type(key, name)
@@ -168,6 +172,14 @@ class Contract(Generic[T]):
         self.key = key
         self.version = version
         # Typed loosely on purpose: contracts are often built from configuration.
+        raw_upgraders: object = upgraders
+        if raw_upgraders is not None and not isinstance(raw_upgraders, Mapping):
+            msg = f"Expected upgraders as a mapping of version -> callable, got {raw_upgraders!r}"
+            raise ContractError(msg)
+        names = _iterable(deprecated)
+        if isinstance(deprecated, str) or not all(isinstance(f, str) for f in names):
+            msg = f"Expected deprecated as a sequence of field names, got {deprecated!r}"
+            raise ContractError(msg)
         given: dict[Any, Any] = dict(upgraders or {})
         for step, upgrader in given.items():
             # A str or bool step would never match a stored version: refuse it here.

@@ -255,6 +255,14 @@ def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compat
     shape), so ``backward`` without ``upgrades`` says whether an identity
     upgrader (``lambda old: old``) would do.
     """
+    given: list[object] = [old, new]
+    for one in given:
+        if not isinstance(one, Schema):
+            msg = (
+                f"Expected schemas (a contract's .write_schema, or a stored one), "
+                f"got {type(one).__name__}"
+            )
+            raise TypeError(msg)
     reasons: list[str] = []
     back = read_problems(old, new, fields=not upgrades)
     reasons.extend(f"backward: {p}" for p in back)

@@ -107,6 +107,31 @@ class VerifyReport:
         return not self.problems
 
 
+def _check_options(
+    keep: object,
+    secret: object,
+    max_map_size: object,
+    compression_level: object,
+    compaction: object,
+) -> None:
+    """Refuse options the store could only fail on later, at a save."""
+    if type(keep) is not int or keep < 1:
+        msg = f"Expected keep >= 1 (an int), got {keep!r}"
+        raise ValueError(msg)
+    if secret is not None and not isinstance(secret, bytes):
+        msg = f"Expected secret as bytes (or None), got {type(secret).__name__}"
+        raise TypeError(msg)
+    if type(max_map_size) is not int or not 1 << 20 <= max_map_size < 1 << 63:
+        msg = f"Expected max_map_size in bytes, from 1 MiB to 2**63, got {max_map_size!r}"
+        raise ValueError(msg)
+    if type(compression_level) is not int or not -(1 << 17) <= compression_level <= 22:
+        msg = f"Expected a zstd compression_level from -131072 to 22, got {compression_level!r}"
+        raise ValueError(msg)
+    if compaction is not None and not isinstance(compaction, CompactionPolicy):
+        msg = f"Expected compaction as a CompactionPolicy, got {type(compaction).__name__}"
+        raise TypeError(msg)
+
+
 class Store:
     """An embedded, crash-safe, multi-process checkpoint store in one directory.
 
@@ -140,9 +165,7 @@ class Store:
         compaction: CompactionPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if keep < 1:
-            msg = f"Expected keep >= 1, got {keep}"
-            raise ValueError(msg)
+        _check_options(keep, secret, max_map_size, compression_level, compaction)
         self.path = Path(path)
         self.keep = keep
         self.codec = Codec(level=compression_level, secret=secret)
@@ -282,7 +305,7 @@ class Store:
             ReadOnlyStoreError: the store is read-only.
         """
         check_namespace(namespace)
-        _prepare.check_metadata(watermark, tags)
+        _prepare.check_metadata(watermark, tags, mode)
         # Saves of one namespace in this process run one at a time: each takes
         # change logs and advances the baseline the next one builds on.
         with self._saving(namespace):
@@ -466,6 +489,10 @@ class Store:
         ``release_quarantine`` undoes it.
         """
         key = _records.quarantine_key(namespace, generation)
+        given: object = reason
+        if not isinstance(given, str):
+            msg = f"Expected the reason as a str, got {given!r}"
+            raise TypeError(msg)
         self._env.write(lambda txn: txn.put(key, reason.encode(), db=self._db("meta")))
 
     def release_quarantine(self, namespace: str, generation: int | None = None) -> int:

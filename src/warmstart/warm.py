@@ -91,6 +91,15 @@ def state(
     if keys_only and prefetch is None:
         msg = "Expected a prefetch callable with keys_only=True"
         raise ContractError(msg)
+    given: object = prefetch
+    if given is not None and not callable(given):
+        msg = f"Expected prefetch as a callable, got {given!r}"
+        raise ContractError(msg)
+    name: object
+    for label, name in (("section", section), ("lock", lock)):
+        if name is not None and (not isinstance(name, str) or not name):
+            msg = f"Expected {label} as a non-empty str, got {name!r}"
+            raise ContractError(msg)
     if not keys_only and not isinstance(contract, Contract):
         msg = f"Expected a warmstart.Contract, got {type(contract).__name__}"
         raise ContractError(msg)
@@ -189,11 +198,13 @@ def _decorate(  # noqa: C901 - builds the class's warm API in one place
             msg = f"Expected a plain attribute name, got reserved {attr!r} - on {cls.__name__}"
             raise ContractError(msg)
         states[attr] = spec if isinstance(spec, State) else state(spec)
-    sections = [s.section for s in states.values() if s.section is not None]
+    spec = WarmSpec(cls, states, key)
+    # Explicit names and default ones ("Class.attr") together: two attributes
+    # in one section would overwrite each other's checkpoints.
+    sections = [spec.section_name(a, None) for a in states]
     if len(sections) != len(set(sections)):
         msg = f"Expected distinct section names on {cls.__name__}, got {sections}"
         raise ContractError(msg)
-    spec = WarmSpec(cls, states, key)
     original_init: Callable[..., None] = cls.__init__  # type: ignore[misc]
 
     @functools.wraps(original_init)
