@@ -789,9 +789,9 @@ class CompactionPolicy:
 
     The defaults weigh checkpoint cost against restore cost, measured by
     benchmarks/delta.py (docs/benchmarks.md) at 1,000,000 records with deltas
-    of 1% each: a delta costs 12-14 ms and a fresh base a full save, 0.28-0.36
+    of 1% each: a delta costs 12-17 ms and a fresh base a full save, 0.28-0.43
     s; a restore of the base plus 4 deltas cost 1.10-1.17x the compacted base,
-    plus 8 deltas 1.17-1.20x, plus 16 deltas 1.32-1.39x. Checkpoints run far
+    plus 8 deltas 1.17-1.21x, plus 16 deltas 1.32-1.50x. Checkpoints run far
     more often than restores, so 10% compacts 1% deltas after the twelfth (a
     base every thirteen checkpoints: about 37 ms per checkpoint amortized,
     against about 53 ms when compacting after the seventh) while a restore stays near
