@@ -79,10 +79,7 @@ class BackgroundJobs:
             self._ready.clear()
 
     def end(self) -> None:
-        """The attach's own restore is over (the jobs it queued may still run)."""
-        self._done()
-
-    def _done(self) -> None:
+        """One pending unit is over: a job, or an attach's own restore (its jobs may still run)."""
         with self._lock:
             self.pending -= 1
             idle = self.pending == 0
@@ -108,4 +105,4 @@ class BackgroundJobs:
                     cancel()
             except Exception as exc:
                 log.warning("background restore failed: %r", exc)
-            self._done()
+            self.end()

@@ -116,16 +116,23 @@ def prepare(
             guard = lock if lock is not None else contextlib.nullcontext()
             base = None if full else baseline
             item = _prepare_delta(store, name, contract, mapping, guard, base, mode, namespace)
-            # A base is fingerprinted (its entries kept) when deltas will be diffed from it.
-            keep = change_log(mapping) is None and (
-                mode == "delta" or (baseline is not None and name in baseline.prints)
-            )
-            out.append(item or _prepare_full(store.codec, name, contract, mapping, guard, keep))
+            if item is None:
+                # A base keeps its entries, to be fingerprinted, when deltas will be diffed from it.
+                keep = change_log(mapping) is None and (
+                    mode == "delta" or (baseline is not None and name in baseline.prints)
+                )
+                item = _prepare_full(store.codec, name, contract, mapping, guard, keep)
+            out.append(item)
     except BaseException:
         # Sections already prepared took their change logs: give them back.
         put_back(out)
         raise
     return out
+
+
+def is_lock(candidate: object) -> bool:
+    """Whether ``candidate`` can guard a read: a context manager, as a lock is."""
+    return hasattr(candidate, "__enter__") and hasattr(candidate, "__exit__")
 
 
 def _section_spec(name: str, spec: Any) -> tuple[Contract[Any], Any, Guard | None]:
@@ -142,7 +149,7 @@ def _section_spec(name: str, spec: Any) -> tuple[Contract[Any], Any, Guard | Non
     if not isinstance(parts[1], Mapping):
         msg = f"Expected a mapping for section {name!r}, got {type(parts[1]).__name__}"
         raise TypeError(msg)
-    if lock is not None and not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
+    if lock is not None and not is_lock(lock):
         msg = f"Expected a lock (a context manager) for section {name!r}, got {type(lock).__name__}"
         raise TypeError(msg)
     return parts[0], parts[1], lock

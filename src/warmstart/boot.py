@@ -45,7 +45,7 @@ import msgspec
 from warmstart._background import BackgroundJobs
 from warmstart._breaker import CrashLoopBreaker
 from warmstart._open import open_within
-from warmstart._prepare import SectionSpec
+from warmstart._prepare import SectionSpec, is_lock
 from warmstart._records import check_namespace
 from warmstart._reload import KeyReloader, is_coroutine_function
 from warmstart._sections import Attached, AttributeRestore, sections_of
@@ -82,10 +82,6 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _CAPTURING: list[Boot] = []
 _CAPTURING_LOCK = threading.Lock()
-
-
-def _is_lock(candidate: object) -> bool:
-    return hasattr(candidate, "__enter__") and hasattr(candidate, "__exit__")
 
 
 def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
@@ -505,7 +501,7 @@ class Boot:
             if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
             lock = getattr(obj, st.lock, None) if st.lock is not None else None
-            if st.lock is not None and not _is_lock(lock):
+            if st.lock is not None and not is_lock(lock):
                 msg = (
                     f"Expected {type(obj).__name__}.{st.lock} to hold the lock named by "
                     f"state(lock=...) for {attr!r}, got {type(lock).__name__}"
