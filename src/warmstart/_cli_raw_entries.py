@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from warmstart.codec import Codec
+from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.delta import FoldedChain
 from warmstart.errors import IntegrityError
 from warmstart.manifest import SectionManifest
@@ -84,7 +84,12 @@ def _raw_payloads(
                     )
                     raise IntegrityError(msg)
                 payload = codec.decode(frame, digest=ref.digest)
-                yield _check_payload(msgspec.msgpack.decode(payload), ref.digest.hex())
+                try:
+                    decoded = msgspec.msgpack.decode(payload)
+                except DECODE_FAILURES as exc:
+                    msg = f"Expected a chunk payload in chunk {ref.digest.hex()}, got: {exc}"
+                    raise IntegrityError(msg) from exc
+                yield _check_payload(decoded, ref.digest.hex())
 
     return payloads
 

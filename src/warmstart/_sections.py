@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,9 +31,8 @@ from warmstart._restore import SectionRestore
 from warmstart.containers import entries_of
 from warmstart.contract import Contract
 from warmstart.delta import TrackedDict, change_log
-from warmstart.errors import ColdStartWarning
 from warmstart.hits import counter_of
-from warmstart.metrics import BootReport, Metrics, SectionReport
+from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
 from warmstart.snapshot import Snapshot, paused_gc
 from warmstart.store import Store
 from warmstart.warm import State, WarmSpec
@@ -162,12 +160,7 @@ class AttributeRestore:
                 report.reason = str(exc)
                 if self.report.status == "warm":
                     self.report.status = "partial"
-                warnings.warn(
-                    f"warmstart section {section!r}: cold start, {exc}",
-                    ColdStartWarning,
-                    stacklevel=5,
-                )
-                log.warning("section %r starts cold: %s", section, exc, extra={"section": section})
+                warn_cold_start(f"warmstart section {section!r}: cold start, {exc}", stacklevel=5)
         if report.status != "warming":
             self.metrics.record_section(report)
 

@@ -35,7 +35,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,11 +53,10 @@ from warmstart.checkpointer import Checkpointer
 from warmstart.containers import check_container
 from warmstart.errors import (
     CheckpointNotFoundError,
-    ColdStartWarning,
     ContractError,
     StoreTimeoutError,
 )
-from warmstart.metrics import BootReport, CheckpointReport, Metrics
+from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
 from warmstart.snapshot import Snapshot
 from warmstart.store import Store
 from warmstart.warm import WarmSpec, spec_of
@@ -401,17 +399,14 @@ class Boot:
             self.snapshot.close()
             self.snapshot = None
         if failure or (exc is not None and not isinstance(exc, CheckpointNotFoundError)):
-            warnings.warn(
-                f"warmstart {self.namespace!r}: cold start, {reason}",
-                ColdStartWarning,
-                stacklevel=4,
+            warn_cold_start(f"warmstart {self.namespace!r}: cold start, {reason}", stacklevel=4)
+        else:
+            log.info(
+                "namespace %r starts cold: %s",
+                self.namespace,
+                reason,
+                extra={"namespace": self.namespace},
             )
-        log.info(
-            "namespace %r starts cold: %s",
-            self.namespace,
-            reason,
-            extra={"namespace": self.namespace},
-        )
 
     def _pick_generation(self) -> None:
         assert self.store is not None

@@ -33,12 +33,18 @@ import struct
 import threading
 from typing import Any
 
+import msgspec
 import xxhash
 import zstandard
 
 from warmstart.errors import IntegrityError
 
 __all__ = ("MAX_PAYLOAD", "Codec", "digest")
+
+#: What a msgspec decoder may raise for bytes it cannot read. Which class one
+#: bad string raises is the dependency's detail (UnicodeDecodeError before
+#: msgspec 0.23, DecodeError since): catch both wherever untrusted bytes decode.
+DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError)
 
 
 def __dir__() -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from typing import Any, Generic, Literal, TypeGuard, TypeVar
 
 import msgspec
 
+from warmstart.codec import DECODE_FAILURES
 from warmstart.errors import (
     ContractError,
     DecodeError,
@@ -392,13 +393,13 @@ class Contract(Generic[T]):
         if self.plan(writer) == "typed":
             try:
                 seq, keys, values, deleted, expires = self._typed.decode(payload)
-            except (msgspec.ValidationError, UnicodeDecodeError):
-                # msgspec raises UnicodeDecodeError (not DecodeError) for a str
-                # that is not UTF-8: one bad entry, so read entry by entry.
+            except DECODE_FAILURES:
+                # Which exception one bad entry raises is the decoder's detail
+                # (a str that is not UTF-8 raised UnicodeDecodeError before
+                # msgspec 0.23, DecodeError since). Whether the chunk or one
+                # entry is bad is decided by reading the chunk's envelope
+                # with every entry left raw, then entry by entry.
                 return self._decode_each(payload, writer)
-            except msgspec.DecodeError as exc:
-                msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
-                raise IntegrityError(msg) from exc
             if len(values) != len(keys) or (expires and len(expires) != len(keys)):
                 msg = (
                     f"Expected as many keys, values and expiries, got {len(keys)}, "
@@ -412,7 +413,7 @@ class Contract(Generic[T]):
         """The slow path: one entry at a time, upgrading and dropping as needed."""
         try:
             seq, raw_keys, raw_values, raw_deleted, expires = self._raw.decode(payload)
-        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        except DECODE_FAILURES as exc:
             msg = f"Expected a chunk of contract {self.name!r}, got malformed data: {exc}"
             raise IntegrityError(msg) from exc
         if len(raw_keys) != len(raw_values) or (expires and len(expires) != len(raw_keys)):
@@ -441,7 +442,7 @@ class Contract(Generic[T]):
         for raw_key in raw_deleted:
             try:
                 out.deleted.append(self._key_decoder.decode(raw_key))
-            except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+            except DECODE_FAILURES as exc:
                 self._invalid(out, exc)
         return out
 

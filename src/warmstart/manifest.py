@@ -20,7 +20,7 @@ from typing import Any, Literal
 import msgspec
 import xxhash
 
-from warmstart.codec import Codec, digest
+from warmstart.codec import DECODE_FAILURES, Codec, digest
 from warmstart.errors import IntegrityError
 from warmstart.schema import Schema
 
@@ -148,7 +148,7 @@ def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
     payload = codec.decode(view[16:], digest=bytes(view[:16]))
     try:
         manifest = _decoder.decode(payload)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+    except DECODE_FAILURES as exc:
         # msgspec raises UnicodeDecodeError, not DecodeError, for a string
         # that is not UTF-8.
         msg = f"Expected a manifest, got malformed data: {exc}"

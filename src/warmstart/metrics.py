@@ -18,7 +18,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
+
+from warmstart.errors import ColdStartWarning
 
 if TYPE_CHECKING:
     from warmstart.hits import HitCounter
@@ -33,6 +36,20 @@ def __dir__() -> tuple[str, ...]:
 log = logging.getLogger("warmstart.boot")
 
 Status = Literal["warm", "partial", "warming", "cold"]
+
+
+def warn_cold_start(message: str, *, stacklevel: int) -> None:
+    """Report a failed warm path once: as a ``ColdStartWarning``, or a WARNING record.
+
+    A warning filter set to ``error`` (``python -W error``, pytest's
+    ``filterwarnings = error``) turns the warning into an exception; a cold
+    start must never become a crash (issue 12), so then the same message is
+    logged instead. ``stacklevel`` counts from the caller of this function.
+    """
+    try:
+        warnings.warn(message, ColdStartWarning, stacklevel=stacklevel + 1)
+    except ColdStartWarning:
+        log.warning(message)
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ import xxhash
 
 from warmstart._commit import adopt, identical
 from warmstart._records import stored_manifest
-from warmstart.codec import MAX_PAYLOAD, digest
+from warmstart.codec import DECODE_FAILURES, MAX_PAYLOAD, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
     IntegrityError,
@@ -610,7 +610,7 @@ def _check_trailer(
 def _decode_header(body: bytes, where: str) -> _Header:
     try:
         return _header_decoder.decode(body)
-    except msgspec.MsgspecError as exc:
+    except DECODE_FAILURES as exc:
         msg = f"Expected an archive header, got malformed data: {exc} - in {where}"
         raise IntegrityError(msg) from exc
 

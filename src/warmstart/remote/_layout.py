@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from warmstart._records import check_namespace
-from warmstart.codec import Codec
+from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.remote.reports import HEAD_FORMAT, RemoteHead, RemoteProgress
@@ -96,7 +96,7 @@ def unique_refs(manifest: Manifest) -> list[ChunkRef]:
 def decode_head(raw: bytes, where: str) -> RemoteHead:
     try:
         head = _head_decoder.decode(raw)
-    except msgspec.MsgspecError as exc:
+    except DECODE_FAILURES as exc:
         msg = f"Expected a remote head record at {where}, got malformed data: {exc}"
         raise IntegrityError(msg) from exc
     if head.format > HEAD_FORMAT:
