@@ -25,10 +25,10 @@ import warmstart
 from benchmarks._common import Report, Table, median, run_child
 from benchmarks.generate_data import FROZEN_RECORDS, RECORDS, change_some, make_records
 from benchmarks.peers import NAMESPACE, SECTION
-from warmstart._chunks import _payloads
 from warmstart.codec import Codec, digest
 from warmstart.containers import dict_snapshot, entries_of, peek_entries
-from warmstart.delta import Fingerprints, _align
+from warmstart.delta._fingerprints import Fingerprints, _align
+from warmstart.store._chunks import _payloads
 
 
 def _clock(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, float, Any]:

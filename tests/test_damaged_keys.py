@@ -1,7 +1,7 @@
 """Damaged keys and records in a real store: clear errors, and no good data lost.
 
 Each test damages an LMDB environment on disk through the ``lmdb`` package
-(the tables and key layouts of ``warmstart._env`` and ``warmstart.store``)
+(the tables and key layouts of ``warmstart.store._tables`` and ``warmstart.store._records``)
 and then uses the store only through its public API.
 """
 
@@ -75,7 +75,7 @@ def keys(path: Path, table: str) -> set[bytes]:
 
 def open_keys(store: Store, table: str) -> set[bytes]:
     """Keys of a table of an open store (LMDB refuses a second open in one process)."""
-    with store._env.read() as txn, txn.cursor(db=store._db(table)) as cur:
+    with store._env.read() as txn, txn.cursor(db=store._tables._db(table)) as cur:
         return {bytes(k) for k in cur.iternext(values=False)}
 
 
@@ -218,7 +218,9 @@ class TestHeadRecord:
             store.save("svc", {"records": (RECORDS, state)})
             # Damaged while this process holds a baseline (through the open handle:
             # LMDB refuses a second open of the environment in one process).
-            store._env.write(lambda txn: txn.put(b"svc", b"\x00\x00\x01", db=store._db("heads")))
+            store._env.write(
+                lambda txn: txn.put(b"svc", b"\x00\x00\x01", db=store._tables._db("heads"))
+            )
             state["k1"] = Record(1, "after", 0.0, [], True, "a")
             assert store.save("svc", {"records": (RECORDS, state)}) == 2
             assert store.generations("svc")[0].kind == "full"

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 import warmstart
 from warmstart.delta import (
+    ChangeLog,
     ChangeSet,
     CompactionPolicy,
     Fingerprints,
     FoldedChain,
     TrackedDict,
-    _ChangeLog,
     change_log,
     deeply_immutable,
     replay,
@@ -74,7 +74,7 @@ def apply(mapping: Any, op: tuple[Any, ...]) -> None:
         mapping.clear()
 
 
-def snapshot(log: _ChangeLog) -> tuple[list[Any], set[Any], bool]:
+def snapshot(log: ChangeLog) -> tuple[list[Any], set[Any], bool]:
     return list(log.dirty), set(log.deletes), log.cleared
 
 

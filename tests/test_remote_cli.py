@@ -12,8 +12,8 @@ import pytest
 import warmstart
 from conftest import make_records
 from remote_workers.checks import loaded, save
+from warmstart.cli._remote import cmd_ls, register
 from warmstart.remote import FileRemote
-from warmstart.remote.cli import cmd_ls, register
 
 
 def run(*argv: str) -> int:

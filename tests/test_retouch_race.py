@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 import warmstart
-from warmstart import _restore
+from warmstart.boot import _restore
 
 
 class Row(msgspec.Struct):

@@ -11,7 +11,7 @@ import pytest
 import warmstart
 from conftest import RECORDS, FakeClock, Record, make_records
 from warmstart import CheckpointNotFoundError, IncompatibleVersionError, Store, TrackedDict
-from warmstart.snapshot import paused_gc
+from warmstart.store._snapshot import paused_gc
 
 
 class RecordV2(msgspec.Struct):

@@ -35,7 +35,7 @@ from warmstart import (
     StoreFullError,
     TrackedDict,
 )
-from warmstart import _env as env_module
+from warmstart.store import _env as env_module
 
 
 class Blob(msgspec.Struct):
@@ -817,7 +817,7 @@ class TestGrowth:
             store.save("here", {"b": (BLOBS, blobs(10))})
             child = run_child(
                 """
-                import os, sys, msgspec, warmstart, warmstart._env as env_module
+                import os, sys, msgspec, warmstart, warmstart.store._env as env_module
                 env_module.INITIAL_MAP = 1 << 20
                 env_module.RESERVE_WHOLE_MAP = False
                 class Blob(msgspec.Struct):

@@ -33,12 +33,12 @@ PRELUDE = textwrap.dedent(
     import faulthandler, os, sys, threading
     import msgspec
     import warmstart
-    import warmstart._env
+    import warmstart.store._env
 
     faulthandler.enable()
     faulthandler.dump_traceback_later(4, exit=True)  # a hang exits with status 1
-    warmstart._env.INITIAL_MAP = 1 << 20
-    warmstart._env.RESERVE_WHOLE_MAP = os.environ["RESERVE"] == "1"
+    warmstart.store._env.INITIAL_MAP = 1 << 20
+    warmstart.store._env.RESERVE_WHOLE_MAP = os.environ["RESERVE"] == "1"
 
     class Row(msgspec.Struct):
         v: bytes

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 import warmstart
-from warmstart._chunks import FIRST_CHUNK, SERIAL_MAX, encode_chunks
 from warmstart.codec import Codec
+from warmstart.store._chunks import FIRST_CHUNK, SERIAL_MAX, encode_chunks
 
 NS = "svc"
 

@@ -137,8 +137,10 @@ class TestExportFile:
         """Exporting a damaged generation fails and leaves neither archive nor temporary file."""
         save(source, make_records(5000))
         ref = source.manifest("svc").sections[0].base[0]
-        key = source._chunk_key(b"\x00\x00\x00\x01", ref.digest)
-        source._env.write(lambda txn: txn.put(key, b"WSTF" + bytes(40), db=source._db("chunks")))
+        key = b"\x00\x00\x00\x01" + ref.digest
+        source._env.write(
+            lambda txn: txn.put(key, b"WSTF" + bytes(40), db=source._tables._db("chunks"))
+        )
         with pytest.raises(warmstart.IntegrityError, match=ref.digest.hex()):
             export(source, "svc", tmp_path / "a.wsa")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
@@ -147,8 +149,8 @@ class TestExportFile:
         """A chunk missing from the source fails the export, naming it."""
         save(source, make_records(5000))
         ref = source.manifest("svc").sections[0].base[-1]
-        key = source._chunk_key(b"\x00\x00\x00\x01", ref.digest)
-        source._env.write(lambda txn: txn.delete(key, db=source._db("chunks")))
+        key = b"\x00\x00\x00\x01" + ref.digest
+        source._env.write(lambda txn: txn.delete(key, db=source._tables._db("chunks")))
         with pytest.raises(warmstart.IntegrityError, match=f"{ref.digest.hex()}.*missing"):
             export(source, "svc", tmp_path / "a.wsa")
         assert not (tmp_path / "a.wsa").exists()
@@ -248,7 +250,7 @@ class TestIdempotence:
         export(source, "svc", tmp_path / "a.wsa")
         save(target, make_records(100, salt=4))
         key = b"\x00\x00\x00\x01" + (1).to_bytes(8, "big")
-        target._env.write(lambda txn: txn.put(key, bytes(40), db=target._db("manifests")))
+        target._env.write(lambda txn: txn.put(key, bytes(40), db=target._tables._db("manifests")))
         result = import_archive(target, tmp_path / "a.wsa")
         assert (result.status, result.generation) == ("imported", 2)
         assert loaded(target) == make_records(100)

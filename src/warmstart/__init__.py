@@ -3,8 +3,9 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from warmstart.boot import Boot, boot, parse_duration
-from warmstart.checkpointer import Checkpointer
+from warmstart.boot._boot import Boot, boot, parse_duration
+from warmstart.boot._checkpointer import Checkpointer
+from warmstart.boot._warm import State, WarmInfo, state, warm
 from warmstart.codec import Codec
 from warmstart.contract import Contract
 from warmstart.delta import ChangeSet, CompactionPolicy, TrackedDict, is_tracked, track
@@ -28,9 +29,8 @@ from warmstart.hits import HitCounter, counted, counter_of
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, SectionReport
 from warmstart.schema import Compatibility, FieldSchema, Schema, compatibility
-from warmstart.snapshot import Section, SectionStats, Snapshot
-from warmstart.store import GenerationInfo, Problem, Store, VerifyReport
-from warmstart.warm import State, WarmInfo, state, warm
+from warmstart.store._snapshot import Section, SectionStats, Snapshot
+from warmstart.store._store import GenerationInfo, Problem, Store, VerifyReport
 
 if TYPE_CHECKING:
     from warmstart.remote import (

@@ -265,7 +265,7 @@ def finish_bulk(mapping: object) -> None:
     if isinstance(mapping, dict) or dict_behind(mapping) is not None:
         return
     data = vars(mapping)["_Cache__data"]
-    mapping._Cache__currsize = len(data)  # type: ignore[attr-defined]
+    vars(mapping)["_Cache__currsize"] = len(data)
     for name in ("LRUCache", "FIFOCache"):
         if _private(mapping, name, "order") is not None:
             # fromkeys builds the recency list in C, twice as fast as update().
@@ -307,21 +307,21 @@ class _lifetimes:  # noqa: N801 - used as a context manager
         if not self.remaining:
             return self
         if hasattr(self.mapping, "_TLRUCache__ttu"):
-            self.saved = self.mapping._TLRUCache__ttu
+            self.saved = vars(self.mapping)["_TLRUCache__ttu"]
             original, remaining = self.saved, self.remaining
 
             def ttu(key: Any, value: Any, now: float) -> float:
                 left = remaining.get(key)
                 return float(original(key, value, now)) if left is None else now + left
 
-            self.mapping._TLRUCache__ttu = ttu
+            vars(self.mapping)["_TLRUCache__ttu"] = ttu
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not self.remaining:
             return
         if self.saved is not None:
-            self.mapping._TLRUCache__ttu = self.saved
+            vars(self.mapping)["_TLRUCache__ttu"] = self.saved
             return
         links = getattr(self.mapping, "_TTLCache__links", None)
         if links is None:

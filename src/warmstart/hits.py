@@ -31,6 +31,10 @@ from warmstart.errors import ContractError
 
 __all__ = ("HitCounter", "counted", "counter_of")
 
+#: Where a counted mapping keeps its counter: an attribute of the service's own
+#: object (or the slot TrackedDict reserves for it).
+_COUNTER_ATTRIBUTE = "_warm_hits"
+
 
 def __dir__() -> tuple[str, ...]:
     return __all__
@@ -166,11 +170,11 @@ def counted(mapping: M) -> M:
     except TypeError as exc:
         msg = f"Expected a mapping whose class can be extended in place, got {cls.__name__}"
         raise ContractError(msg) from exc
-    mapping._warm_hits = HitCounter()  # type: ignore[attr-defined]
+    setattr(mapping, _COUNTER_ATTRIBUTE, HitCounter())
     return mapping
 
 
 def counter_of(mapping: object) -> HitCounter | None:
     """The hit counter of a counted mapping, or None."""
-    counter = getattr(mapping, "_warm_hits", None)
+    counter = getattr(mapping, _COUNTER_ATTRIBUTE, None)
     return counter if isinstance(counter, HitCounter) else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from warmstart.boot import Boot
+from warmstart.boot._boot import Boot
 from warmstart.errors import MissingExtraError
 from warmstart.metrics import Metrics
 

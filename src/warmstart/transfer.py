@@ -41,8 +41,6 @@ from typing import IO, Any, Literal
 import msgspec
 import xxhash
 
-from warmstart._commit import adopt, identical
-from warmstart._records import stored_manifest
 from warmstart.codec import DECODE_FAILURES, MAX_PAYLOAD, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
@@ -52,7 +50,7 @@ from warmstart.errors import (
 )
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.progress import Meter, Progress
-from warmstart.store import Store
+from warmstart.store import Inbound, Reader, Store
 
 __all__ = ("ExportReport", "ImportReport", "TransferProgress", "export", "import_archive")
 
@@ -218,17 +216,16 @@ def export(
     started = time.perf_counter()
     out = Path(out_path)
     where = f"namespace {namespace!r} of {str(store.path)!r}"
-    with store._env.read() as txn:
-        nsid = store._nsid(txn, namespace, create=False)
-        head = store._head(txn, namespace)
-        if nsid is None or head is None:
+    with store.read() as reader:
+        head = reader.head(namespace)
+        if head is None:
             msg = f"Expected namespace {namespace!r} in {str(store.path)!r}, found none"
             raise CheckpointNotFoundError(msg)
         chosen = head[0] if generation is None else generation
-        raw_manifest, manifest = _stored_manifest(store, txn, nsid, namespace, chosen, where)
+        raw_manifest, manifest = _stored_manifest(reader, namespace, chosen, where)
         omitted: set[bytes] = set()
         if since is not None:
-            _, base = _stored_manifest(store, txn, nsid, namespace, since, where)
+            _, base = _stored_manifest(reader, namespace, since, where)
             if base.lineage != manifest.lineage:
                 msg = (
                     f"Expected generation {since} of lineage {manifest.lineage} for since=, "
@@ -255,7 +252,7 @@ def export(
 
         def frames() -> Iterator[tuple[bytes, memoryview]]:
             for ref in ship:
-                frame = store._checked_frame(txn, nsid, ref)
+                frame = reader.frame(namespace, ref)
                 if frame is None:
                     msg = (
                         f"Expected chunk {ref.digest.hex()} of generation {chosen} in "
@@ -281,7 +278,7 @@ def export(
 
 
 def _stored_manifest(
-    store: Store, txn: Any, nsid: bytes, namespace: str, generation: int, where: str
+    reader: Reader, namespace: str, generation: int, where: str
 ) -> tuple[bytes, Manifest]:
     """A generation's manifest as stored (for the archive) and verified (for the export).
 
@@ -289,11 +286,9 @@ def _stored_manifest(
     or describes another generation or namespace raises ``IntegrityError``.
     """
     try:
-        return stored_manifest(
-            txn, store._db("manifests"), store.codec, nsid, generation, namespace
-        )
+        return reader.stored_manifest(namespace, generation)
     except CheckpointNotFoundError:
-        available = sorted(store._generations(txn, nsid)) or "none"
+        available = sorted(reader.generations(namespace)) or "none"
         msg = f"Expected generation {generation} in {where}, found generations {available}"
         raise CheckpointNotFoundError(msg) from None
 
@@ -477,11 +472,13 @@ def _write_and_commit(
     meter.skip(scan.header.chunk_bytes - sum(n for _, _, n in todo), len(scan.chunks) - len(todo))
     meter.emit()
     source = f"{manifest.namespace}@{manifest.generation}"
+    inbound = store.inbound(target, manifest, tag=IMPORTED_FROM, source=source)
     for _ in range(_COMMIT_ATTEMPTS):
-        written.update(_write_chunks(store, f, target, todo, meter, where))
-        outcome = store._env.write(lambda txn: _commit(store, txn, target, manifest, source))
+        written.update(_write_chunks(store, inbound, f, todo, meter, where))
+        outcome = inbound.commit()
         if isinstance(outcome, tuple):
-            return outcome
+            status, generation = outcome
+            return ("imported" if status == "adopted" else "present"), generation
         # A concurrent save's garbage collection swept chunks this import
         # wrote (they were unreferenced until now): write them again.
         _check_available(
@@ -656,18 +653,8 @@ def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:
 
 def _plan(store: Store, namespace: str, manifest: Manifest) -> tuple[int | None, set[bytes]]:
     """(identical generation already present, chunks of the manifest the target has)."""
-    with store._env.read() as txn:
-        nsid = store._nsid(txn, namespace, create=False)
-        if nsid is None:
-            return None, set()
-        present = identical(store, txn, nsid, manifest)
-        chunks = store._db("chunks")
-        have = {
-            d
-            for d in manifest.digests()
-            if txn.get(store._chunk_key(nsid, d), db=chunks) is not None
-        }
-    return present, have
+    with store.read() as reader:
+        return reader.identical(namespace, manifest), reader.present(namespace, manifest.digests())
 
 
 def _check_available(
@@ -695,8 +682,8 @@ def _check_available(
 
 def _write_chunks(
     store: Store,
+    inbound: Inbound,
     f: IO[bytes],
-    namespace: str,
     todo: list[tuple[bytes, int, int]],
     meter: Meter,
     where: str,
@@ -709,7 +696,7 @@ def _write_chunks(
     def flush() -> None:
         nonlocal pending
         if batch:
-            written.update(store._env.write(lambda txn: _put_chunks(store, txn, namespace, batch)))
+            written.update(inbound.put(batch))
             batch.clear()
             pending = 0
 
@@ -731,27 +718,3 @@ def _write_chunks(
         meter.advance(length)
     flush()
     return written
-
-
-def _put_chunks(
-    store: Store, txn: Any, namespace: str, batch: list[tuple[bytes, bytes]]
-) -> dict[bytes, int]:
-    nsid = store._nsid(txn, namespace, create=True)
-    assert nsid is not None
-    chunks = store._db("chunks")
-    return {
-        chunk_digest: len(frame)
-        for chunk_digest, frame in batch
-        if txn.put(store._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
-    }
-
-
-def _commit(
-    store: Store, txn: Any, namespace: str, manifest: Manifest, source: str
-) -> tuple[Literal["imported", "present"], int] | set[bytes]:
-    """Commit the manifest and head: (status, generation), or the chunks still missing."""
-    outcome = adopt(store, txn, namespace, manifest, {}, tag=IMPORTED_FROM, source=source)
-    if isinstance(outcome, set):
-        return outcome
-    status, generation = outcome
-    return ("imported" if status == "adopted" else "present"), generation

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from warmstart._records import check_namespace
 from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.remote.reports import HEAD_FORMAT, RemoteHead, RemoteProgress
+from warmstart.store._records import check_namespace
 
 if TYPE_CHECKING:
     from warmstart.remote import Remote

@@ -31,7 +31,7 @@ from warmstart.remote._layout import DeadlinePassedError, opened
 from warmstart.remote.errors import RemoteConflictError, RemoteUnavailableError
 from warmstart.remote.reports import PullReport, PushReport, SyncOutcome
 from warmstart.remote.sync import DEFAULT_GRACE, _pull, _push
-from warmstart.store import Store
+from warmstart.store._store import Store
 
 if TYPE_CHECKING:
     from warmstart.remote import Remote

@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import msgspec
 
-from warmstart._commit import adopt, identical
 from warmstart.codec import Codec
 from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
@@ -74,7 +73,7 @@ from warmstart.remote._layout import (
 )
 from warmstart.remote.errors import RemoteConflictError, RemoteError
 from warmstart.remote.reports import PullReport, PushReport, RemoteHead
-from warmstart.store import Store
+from warmstart.store._store import Store
 
 if TYPE_CHECKING:
     from warmstart.remote import Remote
@@ -367,10 +366,9 @@ def _upload(
 def _local_frames(store: Store, namespace: str, refs: list[ChunkRef]) -> list[bytes]:
     """Copies of the frames of ``refs``, each verified (digest, MAC, size)."""
     out = []
-    with store._env.read() as txn:
-        nsid = store._nsid(txn, namespace, create=False)
+    with store.read() as reader:
         for ref in refs:
-            frame = None if nsid is None else store._checked_frame(txn, nsid, ref)
+            frame = reader.frame(namespace, ref)
             if frame is None:
                 msg = (
                     f"Expected chunk {ref.digest.hex()} of namespace {namespace!r} in "
@@ -675,11 +673,10 @@ def _pull_head(
     frames = _download(remote, layout, store.codec, need, raw_head, head.generation, meter, cancel)
     fetched = dict.fromkeys(frames, 0)
     source = f"{remote.url}#{head.generation}"
+    inbound = store.inbound(namespace, manifest, tag=PULLED_FROM, source=source)
     for _ in range(_ATTEMPTS):
         check_cancel(cancel)
-        outcome = store._env.write(
-            lambda txn: _commit(store, txn, namespace, manifest, frames, source)
-        )
+        outcome = inbound.commit(frames.items())
         if isinstance(outcome, tuple):
             break
         # A concurrent local save collected chunks this pull counted on: fetch them.
@@ -695,7 +692,8 @@ def _pull_head(
             f"collected its chunks {_ATTEMPTS} times; pull again"
         )
         raise StoreError(msg)
-    status, generation = outcome
+    adopted, generation = outcome
+    status: Literal["pulled", "present"] = "pulled" if adopted == "adopted" else "present"
     log.info(
         "pulled %r generation %d from %s as local generation %d: %d chunks fetched",
         namespace,
@@ -719,23 +717,12 @@ def _local_state(
     store: Store, namespace: str, manifest: Manifest
 ) -> tuple[int | None, float | None, set[bytes]]:
     """(identical local generation, local head's created_at, digests held locally)."""
-    with store._env.read() as txn:
-        nsid = store._nsid(txn, namespace, create=False)
-        if nsid is None:
-            return None, None, set()
-        present = identical(store, txn, nsid, manifest)
-        head = store._head(txn, namespace)
-        created = None
-        if head is not None:
-            with contextlib.suppress(IntegrityError, CheckpointNotFoundError):
-                created = store._read_manifest(txn, nsid, head[0]).created_at
-        chunks = store._db("chunks")
-        have = {
-            d
-            for d in manifest.digests()
-            if txn.get(store._chunk_key(nsid, d), db=chunks) is not None
-        }
-    return present, created, have
+    with store.read() as reader:
+        return (
+            reader.identical(namespace, manifest),
+            reader.created_at(namespace),
+            reader.present(namespace, manifest.digests()),
+        )
 
 
 def _download(
@@ -775,19 +762,3 @@ def _download(
             if meter is not None:
                 meter.advance(len(frame))
     return frames
-
-
-def _commit(
-    store: Store,
-    txn: Any,
-    namespace: str,
-    manifest: Manifest,
-    frames: dict[bytes, bytes],
-    source: str,
-) -> tuple[Literal["pulled", "present"], int] | set[bytes]:
-    """Write chunks, manifest and head: (status, generation), or the chunks still missing."""
-    outcome = adopt(store, txn, namespace, manifest, frames, tag=PULLED_FROM, source=source)
-    if isinstance(outcome, set):
-        return outcome
-    status, generation = outcome
-    return ("pulled" if status == "adopted" else "present"), generation

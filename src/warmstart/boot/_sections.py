@@ -25,17 +25,17 @@ from typing import Any
 
 import msgspec
 
-from warmstart._prepare import SectionSpec
-from warmstart._reload import KeyReloader
-from warmstart._restore import SectionRestore
+from warmstart.boot._reload import KeyReloader
+from warmstart.boot._restore import SectionRestore
+from warmstart.boot._warm import State, WarmSpec
 from warmstart.containers import entries_of
 from warmstart.contract import Contract
 from warmstart.delta import TrackedDict, change_log
 from warmstart.hits import counter_of
 from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
-from warmstart.snapshot import Snapshot, paused_gc
-from warmstart.store import Store
-from warmstart.warm import State, WarmSpec
+from warmstart.store._prepare import SectionSpec
+from warmstart.store._snapshot import Snapshot, paused_gc
+from warmstart.store._store import Store
 
 __all__ = ()
 

@@ -1,6 +1,6 @@
 """Preparing a save: each section as a full base or a delta, encoded before the commit.
 
-Private; used by ``store``. Encoding is the slow part of a save, so it runs
+Private to the store wing; used by ``Store.save``. Encoding is the slow part of a save, so it runs
 outside the write transaction, which then only puts bytes. A section is a
 delta when this process holds a baseline for the namespace (the generation it
 last committed or loaded, with its manifest) that the section can extend: a
@@ -16,20 +16,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
-from warmstart._chunks import encode_chunks
 from warmstart.codec import Codec
 from warmstart.containers import dict_snapshot, entries_of, peek_entries
 from warmstart.contract import Contract
-from warmstart.delta import ChangeSet, Fingerprints, _ChangeLog, change_log, deeply_immutable
+from warmstart.delta import (
+    ChangeLog,
+    ChangeSet,
+    CompactionPolicy,
+    Fingerprints,
+    change_log,
+    deeply_immutable,
+)
 from warmstart.errors import EncodeError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
-
-if TYPE_CHECKING:
-    from warmstart.store import Store
+from warmstart.store._chunks import encode_chunks
 
 __all__ = ()
 
@@ -100,11 +104,20 @@ def put_back(prepared: Iterable[Prepared]) -> None:
             changes_log.restore(item.changes)
 
 
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """How a store encodes sections: its codec, compaction policy and baselines."""
+
+    codec: Codec
+    compaction: CompactionPolicy
+    baselines: Baselines
+
+
 def prepare(
-    store: Store, namespace: str, sections: Sections, mode: SaveMode, *, full: bool = False
+    how: Encoding, namespace: str, sections: Sections, mode: SaveMode, *, full: bool = False
 ) -> list[Prepared]:
     """Encode every section, as a delta where ``mode`` allows it (``full``: never)."""
-    baseline = store._baselines.get(namespace)
+    baseline = how.baselines.get(namespace)
     checked: object = sections  # typed as a Mapping, but user input
     if not isinstance(checked, Mapping):
         msg = f"Expected sections as a mapping of name -> (Contract, mapping), got {checked!r}"
@@ -115,13 +128,13 @@ def prepare(
         for name, contract, mapping, lock in specs:
             guard = lock if lock is not None else contextlib.nullcontext()
             base = None if full else baseline
-            item = _prepare_delta(store, name, contract, mapping, guard, base, mode, namespace)
+            item = _prepare_delta(how, name, contract, mapping, guard, base, mode, namespace)
             if item is None:
                 # A base keeps its entries, to be fingerprinted, when deltas will be diffed from it.
                 keep = change_log(mapping) is None and (
                     mode == "delta" or (baseline is not None and name in baseline.prints)
                 )
-                item = _prepare_full(store.codec, name, contract, mapping, guard, keep)
+                item = _prepare_full(how.codec, name, contract, mapping, guard, keep)
             out.append(item)
     except BaseException:
         # Sections already prepared took their change logs: give them back.
@@ -195,7 +208,7 @@ def _prepare_full(
 
 
 def _prepare_delta(
-    store: Store,
+    how: Encoding,
     name: str,
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
@@ -211,11 +224,11 @@ def _prepare_delta(
         return None
     chain = len({c.sequence for c in previous.deltas})
     delta_bytes = sum(c.stored_bytes for c in previous.deltas)
-    if store.compaction.wants_base(chain, delta_bytes, previous.base_bytes):
+    if how.compaction.wants_base(chain, delta_bytes, previous.base_bytes):
         return None
     changes_log = change_log(mapping)
     if changes_log is not None:
-        token = (store._token, namespace, name, baseline.generation, baseline.lineage)
+        token = (how.baselines.token, namespace, name, baseline.generation, baseline.lineage)
         read = _take_tracked(changes_log, mapping, guard) if changes_log.baseline == token else None
     else:
         prints = baseline.prints.get(name)
@@ -228,7 +241,7 @@ def _prepare_delta(
         deleted = _deletions(changes, keys)
         frames = encode_chunks(
             contract,
-            store.codec,
+            how.codec,
             keys,
             values,
             deleted=deleted,
@@ -255,7 +268,7 @@ Entries = tuple[list[Any], list[Any], list[float]]
 
 
 def _take_tracked(
-    changes_log: _ChangeLog, mapping: Mapping[Any, Any], guard: Guard
+    changes_log: ChangeLog, mapping: Mapping[Any, Any], guard: Guard
 ) -> tuple[ChangeSet, Entries] | None:
     """A tracked mapping's changes and the upserted entries (None: it needs a base)."""
     changes = None
@@ -291,45 +304,75 @@ def _diff_untracked(
     return changes, (changes.upserts, values, expires)
 
 
-def committed(
-    store: Store, namespace: str, manifest: Manifest, prepared: list[Prepared], mode: SaveMode
-) -> None:
-    """After a commit: remember the baseline for the next delta."""
-    baseline = Baseline(manifest.generation, manifest.lineage, manifest)
-    previous = store._baselines.get(namespace)
-    for item in prepared:
-        changes_log = change_log(item.mapping)
-        if changes_log is not None:
-            changes_log.baseline = (
-                store._token,
-                namespace,
-                item.name,
-                manifest.generation,
-                manifest.lineage,
-            )
-            continue
-        prints = previous.prints.get(item.name) if previous else None
-        encode = item.contract.encode_value
-        if item.delta and prints is not None and item.changes is not None:
-            prints.update(item.keys, item.values, item.changes, encode)
-        elif (mode == "delta" or prints is not None) and len(item.keys) == item.section.entries:
-            immutable = _immutable(item.contract)
-            prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
-        else:
-            continue
-        baseline.prints[item.name] = prints
-    store._baselines[namespace] = baseline
+class Baselines:
+    """What this process last committed or loaded, per namespace of one store.
 
+    A delta is computed against the baseline: the generation it extends, and
+    for untracked mappings the fingerprints of that generation's entries.
+    ``token`` names the store (its real path): a tracked mapping's change log
+    is bound to one store, namespace, section and generation.
+    """
 
-def loaded(store: Store, namespace: str, manifest: Manifest) -> None:
-    """After a load of the head generation: it is the baseline for the next delta."""
-    known = store._baselines.get(namespace)
-    # Fingerprints of this very generation stay valid: keep them.
-    head = (manifest.generation, manifest.lineage)
-    same = known if known and (known.generation, known.lineage) == head else None
-    store._baselines[namespace] = Baseline(
-        manifest.generation, manifest.lineage, manifest, same.prints if same else {}
-    )
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._by_namespace: dict[str, Baseline] = {}
+
+    def get(self, namespace: str) -> Baseline | None:
+        """The namespace's baseline, if this process has one."""
+        return self._by_namespace.get(namespace)
+
+    def forget(self, namespace: str) -> None:
+        """The head moved under this process (an import, a pull, a drop)."""
+        self._by_namespace.pop(namespace, None)
+
+    def committed(
+        self, namespace: str, manifest: Manifest, prepared: list[Prepared], mode: SaveMode
+    ) -> None:
+        """After a commit: remember the baseline for the next delta."""
+        baseline = Baseline(manifest.generation, manifest.lineage, manifest)
+        previous = self._by_namespace.get(namespace)
+        for item in prepared:
+            changes_log = change_log(item.mapping)
+            if changes_log is not None:
+                changes_log.baseline = (
+                    self.token,
+                    namespace,
+                    item.name,
+                    manifest.generation,
+                    manifest.lineage,
+                )
+                continue
+            prints = previous.prints.get(item.name) if previous else None
+            encode = item.contract.encode_value
+            if item.delta and prints is not None and item.changes is not None:
+                prints.update(item.keys, item.values, item.changes, encode)
+            elif (mode == "delta" or prints is not None) and len(item.keys) == item.section.entries:
+                immutable = _immutable(item.contract)
+                prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
+            else:
+                continue
+            baseline.prints[item.name] = prints
+        self._by_namespace[namespace] = baseline
+
+    def loaded(self, namespace: str, manifest: Manifest) -> None:
+        """After a load of the head generation: it is the baseline for the next delta."""
+        known = self._by_namespace.get(namespace)
+        # Fingerprints of this very generation stay valid: keep them.
+        head = (manifest.generation, manifest.lineage)
+        same = known if known and (known.generation, known.lineage) == head else None
+        self._by_namespace[namespace] = Baseline(
+            manifest.generation, manifest.lineage, manifest, same.prints if same else {}
+        )
+
+    def mark(
+        self, namespace: str, section: str, mapping: Mapping[Any, Any], generation: int
+    ) -> None:
+        """Bind a tracked ``mapping``, just restored from ``generation``, to the baseline."""
+        changes_log = change_log(mapping)
+        baseline = self._by_namespace.get(namespace)
+        if changes_log is not None and baseline is not None and baseline.generation == generation:
+            changes_log.take()
+            changes_log.baseline = (self.token, namespace, section, generation, baseline.lineage)
 
 
 def _immutable(contract: Contract[Any]) -> bool:

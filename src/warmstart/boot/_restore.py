@@ -24,7 +24,7 @@ from warmstart.delta import FoldedChain, TrackedDict, change_log
 from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
-from warmstart.snapshot import SectionStats, Snapshot, paused_gc
+from warmstart.store._snapshot import SectionStats, Snapshot, paused_gc
 
 __all__ = ()
 

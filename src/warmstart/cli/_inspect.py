@@ -14,12 +14,12 @@ from typing import Any
 
 import msgspec
 
-from warmstart import _cli_format as fmt
-from warmstart._cli_common import EXIT_OK, UsageError, open_store
-from warmstart._cli_raw_entries import first_entries
+from warmstart.cli import _format as fmt
+from warmstart.cli._common import EXIT_OK, UsageError, open_store
+from warmstart.cli._raw_entries import first_entries
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.manifest import Manifest, SectionManifest
-from warmstart.store import Store
+from warmstart.store._store import Store
 
 __all__ = ()
 

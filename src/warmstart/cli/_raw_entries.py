@@ -19,7 +19,7 @@ from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.delta import FoldedChain
 from warmstart.errors import IntegrityError
 from warmstart.manifest import SectionManifest
-from warmstart.store import Store
+from warmstart.store._store import Store
 
 __all__ = ()
 
@@ -69,14 +69,9 @@ def _raw_payloads(
 ) -> Callable[[tuple[Any, ...]], Iterator[list[Any]]]:
     def payloads(refs: tuple[Any, ...]) -> Iterator[list[Any]]:
         codec: Codec = store.codec
-        with store._env.read() as txn:
-            nsid = store._nsid(txn, namespace, create=False)
+        with store.read() as reader:
             for ref in refs:
-                frame = (
-                    None
-                    if nsid is None
-                    else txn.get(store._chunk_key(nsid, ref.digest), db=store._db("chunks"))
-                )
+                frame = reader.frame(namespace, ref)
                 if frame is None:
                     msg = (
                         f"Expected chunk {ref.digest.hex()} of section {section.name!r}, "

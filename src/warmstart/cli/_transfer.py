@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from warmstart import _cli_format as fmt
-from warmstart._cli_common import EXIT_OK, open_store
+from warmstart.cli import _format as fmt
+from warmstart.cli._common import EXIT_OK, open_store
 from warmstart.transfer import export, import_archive
 
 __all__ = ()

@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Any
 
-from warmstart import _cli_format as fmt
-from warmstart._cli_common import EXIT_OK, EXIT_PROBLEM, UsageError, open_store
+from warmstart.cli import _format as fmt
+from warmstart.cli import _remote as remote_cli
+from warmstart.cli._common import EXIT_OK, EXIT_PROBLEM, UsageError, open_store
 from warmstart.errors import CheckpointNotFoundError, WarmstartError
-from warmstart.remote import cli as remote_cli
-from warmstart.store import Store
+from warmstart.store._store import Store
 
 __all__ = ()
 
@@ -181,18 +181,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _stats(store: Store, path: str) -> dict[str, Any]:
     """Sizes and counts of a store (LMDB's own statistics plus the manifests')."""
-    info = store._env.env.info()
-    tables: dict[str, dict[str, int]] = {}
-    page_size = 0
-    with store._env.read() as txn:
-        for name, db in store._env.dbs.items():
-            if db is None:
-                tables[name] = {"entries": 0, "bytes": 0}
-                continue
-            st = txn.stat(db)
-            page_size = st["psize"]
-            pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-            tables[name] = {"entries": st["entries"], "bytes": pages * st["psize"]}
+    lmdb_stats = store.stats()
+    tables: dict[str, dict[str, int]] = lmdb_stats["tables"]
     namespaces = []
     referenced = 0
     for namespace in store.namespaces():
@@ -216,16 +206,9 @@ def _stats(store: Store, path: str) -> dict[str, Any]:
                 "chunk_bytes": sum(chunks.values()),
             }
         )
-    data_file = store.path / "data.mdb"
     return {
         "path": path,
-        "file_bytes": data_file.stat().st_size,
-        "map_size": info["map_size"],
-        "page_size": page_size,
-        "last_txnid": info["last_txnid"],
-        "readers": info["num_readers"],
-        "max_readers": info["max_readers"],
-        "tables": tables,
+        **lmdb_stats,
         "namespaces": namespaces,
         "orphaned_chunks": max(0, tables["chunks"]["entries"] - referenced),
     }

@@ -41,15 +41,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from warmstart._background import BackgroundJobs
-from warmstart._breaker import CrashLoopBreaker
-from warmstart._open import open_within
-from warmstart._prepare import SectionSpec, is_lock
-from warmstart._records import check_namespace
-from warmstart._reload import KeyReloader, is_coroutine_function
-from warmstart._sections import Attached, AttributeRestore, sections_of
-from warmstart._shutdown import ExitHooks, FinalCheckpoint
-from warmstart.checkpointer import Checkpointer
+from warmstart.boot._background import BackgroundJobs
+from warmstart.boot._breaker import CrashLoopBreaker
+from warmstart.boot._checkpointer import Checkpointer
+from warmstart.boot._open import open_within
+from warmstart.boot._reload import KeyReloader, is_coroutine_function
+from warmstart.boot._sections import Attached, AttributeRestore, sections_of
+from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
+from warmstart.boot._warm import WarmSpec, spec_of
 from warmstart.containers import check_container
 from warmstart.errors import (
     CheckpointNotFoundError,
@@ -57,9 +56,10 @@ from warmstart.errors import (
     StoreTimeoutError,
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
-from warmstart.snapshot import Snapshot
-from warmstart.store import Store
-from warmstart.warm import WarmSpec, spec_of
+from warmstart.store._prepare import SectionSpec, is_lock
+from warmstart.store._records import check_namespace
+from warmstart.store._snapshot import Snapshot
+from warmstart.store._store import Store
 
 if TYPE_CHECKING:
     import asyncio

@@ -1,9 +1,9 @@
 """Committing a generation: its number, its chunks, its manifest and the head.
 
-Private; used by ``store`` (a save) and, directly, by
-``transfer`` and ``remote`` (a generation that came from elsewhere). Each
-runs inside one write transaction that also applies retention, so a reader
-sees the old generation or the new one, never a mix.
+Private to the store wing: a save (``Store.save``) and a generation that
+came from elsewhere (``Inbound``, for an import or a pull) both commit here.
+Each runs inside one write transaction that also applies retention, so a
+reader sees the old generation or the new one, never a mix.
 
 The manifests say what is stored; the head only says which of them is the
 newest. A new generation is numbered after the newest stored one, so a
@@ -17,19 +17,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import msgspec
 
-from warmstart._prepare import Prepared, StaleBaseError
-from warmstart._records import GEN, MAX_GEN, check_namespace, manifest_key, quarantine_key
-from warmstart._retention import retain
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
-from warmstart.manifest import Manifest, encode_manifest
-
-if TYPE_CHECKING:
-    from warmstart.store import Store
+from warmstart.manifest import Manifest
+from warmstart.store._prepare import Prepared, StaleBaseError
+from warmstart.store._records import MAX_GEN
+from warmstart.store._retention import retain
+from warmstart.store._tables import Tables
 
 __all__ = ()
 
@@ -37,12 +35,15 @@ log = logging.getLogger("warmstart.store")  # one logger for the whole store
 
 
 def commit(
-    store: Store,
+    tables: Tables,
     txn: Any,
     namespace: str,
     prepared: list[Prepared],
+    *,
     watermark: Any,
     tags: Mapping[str, str] | None,
+    keep: int,
+    now: Callable[[], float],
 ) -> Manifest:
     """Write a prepared save as the namespace's next generation.
 
@@ -50,25 +51,24 @@ def commit(
         StaleBaseError: a section is a delta, but the head is not the
             baseline it was computed against.
     """
-    nsid = store._nsid(txn, namespace, create=True)
+    nsid = tables.nsid(txn, namespace, create=True)
     assert nsid is not None
-    head, newest = _tip(store, txn, namespace, nsid)
+    head, newest = _tip(tables, txn, namespace, nsid)
     delta = any(p.delta for p in prepared)
     # Against the generation each delta was computed on, not the store's
     # current baseline: another save may have moved both since.
     if delta and (head is None or any(p.base != head for p in prepared if p.delta)):
         raise StaleBaseError
-    generation = _next_generation(store, namespace, newest)
+    generation = _next_generation(tables, namespace, newest)
     lineage = head[1] if delta and head is not None else os.urandom(8).hex()
-    chunks = store._db("chunks")
     for item in prepared:
         for ref, frame in item.frames:
-            txn.put(store._chunk_key(nsid, ref.digest), frame, db=chunks, overwrite=False)
+            tables.put_chunk(txn, nsid, ref.digest, frame)
     manifest = Manifest(
         namespace=namespace,
         generation=generation,
         lineage=lineage,
-        created_at=store.clock(),
+        created_at=now(),
         library_version=_library_version(),
         host=_hostname(),
         pid=os.getpid(),
@@ -78,16 +78,16 @@ def commit(
         tags=dict(tags or {}),
         sections=tuple(p.section for p in prepared),
     )
-    _publish(store, txn, nsid, manifest)
+    _publish(tables, txn, nsid, manifest, keep)
     return manifest
 
 
-def identical(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
+def identical(tables: Tables, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:
     """The stored generation holding the same state as ``manifest``, if any."""
     wanted = manifest.signature()
-    for generation in store._generations(txn, nsid):
+    for generation in tables.generations(txn, nsid):
         try:
-            if store._read_manifest(txn, nsid, generation).signature() == wanted:
+            if tables.manifest(txn, nsid, generation).signature() == wanted:
                 return generation
         except (IntegrityError, CheckpointNotFoundError):
             continue
@@ -95,42 +95,36 @@ def identical(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> int | 
 
 
 def adopt(
-    store: Store,
+    tables: Tables,
     txn: Any,
     namespace: str,
     manifest: Manifest,
-    frames: Mapping[bytes, bytes],
     *,
     tag: str,
     source: str,
+    keep: int,
 ) -> tuple[Literal["adopted", "present"], int] | set[bytes]:
     """Commit a generation that came from elsewhere (an import, a pull).
 
-    Inside the caller's write transaction: writes ``frames`` that are
-    absent, and if every chunk the manifest references is now present,
-    the manifest and the head. The head never moves backwards: the
+    Inside the caller's write transaction: if every chunk the manifest
+    references is present, writes the manifest and the head. The head never moves backwards: the
     generation keeps its number when that is newer than the head, else it
     becomes head + 1; ``tags[tag]`` records ``source``.
 
     Returns ("adopted" or "present", generation), or the digests still
     missing (nothing of the manifest or head was written then).
     """
-    nsid = store._nsid(txn, namespace, create=True)
+    nsid = tables.nsid(txn, namespace, create=True)
     assert nsid is not None
-    present = identical(store, txn, nsid, manifest)
+    present = identical(tables, txn, nsid, manifest)
     if present is not None:
         return "present", present
-    chunks = store._db("chunks")
-    for chunk_digest, frame in frames.items():
-        txn.put(store._chunk_key(nsid, chunk_digest), frame, db=chunks, overwrite=False)
-    missing = {
-        d for d in manifest.digests() if txn.get(store._chunk_key(nsid, d), db=chunks) is None
-    }
+    missing = {d for d in manifest.digests() if tables.chunk(txn, nsid, d) is None}
     if missing:
         return missing
-    _, newest = _tip(store, txn, namespace, nsid)
+    _, newest = _tip(tables, txn, namespace, nsid)
     newer = newest < manifest.generation
-    generation = manifest.generation if newer else _next_generation(store, namespace, newest)
+    generation = manifest.generation if newer else _next_generation(tables, namespace, newest)
     adopted = msgspec.structs.replace(
         manifest,
         namespace=namespace,
@@ -138,40 +132,26 @@ def adopt(
         parent=newest or None,
         tags={**manifest.tags, tag: source},
     )
-    _publish(store, txn, nsid, adopted)
-    # Deltas computed in this process were against the previous head.
-    store._baselines.pop(namespace, None)
+    _publish(tables, txn, nsid, adopted, keep)
     return "adopted", generation
 
 
-def _publish(store: Store, txn: Any, nsid: bytes, manifest: Manifest) -> None:
-    """Write the manifest, make it the head, and apply retention.
-
-    A quarantine record left under this number by a lost generation is
-    dropped: it set that generation aside, not this one.
-    """
-    txn.put(
-        manifest_key(nsid, manifest.generation),
-        encode_manifest(store.codec, manifest),
-        db=store._db("manifests"),
-    )
-    txn.delete(quarantine_key(manifest.namespace, manifest.generation), db=store._db("meta"))
-    txn.put(
-        check_namespace(manifest.namespace),
-        GEN.pack(manifest.generation) + manifest.lineage.encode(),
-        db=store._db("heads"),
-    )
-    retain(store, txn, nsid, manifest)
+def _publish(tables: Tables, txn: Any, nsid: bytes, manifest: Manifest, keep: int) -> None:
+    """Write the manifest, make it the head, and apply retention."""
+    tables.publish(txn, nsid, manifest)
+    retain(tables, txn, nsid, manifest, keep)
 
 
-def _tip(store: Store, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int, str] | None, int]:
+def _tip(
+    tables: Tables, txn: Any, namespace: str, nsid: bytes
+) -> tuple[tuple[int, str] | None, int]:
     """(the head if it is sound, else None; the newest stored generation, 0 if none)."""
-    stored = store._generations(txn, nsid)
+    stored = tables.generations(txn, nsid)
     newest = stored[0] if stored else 0
     if stored:
-        _check_owner(store, txn, namespace, nsid, newest)
+        _check_owner(tables, txn, namespace, nsid, newest)
     try:
-        head = store._head(txn, namespace)
+        head = tables.head(txn, namespace)
     except IntegrityError as exc:
         problem = str(exc)
     else:
@@ -190,7 +170,7 @@ def _tip(store: Store, txn: Any, namespace: str, nsid: bytes) -> tuple[tuple[int
     return None, newest
 
 
-def _check_owner(store: Store, txn: Any, namespace: str, nsid: bytes, newest: int) -> None:
+def _check_owner(tables: Tables, txn: Any, namespace: str, nsid: bytes, newest: int) -> None:
     """Refuse to commit under an id whose newest manifest belongs to another namespace.
 
     Only a damaged namespace-id record makes two namespaces share an id; a
@@ -198,7 +178,7 @@ def _check_owner(store: Store, txn: Any, namespace: str, nsid: bytes, newest: in
     retention would expire them.
     """
     try:
-        owner = store._read_manifest(txn, nsid, newest).namespace
+        owner = tables.manifest(txn, nsid, newest).namespace
     except IntegrityError:
         return  # a damaged manifest names no owner; retention keeps what it cannot read
     if owner != namespace:
@@ -210,11 +190,11 @@ def _check_owner(store: Store, txn: Any, namespace: str, nsid: bytes, newest: in
         raise IntegrityError(msg)
 
 
-def _next_generation(store: Store, namespace: str, newest: int) -> int:
+def _next_generation(tables: Tables, namespace: str, newest: int) -> int:
     if newest >= MAX_GEN:
         msg = (
             f"Expected a generation number after {newest} for namespace {namespace!r} in "
-            f"{str(store.path)!r}, there is none: that manifest key is damaged; "
+            f"{tables.where}, there is none: that manifest key is damaged; "
             f"`warmstart drop` the namespace to start it afresh"
         )
         raise IntegrityError(msg)

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from warmstart._prepare import SectionSpec
-from warmstart.store import Store
+from warmstart.store._prepare import SectionSpec
+from warmstart.store._store import Store
 
 __all__ = ("Checkpointer",)
 

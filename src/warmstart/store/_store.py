@@ -13,10 +13,12 @@ and the garbage collection of chunks no retained generation references in
 never a mix. Chunks are scoped to their namespace so that one namespace can
 never read or delete another's bytes.
 
-``Store`` is the public face; its parts live in private modules: key and
-record layouts in ``_records``, preparing a save (full or delta) in
-``_prepare``, committing a generation in ``_commit``, retention and garbage
-collection in ``_retention``, the LMDB environment in ``_env``.
+``Store`` is the public face of the store wing; its parts live in private
+modules: the tables and their one owner in ``_tables`` (layouts in
+``_records``, the LMDB environment in ``_env``), preparing a save (full or
+delta) in ``_prepare``, committing a generation in ``_commit``, retention and
+garbage collection in ``_retention``. Other wings read records through
+:meth:`Store.read` and bring generations in through :meth:`Store.inbound`.
 
 >>> import msgspec, tempfile
 >>> from warmstart import Contract
@@ -38,23 +40,26 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from warmstart import _commit, _prepare, _records, _retention
-from warmstart._env import Env
-from warmstart._prepare import Baseline, SaveMode, Sections, StaleBaseError
-from warmstart._records import NS_PREFIX, check_namespace, meta_prefix, prefixed, shown
 from warmstart.codec import Codec
-from warmstart.delta import CompactionPolicy, change_log
+from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
     CheckpointNotFoundError,
     IntegrityError,
     ReadOnlyStoreError,
 )
 from warmstart.manifest import ChunkRef, Manifest
-from warmstart.snapshot import Snapshot
+from warmstart.store import _commit, _prepare, _retention
+from warmstart.store._env import Env
+from warmstart.store._inbound import Inbound
+from warmstart.store._prepare import Baselines, Encoding, SaveMode, Sections, StaleBaseError
+from warmstart.store._reader import Reader
+from warmstart.store._records import check_generation, check_namespace, shown
+from warmstart.store._snapshot import Snapshot
+from warmstart.store._tables import Tables
 
 __all__ = ("GenerationInfo", "Problem", "Store", "VerifyReport")
 
@@ -172,8 +177,9 @@ class Store:
         self.compaction = compaction or CompactionPolicy()
         self.clock = clock
         self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
-        self._token = os.path.realpath(self.path)
-        self._baselines: dict[str, Baseline] = {}
+        self._tables = Tables(self._env, self.codec)
+        self._baselines = Baselines(os.path.realpath(self.path))
+        self._encoding = Encoding(self.codec, self.compaction, self._baselines)
         self._saving_locks: dict[str, threading.Lock] = {}
         self._saving_guard = threading.Lock()
 
@@ -197,78 +203,36 @@ class Store:
         """Whether the store was opened read-only."""
         return self._env.readonly
 
-    # -- records --------------------------------------------------------------
+    # -- other wings' views ----------------------------------------------------
 
-    def _db(self, name: str) -> Any:
-        return self._env.dbs[name]
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Reader]:
+        """Records as stored, in one read transaction: for export, push and inspect.
 
-    def _nsid(self, txn: Any, namespace: str, *, create: bool) -> bytes | None:
-        """The namespace's 4-byte id; None when it has none (and ``create`` is false).
-
-        Raises:
-            IntegrityError: the id record is damaged.
+        >>> # see warmstart.transfer.export for a complete example
         """
-        key = NS_PREFIX + check_namespace(namespace)
-        meta = self._db("meta")
-        if meta is None:
-            return None
-        found = txn.get(key, db=meta)
-        if found is not None:
-            return _records.decode_nsid(bytes(found), namespace, repr(str(self.path)))
-        if not create:
-            return None
-        nsid = _records.NSID.pack(_records.last_nsid(txn, meta, repr(str(self.path))) + 1)
-        txn.put(_records.NS_NEXT, nsid, db=meta)
-        txn.put(key, nsid, db=meta)
-        return nsid
+        with self._tables.read() as txn:
+            yield Reader(self._tables, txn)
 
-    @staticmethod
-    def _chunk_key(nsid: bytes, ref_digest: bytes) -> bytes:
-        return nsid + ref_digest
+    def inbound(self, namespace: str, manifest: Manifest, *, tag: str, source: str) -> Inbound:
+        """The one path for a generation from elsewhere (an import, a pull) to come in.
 
-    def _head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
-        """The namespace's head record: (generation, lineage), or None if it has none.
-
-        Raises:
-            IntegrityError: the record is too short to hold a generation.
+        ``tags[tag]`` of the committed manifest records ``source``.
         """
-        heads = self._db("heads")
-        raw = None if heads is None else txn.get(check_namespace(namespace), db=heads)
-        if raw is None:
-            return None
-        return _records.decode_head(bytes(raw), namespace, repr(str(self.path)))
+        check_namespace(namespace)
+        return Inbound(
+            self._tables,
+            namespace,
+            manifest,
+            tag=tag,
+            source=source,
+            keep=self.keep,
+            forget=self._baselines.forget,
+        )
 
-    def _readable_head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
-        """The head, or None (logged) when its record is damaged: for reads that go on."""
-        try:
-            return self._head(txn, namespace)
-        except IntegrityError as exc:
-            log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
-            return None
-
-    def _generations(self, txn: Any, nsid: bytes) -> list[int]:
-        """Generations stored for a namespace, newest first (malformed keys are logged)."""
-        generations, malformed = _records.manifest_keys(txn, self._db("manifests"), nsid)
-        if malformed:
-            log.warning(
-                "namespace id %s: %d malformed manifest keys skipped: %s",
-                nsid.hex(),
-                len(malformed),
-                ", ".join(key.hex() for key in malformed),
-            )
-        return generations
-
-    def _read_manifest(
-        self, txn: Any, nsid: bytes, generation: int, namespace: str | None = None
-    ) -> Manifest:
-        """The manifest stored as ``generation`` (of ``namespace``, when given), verified.
-
-        Raises:
-            CheckpointNotFoundError: none is stored there.
-            IntegrityError: it is damaged, or describes another generation or namespace.
-        """
-        manifests = self._db("manifests")
-        return _records.read_manifest(txn, manifests, self.codec, nsid, generation, namespace)
+    def stats(self) -> dict[str, Any]:
+        """LMDB's figures for this store: file and map size, readers, entries per table."""
+        return self._tables.stats()
 
     # -- writing --------------------------------------------------------------
 
@@ -323,12 +287,23 @@ class Store:
         tags: Mapping[str, str] | None,
         mode: SaveMode,
     ) -> int:
-        prepared = _prepare.prepare(self, namespace, sections, mode)
+        prepared = _prepare.prepare(self._encoding, namespace, sections, mode)
+
+        def commit(txn: Any) -> Manifest:
+            return _commit.commit(
+                self._tables,
+                txn,
+                namespace,
+                prepared,
+                watermark=watermark,
+                tags=tags,
+                keep=self.keep,
+                now=self.clock,
+            )
+
         try:
             try:
-                manifest = self._env.write(
-                    lambda txn: _commit.commit(self, txn, namespace, prepared, watermark, tags)
-                )
+                manifest = self._tables.write(commit)
             except StaleBaseError:
                 log.info(
                     "head of %r moved under this process; writing a full base",
@@ -336,14 +311,12 @@ class Store:
                     extra={"namespace": namespace},
                 )
                 _prepare.put_back(prepared)
-                prepared = _prepare.prepare(self, namespace, sections, mode, full=True)
-                manifest = self._env.write(
-                    lambda txn: _commit.commit(self, txn, namespace, prepared, watermark, tags)
-                )
+                prepared = _prepare.prepare(self._encoding, namespace, sections, mode, full=True)
+                manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
             raise
-        _prepare.committed(self, namespace, manifest, prepared, mode)
+        self._baselines.committed(namespace, manifest, prepared, mode)
         return manifest.generation
 
     # -- reading --------------------------------------------------------------
@@ -373,12 +346,13 @@ class Store:
         return snapshot
 
     def _load(self, txn: Any, namespace: str, generation: int | None) -> Snapshot:
-        nsid = self._nsid(txn, namespace, create=False)
-        candidates = [] if nsid is None else self._generations(txn, nsid)
+        tables = self._tables
+        nsid = tables.nsid(txn, namespace, create=False)
+        candidates = [] if nsid is None else tables.generations(txn, nsid)
         if generation is not None:
             candidates = [g for g in candidates if g == generation]
         else:
-            quarantined = self._quarantined(txn, namespace)
+            quarantined = tables.quarantined(txn, namespace)
             candidates = [g for g in candidates if g not in quarantined]
         if nsid is None or not candidates:
             which = "any generation" if generation is None else f"generation {generation}"
@@ -387,7 +361,7 @@ class Store:
         skipped: list[str] = []
         for candidate in candidates:
             try:
-                manifest = self._read_manifest(txn, nsid, candidate, namespace)
+                manifest = tables.manifest(txn, nsid, candidate, namespace)
                 self._verify_chunks(txn, nsid, manifest)
             except IntegrityError as exc:
                 reason = f"generation {candidate}: {exc}"
@@ -406,12 +380,11 @@ class Store:
                     candidate,
                     extra={"namespace": namespace, "generation": candidate},
                 )
-            if self._readable_head(txn, namespace) == (manifest.generation, manifest.lineage):
-                _prepare.loaded(self, namespace, manifest)
+            if tables.readable_head(txn, namespace) == (manifest.generation, manifest.lineage):
+                self._baselines.loaded(namespace, manifest)
 
             def frame_of(read_txn: Any, ref: ChunkRef, nsid: bytes = nsid) -> memoryview:
-                key = self._chunk_key(nsid, ref.digest)
-                return self._env.get(read_txn, key, self._db("chunks"))  # type: ignore[no-any-return]
+                return tables.snapshot_chunk(read_txn, nsid, ref.digest)
 
             return Snapshot(
                 manifest=manifest,
@@ -428,27 +401,9 @@ class Store:
 
     def _verify_chunks(self, txn: Any, nsid: bytes, manifest: Manifest) -> None:
         for ref in {c.digest: c for s in manifest.sections for c in s.chunks}.values():
-            if self._checked_frame(txn, nsid, ref) is None:
+            if self._tables.checked_chunk(txn, nsid, ref) is None:
                 msg = f"Expected chunk {ref.digest.hex()}, it is missing"
                 raise IntegrityError(msg)
-
-    def _checked_frame(self, txn: Any, nsid: bytes, ref: ChunkRef) -> memoryview | None:
-        """A chunk's frame, verified against its reference; None if it is absent.
-
-        Raises:
-            IntegrityError: digest, MAC or size disagree with the reference.
-        """
-        frame: memoryview | None = txn.get(self._chunk_key(nsid, ref.digest), db=self._db("chunks"))
-        if frame is None:
-            return None
-        self.codec.verify(frame, digest=ref.digest)
-        if len(frame) != ref.stored_bytes:
-            msg = (
-                f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as its "
-                f"manifest says, got {len(frame)}"
-            )
-            raise IntegrityError(msg)
-        return frame
 
     def mark_baseline(
         self, namespace: str, section: str, mapping: Mapping[Any, Any], generation: int
@@ -458,56 +413,34 @@ class Store:
         Called after a restore into a tracked mapping, so the next checkpoint can
         be a delta on top of the generation it was restored from.
         """
-        changes_log = change_log(mapping)
-        baseline = self._baselines.get(namespace)
-        if changes_log is not None and baseline is not None and baseline.generation == generation:
-            changes_log.take()
-            changes_log.baseline = (self._token, namespace, section, generation, baseline.lineage)
+        self._baselines.mark(namespace, section, mapping, generation)
 
     # -- markers and quarantine (the boot's crash-loop breaker) ---------------
 
-    def _quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
-        """Quarantined generations and why; a malformed key is skipped and logged."""
-        found, malformed = _records.quarantine_entries(txn, self._db("meta"), namespace)
-        for key in malformed:
-            log.warning(
-                "namespace %r: malformed quarantine key %r skipped",
-                namespace,
-                key,
-                extra={"namespace": namespace},
-            )
-        return found
-
     def quarantined(self, namespace: str) -> dict[int, str]:
         """Generations of ``namespace`` that loads skip, with the reason each was set aside."""
-        with self._env.read() as txn:
-            return self._quarantined(txn, namespace)
+        with self._tables.read() as txn:
+            return self._tables.quarantined(txn, namespace)
 
     def quarantine(self, namespace: str, generation: int, reason: str) -> None:
         """Set a generation aside: ``load`` skips it; it stays for inspection.
 
         ``release_quarantine`` undoes it.
         """
-        key = _records.quarantine_key(namespace, generation)
+        check_namespace(namespace)
+        check_generation(generation)
         given: object = reason
         if not isinstance(given, str):
             msg = f"Expected the reason as a str, got {given!r}"
             raise TypeError(msg)
-        self._env.write(lambda txn: txn.put(key, reason.encode(), db=self._db("meta")))
+        self._tables.write(lambda txn: self._tables.quarantine(txn, namespace, generation, reason))
 
     def release_quarantine(self, namespace: str, generation: int | None = None) -> int:
         """Let loads use quarantined generations again; return how many were released."""
-        prefix = meta_prefix(b"quarantine", namespace)
-
-        def body(txn: Any) -> int:
-            keys = [k for k, _ in prefixed(txn, self._db("meta"), prefix)]
-            if generation is not None:
-                keys = [k for k in keys if k == _records.quarantine_key(namespace, generation)]
-            for key in keys:
-                txn.delete(key, db=self._db("meta"))
-            return len(keys)
-
-        return self._env.write(body)
+        check_namespace(namespace)
+        if generation is not None:
+            check_generation(generation)
+        return self._tables.write(lambda txn: self._tables.release(txn, namespace, generation))
 
     def _marker_file(self, namespace: str, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -551,9 +484,9 @@ class Store:
 
     def namespaces(self) -> list[str]:
         """Every namespace that has a head, sorted (a damaged head key is skipped and logged)."""
-        with self._env.read() as txn:
+        with self._tables.read() as txn:
             found = []
-            for raw, namespace in _records.head_keys(txn, self._db("heads")):
+            for raw, namespace in self._tables.head_keys(txn):
                 if namespace is None:
                     log.warning("head key %r names no namespace: damaged, skipped", raw)
                 else:
@@ -562,19 +495,20 @@ class Store:
 
     def generations(self, namespace: str) -> list[GenerationInfo]:
         """Generations of ``namespace``, newest first (damaged ones are skipped and logged)."""
-        with self._env.read() as txn:
+        tables = self._tables
+        with tables.read() as txn:
             try:
-                nsid = self._nsid(txn, namespace, create=False)
+                nsid = tables.nsid(txn, namespace, create=False)
             except IntegrityError as exc:
                 log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
                 return []
             if nsid is None:
                 return []
-            head = self._readable_head(txn, namespace)
+            head = tables.readable_head(txn, namespace)
             infos = []
-            for generation in self._generations(txn, nsid):
+            for generation in tables.generations(txn, nsid):
                 try:
-                    m = self._read_manifest(txn, nsid, generation, namespace)
+                    m = tables.manifest(txn, nsid, generation, namespace)
                 except IntegrityError as exc:
                     log.warning("namespace %r generation %d: %s", namespace, generation, exc)
                     continue
@@ -600,22 +534,18 @@ class Store:
             CheckpointNotFoundError: no such namespace or generation.
             IntegrityError: the manifest, or (for the head's) the head record, is damaged.
         """
-        with self._env.read() as txn:
-            nsid = self._nsid(txn, namespace, create=False)
-            heads = self._db("heads")
-            if (
-                nsid is None
-                or heads is None
-                or txn.get(check_namespace(namespace), db=heads) is None
-            ):
+        tables = self._tables
+        with tables.read() as txn:
+            nsid = tables.nsid(txn, namespace, create=False)
+            if nsid is None or not tables.has_head(txn, namespace):
                 msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
                 raise CheckpointNotFoundError(msg)
             if generation is not None:
-                return self._read_manifest(txn, nsid, generation, namespace)
-            head = self._head(txn, namespace)
+                return tables.manifest(txn, nsid, generation, namespace)
+            head = tables.head(txn, namespace)
             assert head is not None
             try:
-                return self._read_manifest(txn, nsid, head[0], namespace)
+                return tables.manifest(txn, nsid, head[0], namespace)
             except CheckpointNotFoundError as exc:
                 msg = (
                     f"Expected the head of namespace {namespace!r} in {str(self.path)!r} to "
@@ -627,11 +557,11 @@ class Store:
 
     def drop(self, namespace: str) -> bool:
         """Remove a namespace entirely (head, manifests, chunks). True if it existed."""
-        nsbytes = check_namespace(namespace)
+        check_namespace(namespace)
 
         def body(txn: Any) -> bool:
             try:
-                nsid = self._nsid(txn, namespace, create=False)
+                nsid = self._tables.nsid(txn, namespace, create=False)
             except IntegrityError as exc:
                 # Which manifests and chunks are the namespace's is lost with its
                 # id: drop its records and leave those, rather than guess.
@@ -644,20 +574,16 @@ class Store:
             else:
                 if nsid is None:
                     return False
-                _retention.drop_data(self, txn, namespace, nsid)
-            txn.delete(nsbytes, db=self._db("heads"))
-            txn.delete(NS_PREFIX + nsbytes, db=self._db("meta"))
+                _retention.drop_data(self._tables, txn, namespace, nsid)
             # Quarantine and markers name generations of the namespace that is
             # gone: a namespace created again under that name must not inherit them.
-            prefix = meta_prefix(b"quarantine", namespace)
-            for key in [k for k, _ in prefixed(txn, self._db("meta"), prefix)]:
-                txn.delete(key, db=self._db("meta"))
+            self._tables.forget_namespace(txn, namespace)
             for name in self.markers(namespace):
                 self._marker_file(namespace, name).unlink(missing_ok=True)
             return True
 
-        dropped = self._env.write(body)
-        self._baselines.pop(namespace, None)
+        dropped = self._tables.write(body)
+        self._baselines.forget(namespace)
         return dropped
 
     def gc(self) -> int:
@@ -666,7 +592,7 @@ class Store:
         Saves already collect as they go; this also cleans what an older
         release or an interrupted operation may have left.
         """
-        return self._env.write(lambda txn: _retention.collect(self, txn))
+        return self._tables.write(lambda txn: _retention.collect(self._tables, txn))
 
     def verify(self) -> VerifyReport:
         """Check every chunk digest (and MAC) and every manifest's references.
@@ -674,8 +600,8 @@ class Store:
         Damaged heads, namespace ids and manifest keys are reported too.
         """
         report = VerifyReport()
-        with self._env.read() as txn:
-            for raw, namespace in list(_records.head_keys(txn, self._db("heads"))):
+        with self._tables.read() as txn:
+            for raw, namespace in list(self._tables.head_keys(txn)):
                 if namespace is None:
                     what = f"head key {raw!r} names no namespace: it is damaged"
                     report.problems.append(Problem(shown(raw), None, what))
@@ -688,20 +614,21 @@ class Store:
         self, txn: Any, namespace: str, report: VerifyReport
     ) -> tuple[bytes, list[int]] | None:
         """Check the id, head and manifest keys; (id, generations) if the id is usable."""
+        tables = self._tables
         try:
-            nsid = self._nsid(txn, namespace, create=False)
+            nsid = tables.nsid(txn, namespace, create=False)
         except IntegrityError as exc:
             report.problems.append(Problem(namespace, None, f"namespace id: {exc}"))
             return None
         if nsid is None:
             report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
             return None
-        generations, malformed = _records.manifest_keys(txn, self._db("manifests"), nsid)
+        generations, malformed = tables.manifest_keys(txn, nsid)
         report.problems.extend(
             Problem(namespace, None, f"manifest key {key.hex()} is malformed") for key in malformed
         )
         try:
-            head = self._head(txn, namespace)
+            head = tables.head(txn, namespace)
         except IntegrityError as exc:
             report.problems.append(Problem(namespace, None, f"head: {exc}"))
         else:
@@ -720,24 +647,26 @@ class Store:
         for generation in generations:
             report.generations += 1
             try:
-                manifest = self._read_manifest(txn, nsid, generation, namespace)
+                manifest = self._tables.manifest(txn, nsid, generation, namespace)
             except (IntegrityError, CheckpointNotFoundError) as exc:
                 report.problems.append(Problem(namespace, generation, f"manifest: {exc}"))
                 continue
             for ref_digest in manifest.digests():
                 referenced.setdefault(ref_digest, []).append(generation)
-                if txn.get(self._chunk_key(nsid, ref_digest), db=self._db("chunks")) is None:
+                if self._tables.chunk(txn, nsid, ref_digest) is None:
                     report.problems.append(
                         Problem(
                             namespace, generation, "referenced chunk is missing", ref_digest.hex()
                         )
                     )
-        for key, frame in prefixed(txn, self._db("chunks"), nsid, values=True):
+        for chunk_digest, frame in self._tables.chunks(txn, nsid):
             report.chunks += 1
             try:
-                self.codec.verify(frame, digest=key[4:])
+                self.codec.verify(frame, digest=chunk_digest)
             except IntegrityError as exc:
                 # Name each generation the damage breaks (None for an orphan chunk).
-                for user in referenced.get(key[4:]) or [None]:
-                    report.problems.append(Problem(namespace, user, f"chunk: {exc}", key[4:].hex()))
-            report.orphans += key[4:] not in referenced
+                for user in referenced.get(chunk_digest) or [None]:
+                    report.problems.append(
+                        Problem(namespace, user, f"chunk: {exc}", chunk_digest.hex())
+                    )
+            report.orphans += chunk_digest not in referenced

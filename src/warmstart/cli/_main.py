@@ -37,19 +37,19 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from warmstart._cli_common import (
+from warmstart.cli import _remote as remote_cli
+from warmstart.cli._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     SECRET_ENV,
     UsageError,
 )
-from warmstart._cli_compat import cmd_compat
-from warmstart._cli_inspect import cmd_inspect
-from warmstart._cli_store import cmd_drop, cmd_gc, cmd_ls, cmd_stats, cmd_verify
-from warmstart._cli_transfer import cmd_export, cmd_import
+from warmstart.cli._compat import cmd_compat
+from warmstart.cli._inspect import cmd_inspect
+from warmstart.cli._store import cmd_drop, cmd_gc, cmd_ls, cmd_stats, cmd_verify
+from warmstart.cli._transfer import cmd_export, cmd_import
 from warmstart.errors import WarmstartError
-from warmstart.remote import cli as remote_cli
 
 __all__ = ("main",)
 

@@ -212,7 +212,7 @@ def _decorate(  # noqa: C901 - builds the class's warm API in one place
         original_init(self, *args, **kwargs)
         # Only the outermost decorated __init__ attaches (subclass chains).
         if type(self).__init__ is __init__ or getattr(type(self), "__warm__", None) is spec:
-            from warmstart.boot import _attach_to_capturing  # noqa: PLC0415 - cycle
+            from warmstart.boot._boot import _attach_to_capturing  # noqa: PLC0415 - cycle
 
             _attach_to_capturing(self)
 

@@ -31,8 +31,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from warmstart._cli_common import open_store
-from warmstart._cli_format import emit_json, plural, size
+from warmstart.cli._common import open_store
+from warmstart.cli._format import emit_json, plural, size
 from warmstart.remote.sync import DEFAULT_GRACE, list_remote, pull, push
 
 __all__ = ("cmd_ls", "cmd_pull", "cmd_push", "register")

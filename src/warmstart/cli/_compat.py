@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warmstart import _cli_format as fmt
-from warmstart._cli_common import EXIT_OK, EXIT_PROBLEM, UsageError, open_store
+from warmstart.cli import _format as fmt
+from warmstart.cli._common import EXIT_OK, EXIT_PROBLEM, UsageError, open_store
 from warmstart.contract import Contract
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.schema import Schema, compatibility

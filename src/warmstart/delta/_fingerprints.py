@@ -1,0 +1,302 @@
+"""Change detection for untracked mappings: a reference or a hash per entry.
+
+For an untracked mapping whose values can never change in place (frozen
+Structs all the way down), a snapshot of references from the last checkpoint:
+a value that is the same object is unchanged. Otherwise the xxh3-64 of each
+entry's encoded bytes, compared entry by entry. Either way the keys and
+prints are kept in read order, and the diff lines the next read up with them
+run by run, in C.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgspec.inspect
+import xxhash
+
+from warmstart.delta._tracking import ChangeSet
+
+__all__ = ("Fingerprints", "deeply_immutable")
+
+
+class Fingerprints:
+    """What an untracked mapping looked like at its last checkpoint.
+
+    Immutable values are remembered by reference (a value that is the same
+    object is unchanged, found in C with ``operator.is_not``); mutable values
+    by the xxh3-64 of their encoded bytes, since they may change in place.
+
+    Keys and prints are kept as two lists in the order the mapping was read,
+    not as a dict: the next read is mostly the same sequence (deletions drop
+    out, inserts come last), so :meth:`diff` lines the two up run by run in C
+    and only looks keys up by hash where the sequences part. Hashing every key
+    into a dict cost more than a full save's encoding at a million entries
+    (docs/benchmarks.md). Keys come from a mapping, so they are unique; the
+    lists given to :meth:`diff` are kept, not copied.
+    """
+
+    __slots__ = ("_keys", "_pending", "_prints", "by_identity")
+
+    def __init__(self, by_identity: bool) -> None:
+        self.by_identity = by_identity
+        self._keys: list[Any] = []
+        self._prints: list[Any] = []
+        # What the last diff read: keys, their prints, the change set and where
+        # its upserts sit. update() adopts it when it advances past that diff.
+        self._pending: tuple[list[Any], list[Any], ChangeSet, list[int]] | None = None
+
+    @property
+    def seen(self) -> dict[Any, Any]:
+        """Key -> print (the value itself, or its xxh3-64) as of the last checkpoint."""
+        return dict(zip(self._keys, self._prints))
+
+    def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> list[Any]:
+        if self.by_identity:
+            return values if type(values) is list else list(values)  # kept, not copied
+        return list(map(xxhash.xxh3_64_intdigest, map(encode, values)))
+
+    @classmethod
+    def of(
+        cls,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        encode: Callable[[Any], bytes],
+        *,
+        by_identity: bool,
+    ) -> Fingerprints:
+        """Fingerprint entries (as read by ``containers.entries_of``); lists are kept."""
+        prints = cls(by_identity)
+        prints._keys = keys if type(keys) is list else list(keys)
+        prints._prints = prints._print_all(values, encode)
+        return prints
+
+    def diff(
+        self, keys: Sequence[Any], values: Sequence[Any], encode: Callable[[Any], bytes]
+    ) -> ChangeSet:
+        """Keys upserted (in the given order) and deleted since these prints."""
+        keys = keys if type(keys) is list else list(keys)
+        new = self._print_all(values, encode)
+        old_keys, old_prints = self._keys, self._prints
+        changed = operator.is_not if self.by_identity else operator.ne
+        runs, apart_new, apart_old = _align(keys, old_keys)
+        # Where the sequences agree, compare prints position by position, in C.
+        at: list[int] = []
+        for i, j, run in zip(*runs):
+            pairs = map(changed, _iter_from(new, i), _iter_from(old_prints, j))
+            at.extend(itertools.compress(range(i, i + run), pairs))
+        # Where they part, look keys up by hash, as a dict would.
+        gone = {old_keys[j]: old_prints[j] for j in apart_old}
+        if apart_new:
+            at.extend(i for i in apart_new if changed(gone.get(keys[i]), new[i]))
+            at.sort()
+        upserts = list(map(keys.__getitem__, at))
+        deletes: set[Any] = set()
+        if gone:
+            present = set(map(keys.__getitem__, apart_new))
+            deletes = set(itertools.filterfalse(present.__contains__, gone))
+        changes = ChangeSet(upserts, deletes)
+        self._pending = (keys, new, changes, at)
+        return changes
+
+    def positions(self, changes: ChangeSet) -> list[int]:
+        """Where the upserts of the last :meth:`diff` sit in the entries it read.
+
+        A delta takes the upserted values from that same read: values read
+        again later could pair a change set of one moment with the mapping of
+        another, while a thread writes.
+        """
+        if self._pending is None or self._pending[2] is not changes:
+            msg = "Expected the change set of the last diff"
+            raise ValueError(msg)
+        return self._pending[3]
+
+    def update(
+        self,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        changes: ChangeSet,
+        encode: Callable[[Any], bytes],
+    ) -> None:
+        """Advance these prints past a committed delta.
+
+        ``keys``/``values`` are the upserted entries written. When they are the
+        upserts of the last :meth:`diff`, with the values it read (taken at
+        :meth:`positions`), that read is adopted as is: O(1).
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[2] is changes and keys == changes.upserts:
+            self._keys, self._prints = pending[0], pending[1]
+            return
+        # Any other change set: through a dict.
+        fresh = self._print_all(values, encode)
+        seen = self.seen
+        for key in changes.deletes:
+            seen.pop(key, None)
+        for key in changes.upserts:
+            seen.pop(key, None)
+        seen.update(zip(keys, fresh))
+        self._keys, self._prints = list(seen), list(seen.values())
+
+    def bytes_per_entry(self) -> float:
+        """Approximate memory this record costs per entry (for the docs)."""
+        import sys  # noqa: PLC0415 - diagnostics only
+
+        if not self._keys:
+            return 0.0
+        per_slot = (sys.getsizeof(self._keys) + sys.getsizeof(self._prints)) / len(self._keys)
+        if self.by_identity:
+            return per_slot
+        return per_slot + sys.getsizeof(self._prints[0])
+
+
+#: Positions searched ahead of a mismatch for the next agreement.
+_RESYNC_WINDOW = 32
+#: First and largest slice compared at once when measuring a run of equal keys
+#: (the largest bounds the copy a compare makes).
+_RUN_FIRST = 32
+_RUN_MAX = 4096
+
+
+def _iter_from(items: list[Any], start: int) -> Iterator[Any]:
+    """Iterate ``items[start:]`` without copying it (a list iterator moved on)."""
+    it: Any = iter(items)
+    it.__setstate__(start)
+    return it  # type: ignore[no-any-return]
+
+
+def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
+    """How many keys from ``new[i]`` and ``old[j]`` on are equal, pairwise (in C).
+
+    Runs are long (hundreds of keys between two deletions when 1% of a
+    million changed), so slices are compared, doubling in size while they
+    agree: a slice compare checks identity before equality and costs less
+    than a pairwise ``map``. The slice that failed is halved with slice
+    compares down to ``_RUN_FIRST`` positions, searched pairwise.
+    """
+    limit = min(len(new) - i, len(old) - j)
+    done, size = 0, _RUN_FIRST
+    while done < limit:
+        size = min(size, limit - done)
+        a, b = i + done, j + done
+        if new[a : a + size] != old[b : b + size]:
+            # The first disagreement is in this slice: halve it with slice compares.
+            lo, hi = 0, size
+            while hi - lo > _RUN_FIRST:
+                mid = (lo + hi) // 2
+                if new[a + lo : a + mid] == old[b + lo : b + mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            pairs = map(operator.ne, _iter_from(new, a + lo), _iter_from(old, b + lo))
+            return done + lo + operator.indexOf(pairs, True)
+        done += size
+        size = min(size * 2, _RUN_MAX)
+    return limit
+
+
+def _index(items: list[Any], item: Any, start: int, stop: int) -> int | None:
+    """Where ``item`` is in ``items[start:stop]`` (searched in C), or None."""
+    try:
+        return items.index(item, start, stop)
+    except ValueError:
+        return None
+
+
+def _align(
+    keys: list[Any], old_keys: list[Any]
+) -> tuple[tuple[list[int], list[int], list[int]], list[int], list[int]]:
+    """Line ``keys`` up with ``old_keys``: the runs that agree, and what is left apart.
+
+    Returns the runs as three lists ``(i, j, length)`` where ``keys[i + k] ==
+    old_keys[j + k]`` (lists of ints, not tuples: the collector ignores ints, so
+    thousands of runs trigger no collection that would walk the million-entry
+    lists), then the positions of ``keys`` and of ``old_keys`` in no run. Runs are
+    found greedily; at a mismatch a short window ahead in each sequence is
+    searched for the next agreement. When the sequences part too often (a
+    reordered cache) the rest is left apart, to be looked up by hash.
+    """
+    n, m = len(keys), len(old_keys)
+    if keys == old_keys:  # nothing inserted, deleted or moved: one compare in C
+        return ([0], [0], [n]) if n else ([], [], []), [], []
+    run_new: list[int] = []
+    run_old: list[int] = []
+    run_len: list[int] = []
+    apart_new: list[int] = []
+    apart_old: list[int] = []
+    i = j = 0
+    budget = 64 + n // 64
+    while i < n and j < m:
+        run = _run(keys, i, old_keys, j)
+        if run:
+            run_new.append(i)
+            run_old.append(j)
+            run_len.append(run)
+            i += run
+            j += run
+            if i == n or j == m:
+                break
+        # keys[i] != old_keys[j]: find where the sequences meet again.
+        budget -= 1
+        if budget < 0:
+            break
+        found = _index(old_keys, keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
+        if found is not None:  # old keys dropped out (deleted, or moved to the end)
+            apart_old.extend(range(j, found))
+            j = found
+            continue
+        found = _index(keys, old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
+        if found is not None:  # new keys came in between
+            apart_new.extend(range(i, found))
+            i = found
+            continue
+        apart_new.append(i)
+        apart_old.append(j)
+        i += 1
+        j += 1
+    apart_new.extend(range(i, n))
+    apart_old.extend(range(j, m))
+    return (run_new, run_old, run_len), apart_new, apart_old
+
+
+def deeply_immutable(tp: Any) -> bool:
+    """Whether values of Struct type ``tp`` can never change in place.
+
+    Only then does an unchanged reference prove unchanged content: a frozen
+    Struct with a ``list`` field can still be mutated in place, so it must be
+    diffed by hash, not by identity.
+    """
+    cached = _IMMUTABLE.get(tp)
+    if cached is None:
+        cached = _IMMUTABLE[tp] = _immutable_info(msgspec.inspect.type_info(tp), set())
+    return cached
+
+
+_IMMUTABLE: dict[Any, bool] = {}
+
+
+def _immutable_info(info: Any, visiting: set[int]) -> bool:  # noqa: PLR0911 - one per kind
+    mi = msgspec.inspect
+    scalars = (
+        mi.NoneType, mi.BoolType, mi.IntType, mi.FloatType, mi.StrType, mi.BytesType,
+        mi.DateTimeType, mi.DateType, mi.TimeType, mi.TimeDeltaType, mi.UUIDType,
+        mi.DecimalType, mi.LiteralType, mi.EnumType,
+    )  # fmt: skip
+    if isinstance(info, scalars):
+        return True
+    if isinstance(info, (mi.VarTupleType, mi.FrozenSetType)):
+        return _immutable_info(info.item_type, visiting)
+    if isinstance(info, (mi.TupleType, mi.UnionType)):
+        parts = info.item_types if isinstance(info, mi.TupleType) else info.types
+        return all(_immutable_info(part, visiting) for part in parts)
+    if isinstance(info, mi.StructType):
+        if id(info) in visiting:  # a recursive type: decided by its other fields
+            return True
+        if not getattr(info.cls.__struct_config__, "frozen", False):
+            return False
+        visiting.add(id(info))
+        return all(_immutable_info(f.type, visiting) for f in info.fields)
+    return False  # lists, dicts, sets, Any, dataclasses...: mutable or unknown

@@ -1,0 +1,293 @@
+"""The one owner of the store's four LMDB tables.
+
+Private to the store wing. Every read and write of a record goes through
+:class:`Tables`; the layouts themselves are in ``_records``. Other modules of
+the store (``_commit``, ``_retention``, the ``Reader`` and ``Inbound``
+views) call its methods, never LMDB, and no other wing sees it: the rest of
+the library reads through ``Store``, ``Snapshot`` and ``Reader``.
+
+What is read back is untrusted input: a damaged record raises
+``IntegrityError`` naming it, and a malformed key is logged and skipped where
+a caller can go on without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from warmstart.codec import Codec
+from warmstart.errors import IntegrityError
+from warmstart.manifest import ChunkRef, Manifest, encode_manifest
+from warmstart.store import _records as records
+from warmstart.store._env import Env
+
+__all__ = ("Tables",)
+
+log = logging.getLogger("warmstart.store")  # one logger for the whole store
+
+R = TypeVar("R")
+
+
+class Tables:
+    """Records of one store: namespace ids, heads, manifests, chunks, quarantine."""
+
+    def __init__(self, env: Env, codec: Codec) -> None:
+        self.env = env
+        self.codec = codec
+        self.where = repr(str(env.path))
+
+    # -- transactions -----------------------------------------------------------
+
+    def read(self) -> contextlib.AbstractContextManager[Any]:
+        """A read transaction (LMDB errors become ``StoreError``)."""
+        return self.env.read()
+
+    def write(self, body: Callable[[Any], R]) -> R:
+        """Run ``body(txn)`` in one write transaction."""
+        return self.env.write(body)
+
+    def _db(self, name: str) -> Any:
+        return self.env.dbs[name]
+
+    # -- namespace ids ----------------------------------------------------------
+
+    def nsid(self, txn: Any, namespace: str, *, create: bool) -> bytes | None:
+        """The namespace's 4-byte id; None when it has none (and ``create`` is false).
+
+        Raises:
+            IntegrityError: the id record is damaged.
+        """
+        key = records.NS_PREFIX + records.check_namespace(namespace)
+        meta = self._db("meta")
+        if meta is None:
+            return None
+        found = txn.get(key, db=meta)
+        if found is not None:
+            return records.decode_nsid(bytes(found), namespace, self.where)
+        if not create:
+            return None
+        nsid = records.NSID.pack(records.last_nsid(txn, meta, self.where) + 1)
+        txn.put(records.NS_NEXT, nsid, db=meta)
+        txn.put(key, nsid, db=meta)
+        return nsid
+
+    def namespace_ids(self, txn: Any) -> Iterator[tuple[bytes, int | None]]:
+        """(namespace as stored, its id or None if damaged) for every id record."""
+        return records.namespace_ids(txn, self._db("meta"))
+
+    def forget_namespace(self, txn: Any, namespace: str) -> None:
+        """Delete the namespace's head, id and quarantine records."""
+        nsbytes = records.check_namespace(namespace)
+        txn.delete(nsbytes, db=self._db("heads"))
+        txn.delete(records.NS_PREFIX + nsbytes, db=self._db("meta"))
+        for key in self._quarantine_keys(txn, namespace):
+            txn.delete(key, db=self._db("meta"))
+
+    # -- heads -------------------------------------------------------------------
+
+    def head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
+        """The namespace's head record: (generation, lineage), or None if it has none.
+
+        Raises:
+            IntegrityError: the record is too short to hold a generation.
+        """
+        heads = self._db("heads")
+        raw = None if heads is None else txn.get(records.check_namespace(namespace), db=heads)
+        if raw is None:
+            return None
+        return records.decode_head(bytes(raw), namespace, self.where)
+
+    def readable_head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
+        """The head, or None (logged) when its record is damaged: for reads that go on."""
+        try:
+            return self.head(txn, namespace)
+        except IntegrityError as exc:
+            log.warning("namespace %r: %s", namespace, exc, extra={"namespace": namespace})
+            return None
+
+    def has_head(self, txn: Any, namespace: str) -> bool:
+        """Whether the namespace has a head record at all (damaged or not)."""
+        heads = self._db("heads")
+        key = records.check_namespace(namespace)
+        return heads is not None and txn.get(key, db=heads) is not None
+
+    def head_keys(self, txn: Any) -> Iterator[tuple[bytes, str | None]]:
+        """(key, the namespace it names or None if it names none) for every head."""
+        return records.head_keys(txn, self._db("heads"))
+
+    # -- manifests --------------------------------------------------------------
+
+    def manifest_keys(self, txn: Any, nsid: bytes) -> tuple[list[int], list[bytes]]:
+        """(generations stored for a namespace newest first, keys too malformed to name one)."""
+        return records.manifest_keys(txn, self._db("manifests"), nsid)
+
+    def generations(self, txn: Any, nsid: bytes) -> list[int]:
+        """Generations stored for a namespace, newest first (malformed keys are logged)."""
+        generations, malformed = self.manifest_keys(txn, nsid)
+        if malformed:
+            log.warning(
+                "namespace id %s: %d malformed manifest keys skipped: %s",
+                nsid.hex(),
+                len(malformed),
+                ", ".join(key.hex() for key in malformed),
+            )
+        return generations
+
+    def manifest(
+        self, txn: Any, nsid: bytes, generation: int, namespace: str | None = None
+    ) -> Manifest:
+        """The manifest stored as ``generation`` (of ``namespace``, when given), verified.
+
+        Raises:
+            CheckpointNotFoundError: none is stored there.
+            IntegrityError: it is damaged, or describes another generation or namespace.
+        """
+        return self.stored_manifest(txn, nsid, generation, namespace)[1]
+
+    def stored_manifest(
+        self, txn: Any, nsid: bytes, generation: int, namespace: str | None = None
+    ) -> tuple[bytes, Manifest]:
+        """:meth:`manifest`, with the record's bytes as stored (an export ships them)."""
+        manifests = self._db("manifests")
+        return records.stored_manifest(txn, manifests, self.codec, nsid, generation, namespace)
+
+    def publish(self, txn: Any, nsid: bytes, manifest: Manifest) -> None:
+        """Write ``manifest`` and make it the namespace's head.
+
+        A quarantine record left under this number by a lost generation is
+        dropped: it set that generation aside, not this one.
+        """
+        txn.put(
+            records.manifest_key(nsid, manifest.generation),
+            encode_manifest(self.codec, manifest),
+            db=self._db("manifests"),
+        )
+        self.release(txn, manifest.namespace, manifest.generation)
+        txn.put(
+            records.check_namespace(manifest.namespace),
+            records.GEN.pack(manifest.generation) + manifest.lineage.encode(),
+            db=self._db("heads"),
+        )
+
+    def expire(self, txn: Any, nsid: bytes, namespace: str, generation: int) -> None:
+        """Delete a generation's manifest and its quarantine record."""
+        txn.delete(records.manifest_key(nsid, generation), db=self._db("manifests"))
+        self.release(txn, namespace, generation)
+
+    def expire_all(self, txn: Any, nsid: bytes) -> None:
+        """Delete every manifest under ``nsid``."""
+        manifests = self._db("manifests")
+        for key in [key for key, _ in records.prefixed(txn, manifests, nsid)]:
+            txn.delete(key, db=manifests)
+
+    # -- chunks -----------------------------------------------------------------
+
+    def chunk(self, txn: Any, nsid: bytes, digest: bytes) -> memoryview | None:
+        """A chunk's frame as stored (unverified), or None."""
+        chunks = self._db("chunks")
+        frame: memoryview | None = None if chunks is None else txn.get(nsid + digest, db=chunks)
+        return frame
+
+    def snapshot_chunk(self, txn: Any, nsid: bytes, digest: bytes) -> memoryview:
+        """A chunk's frame, read in a long-lived snapshot transaction."""
+        frame: memoryview = self.env.get(txn, nsid + digest, self._db("chunks"))
+        return frame
+
+    def checked_chunk(self, txn: Any, nsid: bytes, ref: ChunkRef) -> memoryview | None:
+        """A chunk's frame, verified against its reference; None if it is absent.
+
+        Raises:
+            IntegrityError: digest, MAC or size disagree with the reference.
+        """
+        frame = self.chunk(txn, nsid, ref.digest)
+        if frame is None:
+            return None
+        self.codec.verify(frame, digest=ref.digest)
+        if len(frame) != ref.stored_bytes:
+            msg = (
+                f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as its "
+                f"manifest says, got {len(frame)}"
+            )
+            raise IntegrityError(msg)
+        return frame
+
+    def put_chunk(self, txn: Any, nsid: bytes, digest: bytes, frame: bytes) -> bool:
+        """Write a chunk unless it is present; True if it was written."""
+        return bool(txn.put(nsid + digest, frame, db=self._db("chunks"), overwrite=False))
+
+    def chunks(self, txn: Any, nsid: bytes) -> Iterator[tuple[bytes, memoryview]]:
+        """(digest, frame) of every chunk stored under ``nsid``."""
+        for key, frame in records.prefixed(txn, self._db("chunks"), nsid, values=True):
+            yield key[len(nsid) :], frame
+
+    def sweep(self, txn: Any, nsid: bytes, marked: set[bytes]) -> int:
+        """Delete the namespace's chunks whose digest is not ``marked``; return how many."""
+        chunks = self._db("chunks")
+        doomed = [
+            key for key, _ in records.prefixed(txn, chunks, nsid) if key[len(nsid) :] not in marked
+        ]
+        for key in doomed:
+            txn.delete(key, db=chunks)
+        return len(doomed)
+
+    # -- quarantine ---------------------------------------------------------------
+
+    def quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
+        """Quarantined generations and why; a malformed key is skipped and logged."""
+        found, malformed = records.quarantine_entries(txn, self._db("meta"), namespace)
+        for key in malformed:
+            log.warning(
+                "namespace %r: malformed quarantine key %r skipped",
+                namespace,
+                key,
+                extra={"namespace": namespace},
+            )
+        return found
+
+    def quarantine(self, txn: Any, namespace: str, generation: int, reason: str) -> None:
+        """Set a generation aside: loads skip it."""
+        key = records.quarantine_key(namespace, generation)
+        txn.put(key, reason.encode(), db=self._db("meta"))
+
+    def release(self, txn: Any, namespace: str, generation: int | None = None) -> int:
+        """Drop quarantine records (one generation's, or all); return how many."""
+        keys = self._quarantine_keys(txn, namespace)
+        if generation is not None:
+            keys = [k for k in keys if k == records.quarantine_key(namespace, generation)]
+        for key in keys:
+            txn.delete(key, db=self._db("meta"))
+        return len(keys)
+
+    def _quarantine_keys(self, txn: Any, namespace: str) -> list[bytes]:
+        prefix = records.meta_prefix(b"quarantine", namespace)
+        return [k for k, _ in records.prefixed(txn, self._db("meta"), prefix)]
+
+    # -- statistics ---------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """LMDB's own figures: the map, readers, and per table entries and bytes."""
+        info = self.env.env.info()
+        tables: dict[str, dict[str, int]] = {}
+        page_size = 0
+        with self.read() as txn:
+            for name, db in self.env.dbs.items():
+                if db is None:
+                    tables[name] = {"entries": 0, "bytes": 0}
+                    continue
+                st = txn.stat(db)
+                page_size = st["psize"]
+                pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+                tables[name] = {"entries": st["entries"], "bytes": pages * st["psize"]}
+        return {
+            "file_bytes": (Path(self.env.path) / "data.mdb").stat().st_size,
+            "map_size": info["map_size"],
+            "page_size": page_size,
+            "last_txnid": info["last_txnid"],
+            "readers": info["num_readers"],
+            "max_readers": info["max_readers"],
+            "tables": tables,
+        }
