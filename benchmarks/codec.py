@@ -17,8 +17,8 @@ from typing import Any
 
 from benchmarks._common import Check, Report, Table, frozen_inputs, median, mib, timed
 from benchmarks.generate_data import RECORDS, as_dicts, make_records
+from warmstart._containers import entries_of
 from warmstart.codec import Codec
-from warmstart.containers import entries_of
 from warmstart.store._chunks import encode_chunks
 
 

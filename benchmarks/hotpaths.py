@@ -25,8 +25,8 @@ import warmstart
 from benchmarks._common import Report, Table, median, run_child
 from benchmarks.generate_data import FROZEN_RECORDS, RECORDS, change_some, make_records
 from benchmarks.peers import NAMESPACE, SECTION
+from warmstart._containers import dict_snapshot, entries_of, peek_entries
 from warmstart.codec import Codec, digest
-from warmstart.containers import dict_snapshot, entries_of, peek_entries
 from warmstart.delta._fingerprints import Fingerprints, _align
 from warmstart.store._chunks import _payloads
 

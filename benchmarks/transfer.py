@@ -41,22 +41,22 @@ def _one(data: dict[str, Any], workdir: Path, seed: int) -> dict[str, float]:
         first = source.save(NAMESPACE, {SECTION: (RECORDS, tracked)})
         archive = workdir / "full.wsa"
         started = time.perf_counter()
-        export = warmstart.export(source, NAMESPACE, archive)
+        export = warmstart.transfer.export(source, NAMESPACE, archive)
         out["export_s"] = time.perf_counter() - started
         out["export_bytes"] = archive.stat().st_size
         started = time.perf_counter()
-        warmstart.import_archive(target, archive)
+        warmstart.transfer.import_archive(target, archive)
         out["import_s"] = time.perf_counter() - started
         del export
         change_some(tracked, FRACTION, seed=seed, next_id=len(data) + 1)
         source.save(NAMESPACE, {SECTION: (RECORDS, tracked)})
         delta_archive = workdir / "delta.wsa"
         started = time.perf_counter()
-        warmstart.export(source, NAMESPACE, delta_archive, since=first)
+        warmstart.transfer.export(source, NAMESPACE, delta_archive, since=first)
         out["delta_export_s"] = time.perf_counter() - started
         out["delta_export_bytes"] = delta_archive.stat().st_size
         started = time.perf_counter()
-        warmstart.import_archive(target, delta_archive)
+        warmstart.transfer.import_archive(target, delta_archive)
         out["delta_import_s"] = time.perf_counter() - started
         # Not timed: the target now holds the source's head, entry for entry.
         with target.load(NAMESPACE) as snapshot:

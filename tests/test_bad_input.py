@@ -159,7 +159,7 @@ def test_export_with_negative_generation_does_not_leak_struct_error(
     with warmstart.Store(store_path, sync=False) as store:
         store.save("svc", {"rows": (ROWS, {"k": Row(1)})})
         with pytest.raises(Exception) as info:
-            warmstart.export(store, "svc", tmp_path / "out.wsa", generation=-1)
+            warmstart.transfer.export(store, "svc", tmp_path / "out.wsa", generation=-1)
         assert isinstance(info.value, (warmstart.WarmstartError, ValueError))
         assert not isinstance(info.value, struct.error)
 

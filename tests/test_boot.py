@@ -33,6 +33,7 @@ from warmstart import (
     IncompatibleVersionError,
     WarmstartError,
 )
+from warmstart.boot import parse_duration
 
 NS = "svc"
 #: Enough entries for a section of several base chunks: the first chunk holds
@@ -592,7 +593,7 @@ class TestStaleness:
     def test_bad_durations_are_refused(self, bad: Any) -> None:
         """A duration that is not one is refused with the accepted forms."""
         with pytest.raises(ValueError, match="Expected"):
-            warmstart.parse_duration(bad)
+            parse_duration(bad)
 
     def test_validate_sees_the_watermark(self, store_path: Path) -> None:
         """``validate(watermark)`` gets the watermark saved with the checkpoint; False is cold."""

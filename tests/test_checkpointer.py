@@ -233,7 +233,7 @@ class TestFailures:
         ):
             assert wait_for(lambda: cp.failures >= 2)
             assert cp.running
-            assert isinstance(cp.last_error, warmstart.ReadOnlyStoreError)
+            assert isinstance(cp.last_error, warmstart.errors.ReadOnlyStoreError)
             assert cp.saves == 0
 
     def test_explicit_checkpoint_raises_and_counts(self, store: warmstart.Store) -> None:
@@ -255,7 +255,7 @@ class TestLifecycle:
         rows = warmstart.TrackedDict({"a": Row(1)})
         cp = warmstart.Checkpointer(store, NS, {"s": (ROWS, rows)}, interval=0.005)
         cp.start()
-        thread = cp._thread
+        thread = cp._loop.thread
         assert thread is not None
         assert wait_for(lambda: cp.saves >= 2)
         cp.stop()
@@ -271,13 +271,13 @@ class TestLifecycle:
         rows = warmstart.TrackedDict({"a": Row(1)})
         cp = warmstart.Checkpointer(store, NS, {"s": (ROWS, rows)}, interval=0.005)
         cp.start()
-        first = cp._thread
+        first = cp._loop.thread
         cp.start()
-        assert cp._thread is first
+        assert cp._loop.thread is first
         cp.stop()
         saves = cp.saves
         cp.start()
-        assert cp._thread is not first
+        assert cp._loop.thread is not first
         assert wait_for(lambda: cp.saves > saves)
         cp.stop()
 
@@ -286,9 +286,9 @@ class TestLifecycle:
         rows = warmstart.TrackedDict({"a": Row(1)})
         with warmstart.Checkpointer(store, NS, {"s": (ROWS, rows)}, interval=0.005) as cp:
             assert cp.running
-            assert cp._thread is not None
-            assert cp._thread.name == "warmstart-checkpointer-svc"
-            assert cp._thread.daemon
+            assert cp._loop.thread is not None
+            assert cp._loop.thread.name == "warmstart-checkpointer-svc"
+            assert cp._loop.thread.daemon
             assert wait_for(lambda: cp.saves >= 1)
         assert not cp.running
         assert head(store) == dict(rows)

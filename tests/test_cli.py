@@ -527,7 +527,7 @@ class TestMaintenance:
             transfer.export(store, "svc", tmp_path / "a.wsa")
         monkeypatch.setattr(transfer, "_BATCH_BYTES", 1)
 
-        def stop(p: transfer.TransferProgress) -> None:
+        def stop(p: transfer.Progress) -> None:
             if p.chunks_done == 2:
                 raise KeyboardInterrupt
 

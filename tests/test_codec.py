@@ -363,13 +363,13 @@ class Base:
     frame: bytes
     payload: bytes
     reader: warmstart.Contract[Any]
-    writer: warmstart.Schema
+    writer: warmstart.schema.Schema
 
 
 def _bases() -> list[Base]:
     small = make_records(2)
     large = make_records(150)
-    chunks: list[tuple[warmstart.Contract[Any], warmstart.Schema, bytes]] = []
+    chunks: list[tuple[warmstart.Contract[Any], warmstart.schema.Schema, bytes]] = []
     for n, records in ((2, small), (150, large)):
         payload = RECORDS.encode_entries(
             list(records), list(records.values()), deleted=["gone"], sequence=n, expires=[]

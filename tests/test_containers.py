@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 import warmstart
-from warmstart.containers import check_container, entries_of, restore_into
+from warmstart._containers import check_container, entries_of, restore_into
 from warmstart.delta import change_log
 
 
@@ -225,7 +225,7 @@ class TestRestoreInto:
         keys, values, expires = entries_of(source)
         target = self._fresh_like(source)
         stats = restore_into(target, keys, values, expires)
-        assert stats == warmstart.containers.RestoreStats(inserted=6)
+        assert stats == warmstart._containers.RestoreStats(inserted=6)
         assert entries_of(target)[:2] == (keys, values)
 
     @staticmethod
@@ -455,7 +455,7 @@ class TestTrack:
         tracked = warmstart.track(cache)
         assert tracked is cache
         assert isinstance(cache, cachetools.LRUCache)
-        assert warmstart.is_tracked(cache)
+        assert warmstart.delta.is_tracked(cache)
         assert (dict(cache), cache.maxsize) == ({"a": Item(0), "b": Item(1)}, 3)
         assert warmstart.track(cache) is cache
 

@@ -61,7 +61,7 @@ class TestRoundTrip:
         """The chunk path (contract -> codec -> codec -> contract) loses nothing."""
         contract, spec, key_type = case
         batch = data.draw(entries(spec, key_type))
-        codec = warmstart.Codec(secret=b"k")
+        codec = warmstart.codec.Codec(secret=b"k")
         frame = codec.encode(encode(contract, batch))
         out = contract.decode_entries(codec.decode(frame), contract.write_schema)
         assert list(zip(out.keys, out.values)) == list(zip(batch.keys, batch.values))
@@ -847,7 +847,7 @@ class TestMalformedChunks:
         ids=["typed", "typed-fail", "upgrade"],
     )
     def test_not_a_chunk_raises_integrity_error(
-        self, payload: bytes, contract: Contract[Any], writer: warmstart.Schema
+        self, payload: bytes, contract: Contract[Any], writer: warmstart.schema.Schema
     ) -> None:
         """A payload that is not a chunk at all is damage, on the typed and the upgrade path."""
         with pytest.raises(IntegrityError, match="Expected"):

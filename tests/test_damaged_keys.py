@@ -19,14 +19,9 @@ import msgspec
 import pytest
 
 from conftest import RECORDS, Record, make_records
-from warmstart import (
-    CheckpointNotFoundError,
-    IntegrityError,
-    Store,
-    StoreFormatError,
-    TrackedDict,
-)
+from warmstart import CheckpointNotFoundError, IntegrityError, Store, TrackedDict
 from warmstart.codec import digest
+from warmstart.errors import StoreFormatError
 
 GEN = struct.Struct(">Q")
 NSID = struct.Struct(">I")

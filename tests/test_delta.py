@@ -91,7 +91,7 @@ class TestTrackedDict:
         assert list(d.keys()) == ["b", "a", "c"]
         assert list(d.values()) == [1, 2, 3]
         assert repr(d) == "TrackedDict({'b': 1, 'a': 2, 'c': 3})"
-        assert warmstart.is_tracked(d)
+        assert warmstart.delta.is_tracked(d)
 
     def test_no_checkpoint_yet_means_full(self) -> None:
         """Before any checkpoint the history is unknown: the first change set is full."""
@@ -111,8 +111,8 @@ class TestTrackedDict:
         del d["c"]
         d["b"] = 20
         changes = d.take_changes()
-        assert changes == ChangeSet(["x", "a", "b"], {"c"}, full=False)
-        assert d.take_changes() == ChangeSet([], set(), full=False)
+        assert changes == ChangeSet(upserts=["x", "a", "b"], deletes={"c"}, full=False)
+        assert d.take_changes() == ChangeSet(upserts=[], deletes=set(), full=False)
 
     def test_clear_makes_the_next_checkpoint_full(self) -> None:
         """After clear() the next change set is full and holds only later writes."""
@@ -121,7 +121,7 @@ class TestTrackedDict:
         d["b"] = 2
         d.clear()
         d["c"] = 3
-        assert d.take_changes() == ChangeSet(["c"], set(), full=True)
+        assert d.take_changes() == ChangeSet(upserts=["c"], deletes=set(), full=True)
 
     def test_setdefault_records_only_an_insert(self) -> None:
         """setdefault on a present key is a read, on a missing key a write."""
@@ -261,7 +261,7 @@ class TestTrack:
     def test_untracked_mapping_has_no_log(self) -> None:
         """A plain cache is not tracked and has no change log."""
         cache: cachetools.Cache[str, int] = cachetools.Cache(maxsize=2)
-        assert not warmstart.is_tracked(cache)
+        assert not warmstart.delta.is_tracked(cache)
         assert change_log(cache) is None
 
 
@@ -413,7 +413,9 @@ class TestFingerprints:
         prints.update(upserted, [new[k] for k in upserted], changes, ENCODE)
         fresh = Fingerprints.of(list(new), list(new.values()), ENCODE, by_identity=by_identity)
         assert prints.seen == fresh.seen
-        assert prints.diff(list(new), list(new.values()), ENCODE) == ChangeSet([], set())
+        assert prints.diff(list(new), list(new.values()), ENCODE) == ChangeSet(
+            upserts=[], deletes=set()
+        )
 
     def test_bytes_per_entry(self) -> None:
         """The memory estimate is zero when empty and positive otherwise."""

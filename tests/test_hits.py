@@ -35,15 +35,15 @@ class TestCounted:
         """Counting an already counted mapping keeps its counter."""
         cache = warmstart.counted(cachetools.LRUCache(4))
         assert warmstart.counted(cache) is cache
-        assert warmstart.counter_of(cache) is not None
+        assert warmstart.metrics.counter_of(cache) is not None
 
     def test_counting_composes_with_tracking(self) -> None:
         """A tracked cache can be counted too, and still records its changes."""
         cache = warmstart.counted(warmstart.track(cachetools.LRUCache(4)))
         cache["a"] = 1
         assert cache.get("a") == 1
-        assert warmstart.is_tracked(cache)
-        counter = warmstart.counter_of(cache)
+        assert warmstart.delta.is_tracked(cache)
+        counter = warmstart.metrics.counter_of(cache)
         assert counter is not None
         assert counter.lookups == 1
 

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from conftest import Record
-from warmstart import Codec, IntegrityError
-from warmstart.codec import digest
+from warmstart import IntegrityError
+from warmstart.codec import Codec, digest
 from warmstart.manifest import (
     MANIFEST_FORMAT,
     ChunkRef,

@@ -18,7 +18,8 @@ import pytest
 
 import warmstart
 from conftest import RECORDS, Record, make_records
-from warmstart import BootReport, ColdStartWarning, Metrics, SectionReport
+from warmstart import BootReport, ColdStartWarning
+from warmstart.metrics import Metrics, SectionReport
 
 NS = "svc"
 

@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import importlib.util
+import inspect
 import json
 import pkgutil
 import subprocess
@@ -40,10 +41,36 @@ class TestVersion:
         """The test environment runs an installed warmstart, not a bare source tree."""
         assert warmstart.__version__ != "0+unknown"
 
-    def test_unknown_attribute_raises_attribute_error(self) -> None:
-        """The lazy ``__getattr__`` answers only for ``__version__``."""
-        with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-            warmstart.nope  # type: ignore[attr-defined]  # noqa: B018
+
+#: The tiers: the essentials at the top, the rest in these namespaces (issue 13).
+NAMESPACES = (
+    "warmstart",
+    "warmstart.boot",
+    "warmstart.cli",
+    "warmstart.codec",
+    "warmstart.contract",
+    "warmstart.delta",
+    "warmstart.errors",
+    "warmstart.manifest",
+    "warmstart.metrics",
+    "warmstart.progress",
+    "warmstart.prometheus",
+    "warmstart.remote",
+    "warmstart.schema",
+    "warmstart.store",
+    "warmstart.testing",
+    "warmstart.transfer",
+)
+
+
+def exported() -> dict[str, list[str]]:
+    """Public name -> the namespaces whose ``__all__`` lists it."""
+    where: dict[str, list[str]] = {}
+    for namespace in NAMESPACES:
+        for name in importlib.import_module(namespace).__all__:
+            if name != "__version__":
+                where.setdefault(name, []).append(namespace)
+    return where
 
 
 class TestPublicNames:
@@ -51,6 +78,12 @@ class TestPublicNames:
     def test_every_exported_name_exists(self, name: str) -> None:
         """Each name in ``warmstart.__all__`` can be read from the package."""
         assert getattr(warmstart, name) is not None
+
+    def test_the_top_level_holds_the_essentials(self) -> None:
+        """About twenty names at the top; the rest lives in namespaces."""
+        assert 18 <= len(warmstart.__all__) <= 25
+        for essential in ("boot", "warm", "state", "Contract", "Store", "TrackedDict", "track"):
+            assert essential in warmstart.__all__
 
     def test_no_duplicates(self) -> None:
         """``__all__`` lists each name once."""
@@ -60,13 +93,67 @@ class TestPublicNames:
         """``dir(warmstart)`` shows exactly the public API, sorted."""
         assert dir(warmstart) == sorted(warmstart.__all__)
 
-    def test_classes_are_reexported_from_their_modules(self) -> None:
-        """Exported classes and functions come from a public warmstart module."""
-        modules = set(public_modules())
-        for name in warmstart.__all__:
-            obj = getattr(warmstart, name)
-            if callable(obj):
-                assert obj.__module__ in modules, (name, obj.__module__)
+    def test_one_public_path_per_name(self) -> None:
+        """No name is exported by two namespaces."""
+        twice = {name: spaces for name, spaces in exported().items() if len(spaces) > 1}
+        assert twice == {}
+
+    @pytest.mark.parametrize("namespace", NAMESPACES)
+    def test_reprs_show_the_public_path(self, namespace: str) -> None:
+        """Every exported class and function says it lives where users import it from."""
+        module = importlib.import_module(namespace)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) or inspect.isfunction(obj):
+                assert obj.__module__ == namespace, (name, obj.__module__)
+
+    def test_the_namespaces_are_the_public_modules(self) -> None:
+        """Every public module (no underscore in its path) is one of the namespaces."""
+        assert set(public_modules()) | {"warmstart"} == set(NAMESPACES)
+
+    def test_lazy_namespaces_are_attributes(self) -> None:
+        """``warmstart.remote`` and ``warmstart.transfer`` resolve on first use."""
+        assert warmstart.remote.push is not None
+        assert warmstart.transfer.export is not None
+
+
+class TestDeprecatedPaths:
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            ("Snapshot", "warmstart.store"),
+            ("Codec", "warmstart.codec"),
+            ("push", "warmstart.remote"),
+        ],
+    )
+    def test_a_moved_top_level_name_warns_and_works(self, old: str, new: str) -> None:
+        """A name that left the top level resolves, with a warning naming its new path."""
+        with pytest.warns(DeprecationWarning, match=f"use {new}.{old}"):
+            obj = getattr(warmstart, old)
+        assert obj is getattr(importlib.import_module(new), old)
+
+    def test_a_moved_module_warns_and_works(self) -> None:
+        """``from warmstart.snapshot import Snapshot`` (0.1 path) still works, with a warning."""
+        code = (
+            "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "try:\n    import warmstart.snapshot\nexcept DeprecationWarning as e: print(e)\n"
+            "warnings.simplefilter('ignore')\n"
+            "from warmstart.remote.sync import push\nimport warmstart.remote\n"
+            "print(push is warmstart.remote.push)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+        warning = (
+            "the module warmstart.snapshot is deprecated since warmstart 0.2.0 and goes in "
+            "0.3.0; use warmstart.store"
+        )
+        assert out == [warning, "True"]
+
+    def test_an_unknown_name_is_still_an_attribute_error(self) -> None:
+        """The deprecation hook answers only for names that moved."""
+        with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+            warmstart.nope  # type: ignore[attr-defined]  # noqa: B018
 
 
 @pytest.fixture(params=public_modules())

@@ -39,7 +39,7 @@ class TestRegister:
         assert 'warmstart_checkpoints_total{namespace="p"} 1.0' in text
         assert 'warmstart_readiness{namespace="p"} 1.0' in text
         assert 'warmstart_last_checkpoint_generation{namespace="p"} 1.0' in text
-        for name in warmstart.Metrics.GAUGES:
+        for name in warmstart.metrics.Metrics.GAUGES:
             assert f"warmstart_{name}" in text
 
     def test_missing_extra_names_the_install_command(self) -> None:
@@ -49,8 +49,8 @@ class TestRegister:
             "import warmstart\n"
             "from warmstart.prometheus import register\n"
             "try:\n"
-            "    register(warmstart.Metrics())\n"
-            "except warmstart.MissingExtraError as exc:\n"
+            "    register(warmstart.metrics.Metrics())\n"
+            "except warmstart.errors.MissingExtraError as exc:\n"
             "    print(isinstance(exc, ImportError), exc)\n"
         )
         out = subprocess.run(
@@ -61,7 +61,7 @@ class TestRegister:
 
     def test_metrics_object_needs_no_extra(self) -> None:
         """The plain Metrics object reads without prometheus_client."""
-        metrics = warmstart.Metrics()
+        metrics = warmstart.metrics.Metrics()
         metrics.inc("lookups_total", 4)
         metrics.inc("warm_hits_total", 3)
         assert metrics.warm_hit_fraction == pytest.approx(0.75)

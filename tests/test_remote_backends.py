@@ -36,8 +36,8 @@ from warmstart.remote import (
     push,
     push_with_deadline,
 )
-from warmstart.remote.redis import RedisRemote
-from warmstart.remote.s3 import ObjectStoreRemote
+from warmstart.remote._redis import RedisRemote
+from warmstart.remote._s3 import ObjectStoreRemote
 
 
 class TestProtocol:

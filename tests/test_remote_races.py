@@ -34,8 +34,8 @@ from warmstart.remote import (
     push_with_deadline,
 )
 from warmstart.remote._layout import Layout, decode_head
-from warmstart.remote.redis import RedisRemote
-from warmstart.remote.sync import namespace_dir
+from warmstart.remote._redis import RedisRemote
+from warmstart.remote._sync import namespace_dir
 
 WORKER = Path(__file__).parent / "remote_workers" / "worker.py"
 WORKERS = 4
@@ -97,7 +97,7 @@ class TestConcurrentPushers:
         assert published == list(range(1, len(published) + 1))
         assert len(outcomes) == WORKERS * ROUNDS
         assert {o["status"] for o in outcomes} <= {"pushed", "conflict", "behind"}
-        assert_complete(remote, "svc", warmstart.Codec())
+        assert_complete(remote, "svc", warmstart.codec.Codec())
         with warmstart.Store(tmp_path / "reader", sync=False) as reader:
             result = pull(reader, remote, "svc")
             assert result.remote_generation == published[-1]
@@ -185,7 +185,7 @@ class TestKilledPusher:
         with warmstart.Store(tmp_path / "r2", sync=False) as reader:
             pull(reader, remote, "svc")
             assert loaded(reader) == second
-        assert_complete(remote, "svc", warmstart.Codec())
+        assert_complete(remote, "svc", warmstart.codec.Codec())
 
 
 class TestRedisKilled:
@@ -223,7 +223,7 @@ class TestRedisKilled:
             with warmstart.Store(tmp_path / "r2", sync=False) as reader:
                 pull(reader, remote, "svc")
                 assert loaded(reader) == second
-            assert_complete(remote, "svc", warmstart.Codec())
+            assert_complete(remote, "svc", warmstart.codec.Codec())
             remote.close()
 
 
@@ -269,7 +269,7 @@ class TestCollectedUnderUs:
             report = push(a, racing, "svc")
             assert racing.fired
             assert report.chunks_shipped == 2 * len(a.manifest("svc").digests())
-        assert_complete(remote, "svc", warmstart.Codec())
+        assert_complete(remote, "svc", warmstart.codec.Codec())
 
     def test_local_chunks_swept_during_a_pull_are_fetched(self, remote, tmp_path):
         """Chunks a concurrent local save sweeps while a pull downloads are fetched after all."""

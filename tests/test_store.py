@@ -28,13 +28,11 @@ from warmstart import (
     CheckpointNotFoundError,
     CompactionPolicy,
     EncodeError,
-    ReadOnlyStoreError,
     Store,
     StoreError,
-    StoreFormatError,
-    StoreFullError,
     TrackedDict,
 )
+from warmstart.errors import ReadOnlyStoreError, StoreFormatError, StoreFullError
 from warmstart.store import _env as env_module
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import warmstart
-from warmstart.containers import entries_of, restore_into
+from warmstart._containers import entries_of, restore_into
 from warmstart.delta import replay
 
 NS = "svc"
@@ -164,7 +164,7 @@ class TrackedHistory(RuleBasedStateMachine):
 
     @rule(max_deltas=st.integers(1, 6), max_ratio=st.sampled_from([0.2, 1.0, 1000.0]))
     def set_policy(self, max_deltas: int, max_ratio: float) -> None:
-        self.policy = warmstart.CompactionPolicy(max_deltas, max_ratio)
+        self.policy = warmstart.CompactionPolicy(max_deltas=max_deltas, max_ratio=max_ratio)
         self.store.compaction = self.policy
 
     @rule(mode=st.sampled_from(["auto", "delta", "delta", "full"]))

@@ -17,11 +17,11 @@ import xxhash
 import warmstart
 from conftest import RECORDS, Record, make_records
 from warmstart import transfer
+from warmstart.progress import Progress
 from warmstart.transfer import (
     IMPORTED_FROM,
     ExportReport,
     ImportReport,
-    TransferProgress,
     _Header,
     export,
     import_archive,
@@ -235,7 +235,7 @@ class TestIdempotence:
         export(source, "svc", tmp_path / "a.wsa")
         inner: list[ImportReport] = []
 
-        def race(p: TransferProgress) -> None:
+        def race(p: Progress) -> None:
             if p.chunks_done == 1 and not inner:
                 inner.append(import_archive(target, tmp_path / "a.wsa"))
 
@@ -489,7 +489,7 @@ class TestForgedArchives:
     def test_chunk_sets_must_match_the_manifest(self, genuine, target, tmp_path):
         """Extra, missing or repeated chunks are refused."""
         header, chunks = genuine
-        stranger = warmstart.Codec().encode(b"not part of this generation" * 10)
+        stranger = warmstart.codec.Codec().encode(b"not part of this generation" * 10)
         extra = forge(msgspec.structs.replace(header, chunks=len(chunks) + 1), [*chunks, stranger])
         self.rejected(target, tmp_path, extra, "only chunks the manifest references")
         short = forge(msgspec.structs.replace(header, chunks=len(chunks) - 1), chunks[1:])
@@ -528,7 +528,7 @@ class TestForgedArchives:
         assert len(genuine[1]) > 1
         before = visible(target)
 
-        def truncate(p: TransferProgress) -> None:
+        def truncate(p: Progress) -> None:
             if p.chunks_done == 1:
                 with path.open("r+b") as f:
                     f.truncate(100)
@@ -641,7 +641,7 @@ class TestInterruptedImport:
         save(target, make_records(5))
         swept = []
 
-        def progress(p: TransferProgress) -> None:
+        def progress(p: Progress) -> None:
             if p.chunks_done == p.chunks_total and p.bytes_done and not swept:
                 swept.append(target.gc())
 
@@ -659,7 +659,7 @@ class TestInterruptedImport:
         save(target, make_records(5))
         before = visible(target)
 
-        def progress(p: TransferProgress) -> None:
+        def progress(p: Progress) -> None:
             if p.chunks_done == p.chunks_total:
                 target.gc()
 
@@ -672,7 +672,7 @@ class TestProgress:
     def test_progress_reports_bytes_chunks_rate_and_eta(self, source, target, tracked, tmp_path):
         """Progress is reported per chunk, monotonic, and ends at the totals with an ETA of zero."""
         save(source, tracked)
-        seen: list[TransferProgress] = []
+        seen: list[Progress] = []
         report = export(source, "svc", tmp_path / "a.wsa", progress=seen.append)
         import_archive(target, tmp_path / "a.wsa", progress=seen.append)
         for operation in ("export", "import"):
@@ -694,7 +694,7 @@ class TestProgress:
         save(source, tracked)
         export(source, "svc", tmp_path / "a.wsa")
         import_archive(target, tmp_path / "a.wsa")
-        seen: list[TransferProgress] = []
+        seen: list[Progress] = []
         import_archive(target, tmp_path / "a.wsa", progress=seen.append)
         assert len(seen) == 1
         assert (seen[0].fraction, seen[0].rate) == (1.0, 0.0)
@@ -709,7 +709,7 @@ class TestReadOnlyTarget:
             save(t, make_records(1))
         with (
             warmstart.Store(tmp_path / "t", readonly=True) as ro,
-            pytest.raises(warmstart.ReadOnlyStoreError),
+            pytest.raises(warmstart.errors.ReadOnlyStoreError),
         ):
             import_archive(ro, tmp_path / "a.wsa")
 

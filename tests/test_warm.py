@@ -11,6 +11,7 @@ import pytest
 import warmstart
 from conftest import RECORDS, Record, make_records
 from warmstart import ContractError
+from warmstart.boot import WarmInfo
 
 
 class Flag(msgspec.Struct):
@@ -163,7 +164,7 @@ class TestClassUnchanged:
         assert Original.__init__.__name__ == "__init__"
         assert Original.__qualname__.endswith("Original")
         info = Original.warm_info()  # type: ignore[attr-defined]
-        assert info == warmstart.WarmInfo(("cache",), ("Original.cache",), None)
+        assert info == WarmInfo(("cache",), ("Original.cache",), None)
 
     def test_class_without_init_keeps_its_signature(self) -> None:
         """A class that inherits ``object.__init__`` still takes no arguments."""

@@ -46,7 +46,7 @@ from warmstart.errors import (
 )
 from warmstart.schema import Schema, read_problems, schema_of
 
-__all__ = ("Contract", "DecodedEntries")
+__all__ = ("DecodedEntries",)  # Contract: top level
 
 
 def __dir__() -> tuple[str, ...]:

@@ -11,21 +11,14 @@ True
 
 from __future__ import annotations
 
+# The main errors are imported from the top level (``warmstart.IntegrityError``);
+# this namespace is the path of the others.
 __all__ = (
-    "CheckpointNotFoundError",
-    "ColdStartWarning",
-    "ContractError",
-    "DecodeError",
-    "EncodeError",
-    "IncompatibleVersionError",
-    "IntegrityError",
     "MissingExtraError",
     "ReadOnlyStoreError",
-    "StoreError",
     "StoreFormatError",
     "StoreFullError",
     "StoreTimeoutError",
-    "WarmstartError",
 )
 
 
@@ -94,8 +87,17 @@ class StoreError(WarmstartError):
 class CheckpointNotFoundError(StoreError, KeyError):
     """No such namespace, generation or section, or none that verifies.
 
+    Attributes:
+        skipped: why each stored generation was skipped, when some exist but
+            none verifies (damage, not a first start); empty otherwise.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``skipped``.
     """
+
+    def __init__(self, message: str, *, skipped: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.skipped = skipped
 
     def __str__(self) -> str:
         # KeyError.__str__ quotes its argument; a sentence reads better unquoted.

@@ -19,14 +19,21 @@ import dataclasses
 import logging
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import msgspec
+
+from warmstart._api import claim
+from warmstart._hits import HitCounter, counter_of
 from warmstart.errors import ColdStartWarning
 
-if TYPE_CHECKING:
-    from warmstart.hits import HitCounter
-
-__all__ = ("BootReport", "CheckpointReport", "Metrics", "SectionReport")
+__all__ = (  # BootReport and counted: top level
+    "CheckpointReport",
+    "HitCounter",
+    "Metrics",
+    "SectionReport",
+    "counter_of",
+)
 
 
 def __dir__() -> tuple[str, ...]:
@@ -125,8 +132,7 @@ class BootReport:
         return self.summary()
 
 
-@dataclasses.dataclass
-class CheckpointReport:
+class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     """One checkpoint: generation, kind, seconds, bytes; or the error."""
 
     namespace: str
@@ -259,3 +265,6 @@ class Metrics:
             return
         self.set("last_checkpoint_generation", float(report.generation or 0))
         self.set("last_checkpoint_bytes", float(stored_bytes))
+
+
+claim("warmstart.metrics", HitCounter, counter_of)

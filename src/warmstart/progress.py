@@ -1,6 +1,7 @@
 """Progress of a long operation that moves chunks: export, import, push, pull.
 
->>> p = Progress("import", 50, 200, 1, 4, rate=100.0, eta=1.5)
+>>> p = Progress(operation="import", bytes_done=50, bytes_total=200, chunks_done=1,
+...              chunks_total=4, rate=100.0, eta=1.5)
 >>> p.fraction
 0.25
 """
@@ -13,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ("Progress",)
+__all__ = ("OnProgress", "Progress")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -23,7 +24,7 @@ def __dir__() -> tuple[str, ...]:
 Operation = Literal["export", "import", "push", "pull"]
 
 
-class Progress(msgspec.Struct, frozen=True):
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
     """One progress report, passed to a ``progress=`` callback.
 
     Chunks the other side already has count as done at once; ``rate`` counts
@@ -45,12 +46,16 @@ class Progress(msgspec.Struct, frozen=True):
         return 1.0 if self.bytes_total <= 0 else min(1.0, self.bytes_done / self.bytes_total)
 
 
+#: The one callback type of every long operation (``progress=``).
+OnProgress = Callable[[Progress], None]
+
+
 class Meter:
     """Counts bytes and chunks of one operation and reports :class:`Progress`."""
 
     def __init__(
         self,
-        callback: Callable[[Progress], None] | None,
+        callback: OnProgress | None,
         operation: Operation,
         bytes_total: int,
         chunks_total: int,
@@ -91,11 +96,11 @@ class Meter:
         eta = 0.0 if remaining <= 0 else (remaining / rate if rate > 0 else None)
         self.callback(
             Progress(
-                self.operation,
-                self.bytes_done,
-                self.bytes_total,
-                self.chunks_done,
-                self.chunks_total,
+                operation=self.operation,
+                bytes_done=self.bytes_done,
+                bytes_total=self.bytes_total,
+                chunks_done=self.chunks_done,
+                chunks_total=self.chunks_total,
                 rate=rate,
                 eta=eta,
             )

@@ -1,10 +1,10 @@
 """Expose a boot's report and counters to Prometheus (``warmstart[prometheus]``).
 
-The numbers live in :class:`warmstart.Metrics`, plain Python that needs no
+The numbers live in :class:`warmstart.metrics.Metrics`, plain Python that needs no
 extra; this module only maps them onto a ``prometheus_client`` collector,
 read at scrape time so nothing is copied on the hot path.
 
->>> from warmstart import Metrics
+>>> from warmstart.metrics import Metrics
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> metrics = Metrics()
 >>> metrics.inc("restore_entries_total", 42)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from warmstart.boot._boot import Boot
+from warmstart.boot import Boot
 from warmstart.errors import MissingExtraError
 from warmstart.metrics import Metrics
 

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-__all__ = ("Compatibility", "FieldSchema", "Schema", "compatibility", "schema_of")
+__all__ = ("Compatibility", "FieldSchema", "Schema", "schema_of")  # compatibility: top level
 
 
 def __dir__() -> tuple[str, ...]:

@@ -34,7 +34,7 @@ import dataclasses
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -49,10 +49,10 @@ from warmstart.errors import (
     StoreError,
 )
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
-from warmstart.progress import Meter, Progress
+from warmstart.progress import Meter, OnProgress
 from warmstart.store import Inbound, Reader, Store
 
-__all__ = ("ExportReport", "ImportReport", "TransferProgress", "export", "import_archive")
+__all__ = ("ExportReport", "ImportReport", "export", "import_archive")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -80,11 +80,7 @@ _COMMIT_ATTEMPTS = 3
 IMPORTED_FROM = "imported-from"
 
 
-#: Progress of an export or import (the same type as push and pull report).
-TransferProgress = Progress
-
-
-class ExportReport(msgspec.Struct, frozen=True):
+class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
     """What :func:`export` wrote.
 
     Attributes:
@@ -93,7 +89,10 @@ class ExportReport(msgspec.Struct, frozen=True):
             leaves out, because generation ``since`` references them too.
         archive_bytes: size of the archive file.
 
-    >>> ExportReport("svc", 3, "ab", None, "svc.wsa", 2, 900, 0, 1100, 0.01).generation
+    >>> report = ExportReport(namespace="svc", generation=3, lineage="ab", since=None,
+    ...     path="svc.wsa", chunks=2, chunk_bytes=900, omitted_chunks=0, archive_bytes=1100,
+    ...     seconds=0.01)
+    >>> report.generation
     3
     """
 
@@ -109,7 +108,7 @@ class ExportReport(msgspec.Struct, frozen=True):
     seconds: float
 
 
-class ImportReport(msgspec.Struct, frozen=True):
+class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
     """What :func:`import_archive` did.
 
     Attributes:
@@ -162,8 +161,6 @@ class _Header(msgspec.Struct, frozen=True, kw_only=True):
 
 _header_decoder = msgspec.msgpack.Decoder(_Header)
 
-ProgressCallback = Callable[[Progress], None]
-
 
 # -- export -------------------------------------------------------------------
 
@@ -175,7 +172,7 @@ def export(
     *,
     generation: int | None = None,
     since: int | None = None,
-    progress: ProgressCallback | None = None,
+    progress: OnProgress | None = None,
 ) -> ExportReport:
     """Write one generation of ``namespace`` to an archive file at ``out_path``.
 
@@ -191,7 +188,7 @@ def export(
         since: ship only the chunks that generation ``since`` of the same
             lineage does not reference (an incremental archive, for a target
             that already imported ``since``).
-        progress: called after each chunk with a :class:`TransferProgress`.
+        progress: called after each chunk with a :class:`~warmstart.progress.Progress`.
 
     Returns:
         An :class:`ExportReport`.
@@ -366,7 +363,7 @@ def import_archive(
     in_path: str | os.PathLike[str],
     *,
     namespace: str | None = None,
-    progress: ProgressCallback | None = None,
+    progress: OnProgress | None = None,
 ) -> ImportReport:
     """Import an archive written by :func:`export` into ``store``.
 
@@ -391,7 +388,7 @@ def import_archive(
             when the source is keyed).
         in_path: the archive file.
         namespace: import under another namespace (the source's by default).
-        progress: called after each chunk with a :class:`TransferProgress`.
+        progress: called after each chunk with a :class:`~warmstart.progress.Progress`.
 
     Returns:
         An :class:`ImportReport`.

@@ -33,7 +33,7 @@ import msgspec
 import xxhash
 
 import warmstart
-from warmstart.containers import restore_into
+from warmstart._containers import restore_into
 from warmstart.delta import replay
 
 NAMESPACE = "crash"

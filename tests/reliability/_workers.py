@@ -96,7 +96,7 @@ def sections(counter: int, tracked: Any) -> dict[str, Any]:
     }
 
 
-def check_snapshot(snapshot: warmstart.Snapshot, writer: int | None = None) -> list[str]:
+def check_snapshot(snapshot: warmstart.store.Snapshot, writer: int | None = None) -> list[str]:
     """Every way the snapshot differs from the generation its watermark names.
 
     The watermark is the counter, or ``[writer, counter]`` when several

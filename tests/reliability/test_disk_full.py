@@ -87,7 +87,7 @@ class TestDiskFull:
         with warmstart.Store(path, **options) as store:
             kept = blobs(1000, seed=1)
             assert store.save("svc", {"b": (BLOBS, kept)}) == 1
-            with pytest.raises(warmstart.StoreFullError) as info:
+            with pytest.raises(warmstart.errors.StoreFullError) as info:
                 store.save("svc", {"b": (BLOBS, blobs(6000, seed=2))})
             reason = "free disk space" if not options else "max_map_size"
             assert reason in str(info.value)
@@ -110,7 +110,7 @@ class TestDiskFull:
             for step in range(1, 60):
                 try:
                     last_good = store.save("svc", {"b": (BLOBS, blobs(100 * step, seed=step))})
-                except warmstart.StoreFullError:
+                except warmstart.errors.StoreFullError:
                     break
             else:
                 pytest.fail("the small filesystem never filled up")

@@ -8,7 +8,7 @@ import warmstart
 from conftest import RECORDS, Record
 from warmstart.remote import Remote
 from warmstart.remote._layout import Layout, decode_head, remote_manifest
-from warmstart.remote.sync import namespace_dir
+from warmstart.remote._sync import namespace_dir
 
 
 def save(store: warmstart.Store, data: Any, namespace: str = "svc", **kwargs: Any) -> int:
@@ -37,7 +37,7 @@ def keys_of(remote: Remote, namespace: str) -> dict[str, list[str]]:
     return out
 
 
-def assert_complete(remote: Remote, namespace: str, codec: warmstart.Codec) -> None:
+def assert_complete(remote: Remote, namespace: str, codec: warmstart.codec.Codec) -> None:
     """Every retained generation's manifest verifies and every chunk it names exists."""
     layout = Layout(namespace)
     raw = remote.get_head(layout.head)

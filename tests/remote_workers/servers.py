@@ -182,7 +182,7 @@ def open_backend(kind: str, arg: str, **kwargs: Any) -> Remote:
     if kind == "local":
         from obstore.store import LocalStore
 
-        from warmstart.remote.s3 import ObjectStoreRemote
+        from warmstart.remote._s3 import ObjectStoreRemote
 
         Path(arg).mkdir(parents=True, exist_ok=True)
         return ObjectStoreRemote(LocalStore(arg), url=f"local:{arg}", **kwargs)

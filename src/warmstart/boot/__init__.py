@@ -1,12 +1,24 @@
-"""The boot lifecycle: restore at start-up, checkpoint until shutdown."""
+"""The boot lifecycle: restore at start-up, checkpoint until shutdown.
+
+``boot``, ``Boot``, ``warm``, ``state`` and ``Checkpointer`` are imported
+from the top level (``warmstart.boot(...)``); this namespace holds the types
+they hand out, for annotations: ``from warmstart.boot import State, WarmInfo``.
+"""
 
 from __future__ import annotations
 
-from warmstart.boot._boot import Boot, boot, parse_duration
-from warmstart.boot._checkpointer import Checkpointer
-from warmstart.boot._warm import State, WarmInfo, state, warm
+from warmstart._api import claim
+from warmstart.boot._boot import Boot as Boot
+from warmstart.boot._boot import boot as boot
+from warmstart.boot._boot import parse_duration
+from warmstart.boot._checkpointer import Checkpointer as Checkpointer
+from warmstart.boot._warm import State, WarmInfo
+from warmstart.boot._warm import state as state
+from warmstart.boot._warm import warm as warm
 
-__all__ = ("Boot", "Checkpointer", "State", "WarmInfo", "boot", "parse_duration", "state", "warm")
+__all__ = ("State", "WarmInfo", "parse_duration")
+
+claim("warmstart.boot", State, WarmInfo, parse_duration)
 
 
 def __dir__() -> tuple[str, ...]:

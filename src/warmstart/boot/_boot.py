@@ -41,25 +41,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from warmstart._containers import check_container
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
-from warmstart.boot._checkpointer import Checkpointer
+from warmstart.boot._capture import capture, release
 from warmstart.boot._open import open_within
+from warmstart.boot._periodic import Periodic
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
 from warmstart.boot._sections import Attached, AttributeRestore, sections_of
+from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.boot._warm import WarmSpec, spec_of
-from warmstart.containers import check_container
 from warmstart.errors import (
     CheckpointNotFoundError,
     ContractError,
     StoreTimeoutError,
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
-from warmstart.store._prepare import SectionSpec, is_lock
-from warmstart.store._records import check_namespace
-from warmstart.store._snapshot import Snapshot
-from warmstart.store._store import Store
+from warmstart.store import SectionSpec, Snapshot, Store, check_namespace, is_lock
 
 if TYPE_CHECKING:
     import asyncio
@@ -78,13 +77,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_CAPTURING: list[Boot] = []
-_CAPTURING_LOCK = threading.Lock()
 
 
 def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
     """Seconds from a number, a timedelta, or a string such as ``"90s"`` or ``"1h"``.
 
+    >>> import datetime
     >>> parse_duration("90s"), parse_duration("1h"), parse_duration(datetime.timedelta(minutes=2))
     (90.0, 3600.0, 120.0)
     """
@@ -103,14 +101,6 @@ def parse_duration(value: float | datetime.timedelta | str | None) -> float | No
             return float(match.group(1)) * _UNITS[match.group(2)]
     msg = f"Expected seconds, a timedelta or a string like '90s', '15m', '1h', '2d', got {value!r}"
     raise ValueError(msg)
-
-
-def _attach_to_capturing(obj: object) -> None:
-    """Called by ``@warm`` classes after ``__init__``: attach to the active boot."""
-    with _CAPTURING_LOCK:
-        current = _CAPTURING[-1] if _CAPTURING else None
-    if current is not None:
-        current.attach(obj)
 
 
 class Boot:
@@ -184,31 +174,33 @@ class Boot:
         remote_deadline: float = 5.0,
     ) -> None:
         self._target = path_or_store
-        self.open_timeout = open_timeout
-        self.remote = remote  # a URL or a warmstart.remote.Remote
-        self.remote_deadline = remote_deadline
-        #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
-        self.remote_outcomes: dict[str, SyncOutcome] = {}
         check_namespace(namespace)
         if store_options:
             # A typo here would otherwise surface as "store unavailable" at open.
             inspect.signature(Store).bind(path_or_store, **store_options)
-        self.namespace = namespace
-        self.max_age = parse_duration(max_age)
-        self.validate = validate
-        self.refresh = refresh
-        self.progressive = progressive
-        self.strict = strict
-        self.checkpoint_on_exit = checkpoint_on_exit
-        self.interval = interval
-        self.signals = signals
-        self.deadline = deadline
-        self.freeze_gc = freeze_gc
-        self.watermark = watermark
-        self.prefetch_concurrency = prefetch_concurrency
-        self.prefetch_batch = prefetch_batch
-        self._store_options = dict(store_options or {})
-        self.clock = clock
+        self.settings = BootSettings(
+            namespace=namespace,
+            max_age=parse_duration(max_age),
+            validate=validate,
+            refresh=refresh,
+            progressive=progressive,
+            strict=strict,
+            checkpoint_on_exit=checkpoint_on_exit,
+            interval=interval,
+            signals=signals,
+            deadline=deadline,
+            freeze_gc=freeze_gc,
+            watermark=watermark,
+            prefetch_concurrency=prefetch_concurrency,
+            prefetch_batch=prefetch_batch,
+            store_options=dict(store_options or {}),
+            clock=clock,
+            open_timeout=open_timeout,
+            remote=remote,
+            remote_deadline=remote_deadline,
+        )
+        #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
+        self.remote_outcomes: dict[str, SyncOutcome] = {}
         self.report = BootReport(namespace=namespace)
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -219,8 +211,14 @@ class Boot:
         self._sections_seen: set[str] = set()
         self._breaker = CrashLoopBreaker(namespace)
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
-        self._periodic: threading.Thread | None = None
         self._stop = threading.Event()
+        self._periodic = (
+            None
+            if interval is None
+            else Periodic(
+                interval, self._tick, name="warmstart-periodic-checkpoint", stop=self._stop
+            )
+        )
         self._started = 0.0
         self._entered = False
         self._closed = False
@@ -232,7 +230,6 @@ class Boot:
             self._stop,
         )
         self._hooks = ExitHooks(self._final_checkpoint, self._on_signal)
-        self._checkpointer: Checkpointer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloader = KeyReloader(
             concurrency=prefetch_concurrency, batch=prefetch_batch, loop=lambda: self._loop
@@ -244,28 +241,7 @@ class Boot:
 
     def _recreate(self) -> Boot:
         """A fresh, unused boot with the same settings (one per decorated call)."""
-        return Boot(
-            self._target,
-            namespace=self.namespace,
-            max_age=self.max_age,
-            validate=self.validate,
-            refresh=self.refresh,
-            progressive=self.progressive,
-            strict=self.strict,
-            checkpoint_on_exit=self.checkpoint_on_exit,
-            interval=self.interval,
-            signals=self.signals,
-            deadline=self.deadline,
-            freeze_gc=self.freeze_gc,
-            watermark=self.watermark,
-            prefetch_concurrency=self.prefetch_concurrency,
-            prefetch_batch=self.prefetch_batch,
-            store_options=self._store_options,
-            clock=self.clock,
-            open_timeout=self.open_timeout,
-            remote=self.remote,
-            remote_deadline=self.remote_deadline,
-        )
+        return Boot(self._target, **msgspec.structs.asdict(self.settings))
 
     def __call__(self, func: F) -> F:
         """Use the boot as a decorator: each call runs inside a fresh boot."""
@@ -307,9 +283,9 @@ class Boot:
         import asyncio  # noqa: PLC0415
 
         self._uncapture()
-        if exc_type is None and self.checkpoint_on_exit:
+        if exc_type is None and self.settings.checkpoint_on_exit:
             await asyncio.to_thread(self._final_checkpoint, "exit")
-        if self.checkpoint_on_exit or exc_type is not None:
+        if self.settings.checkpoint_on_exit or exc_type is not None:
             # Signal handlers can only be restored from the main thread, which
             # runs the loop; close() below runs in a worker thread.
             self._disarm()
@@ -321,20 +297,17 @@ class Boot:
 
     def _exit(self, *, failed: bool) -> None:
         self._uncapture()
-        if not failed and self.checkpoint_on_exit:
+        if not failed and self.settings.checkpoint_on_exit:
             self._final_checkpoint("exit")
-        if self.checkpoint_on_exit or failed:
+        if self.settings.checkpoint_on_exit or failed:
             self.close()
 
     def _capture(self) -> None:
-        with _CAPTURING_LOCK:
-            _CAPTURING.append(self)
+        capture(self)
         self._arm()
 
     def _uncapture(self) -> None:
-        with _CAPTURING_LOCK:
-            if self in _CAPTURING:
-                _CAPTURING.remove(self)
+        release(self)
         if self.report.time_to_ready is None:
             self.report.time_to_ready = time.perf_counter() - self._started
         if self._background.idle() and not self.ready.is_set():
@@ -351,13 +324,16 @@ class Boot:
         except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
-        if self.remote is not None and not self.store.readonly:
-            from warmstart.remote.deadline import pull_with_deadline  # noqa: PLC0415
+        if self.settings.remote is not None and not self.store.readonly:
+            from warmstart.remote import pull_with_deadline  # noqa: PLC0415
 
             # Another host may have left newer state: fetch it first, within
             # the deadline; past it the boot goes on with what it has.
             self.remote_outcomes["pull"] = pull_with_deadline(
-                self.store, self.remote, self.namespace, deadline=self.remote_deadline
+                self.store,
+                self.settings.remote,
+                self.settings.namespace,
+                deadline=self.settings.remote_deadline,
             )
         try:
             self._pick_generation()
@@ -370,20 +346,12 @@ class Boot:
                 raise
         # The boot's own outcome; each section is folded in as it finishes.
         self.metrics.record_boot(self.report)
-        if self.interval is not None and self.store is not None:
-            self._checkpointer = Checkpointer(
-                self.store,
-                self.namespace,
-                self._sections,
-                interval=self.interval,
-                watermark=self._watermark_now,
-            )
 
     def _open_store(self) -> Store:
         if isinstance(self._target, Store):
             return self._target
-        options = {"clock": self.clock, **self._store_options}
-        store = open_within(Path(self._target), options, self.open_timeout)
+        options = {"clock": self.settings.clock, **self.settings.store_options}
+        store = open_within(Path(self._target), options, self.settings.open_timeout)
         self._owns_store = True
         return store
 
@@ -391,7 +359,7 @@ class Boot:
         self, reason: str, exc: BaseException | None = None, *, failure: bool = False
     ) -> None:
         """Start cold; ``exc`` or ``failure`` mark a failure (warned), not a plain miss."""
-        if self.strict and exc is not None:
+        if self.settings.strict and exc is not None:
             raise exc
         self.report.status = "cold"
         self.report.reason = reason
@@ -399,13 +367,15 @@ class Boot:
             self.snapshot.close()
             self.snapshot = None
         if failure or (exc is not None and not isinstance(exc, CheckpointNotFoundError)):
-            warn_cold_start(f"warmstart {self.namespace!r}: cold start, {reason}", stacklevel=4)
+            warn_cold_start(
+                f"warmstart {self.settings.namespace!r}: cold start, {reason}", stacklevel=4
+            )
         else:
             log.info(
                 "namespace %r starts cold: %s",
-                self.namespace,
+                self.settings.namespace,
                 reason,
-                extra={"namespace": self.namespace},
+                extra={"namespace": self.settings.namespace},
             )
 
     def _pick_generation(self) -> None:
@@ -416,16 +386,16 @@ class Boot:
             self._go_cold(f"crash-loop breaker: {crashed}", failure=True)
             return
         try:
-            snapshot = self.store.load(self.namespace)
+            snapshot = self.store.load(self.settings.namespace)
         except CheckpointNotFoundError as exc:
-            if "none did" in str(exc):
+            if exc.skipped:  # generations exist, none verifies: damage
                 raise
             self._go_cold("no checkpoint yet")
             return
         self.snapshot = snapshot
         report = self.report
         report.generation = snapshot.generation
-        report.generation_age = snapshot.age(self.clock())
+        report.generation_age = snapshot.age(self.settings.clock())
         report.watermark = snapshot.watermark
         report.fallback = list(snapshot.fallback)
         report.status = "warm"
@@ -434,15 +404,15 @@ class Boot:
             if snapshot.fallback
             else "head generation"
         )
-        if self.max_age is not None and report.generation_age > self.max_age:
+        if self.settings.max_age is not None and report.generation_age > self.settings.max_age:
             self._go_cold(
                 f"generation {snapshot.generation} is {report.generation_age:.0f}s old, "
-                f"max_age is {self.max_age:.0f}s"
+                f"max_age is {self.settings.max_age:.0f}s"
             )
             return
-        if self.validate is not None and not self._validated(snapshot.watermark):
+        if self.settings.validate is not None and not self._validated(snapshot.watermark):
             stale = f"watermark {snapshot.watermark!r} rejected by validate()"
-            if self.refresh is None:
+            if self.settings.refresh is None:
                 self._go_cold(stale)
                 return
             # Values stay cold, but the keys that were hot are worth reloading.
@@ -451,9 +421,9 @@ class Boot:
             report.reason = f"{stale}; refresh() reloads the keys that were hot"
             log.info(
                 "namespace %r starts cold: %s",
-                self.namespace,
+                self.settings.namespace,
                 report.reason,
-                extra={"namespace": self.namespace},
+                extra={"namespace": self.settings.namespace},
             )
         self._set_marker()
 
@@ -461,14 +431,14 @@ class Boot:
         """Say "restoring": a boot that dies before clearing it trips the breaker."""
         assert self.store is not None
         assert self.snapshot is not None
-        self._breaker.mark(self.store, self.snapshot.generation, self.clock())
+        self._breaker.mark(self.store, self.snapshot.generation, self.settings.clock())
 
     def _validated(self, watermark: Any) -> bool:
-        assert self.validate is not None
+        assert self.settings.validate is not None
         try:
-            return bool(self.validate(watermark))
+            return bool(self.settings.validate(watermark))
         except Exception as exc:
-            if self.strict:
+            if self.settings.strict:
                 raise
             log.warning("validate() raised %r; treating the checkpoint as stale", exc)
             return False
@@ -552,13 +522,13 @@ class Boot:
         return AttributeRestore(
             self.snapshot,
             store=self.store,
-            namespace=self.namespace,
-            strict=self.strict,
+            namespace=self.settings.namespace,
+            strict=self.settings.strict,
             stale=self._stale,
-            progressive=self.progressive,
-            freeze_gc=self.freeze_gc,
-            clock=self.clock,
-            refresh=self.refresh,
+            progressive=self.settings.progressive,
+            freeze_gc=self.settings.freeze_gc,
+            clock=self.settings.clock,
+            refresh=self.settings.refresh,
             reloader=self._reloader,
             report=self.report,
             metrics=self.metrics,
@@ -608,19 +578,17 @@ class Boot:
             StoreError: with ``strict=True`` (otherwise the error is logged,
                 counted, and None is returned).
         """
-        return self._checkpoint("checkpoint", raise_errors=self.strict)
+        return self._checkpoint("checkpoint", raise_errors=self.settings.strict)
 
-    def _run_periodic(self) -> None:
-        """Periodic delta checkpoints, from the first attached object on.
+    def _tick(self) -> None:
+        """A periodic checkpoint, from the first attached object on.
 
         A tick with nothing attached would commit an empty generation over the
         previous one, and a tick during a background restore would save
         half-restored containers: both wait for the next tick.
         """
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
-            if self._attached and self.ready.is_set():
-                self._checkpoint("periodic", raise_errors=False)
+        if self.store is not None and self._attached and self.ready.is_set():
+            self._checkpoint("periodic", raise_errors=False)
 
     def _lock_when_restored(self) -> bool:
         """Take the boot's lock once no restore is in progress (False: ``deadline`` passed).
@@ -628,7 +596,9 @@ class Boot:
         Pending work is checked again under the lock: an attach registers its
         object and counts itself pending in one step under that lock.
         """
-        limit = None if self.deadline is None else time.monotonic() + self.deadline
+        limit = (
+            None if self.settings.deadline is None else time.monotonic() + self.settings.deadline
+        )
         while True:
             remaining = None if limit is None else max(0.0, limit - time.monotonic())
             if self._background.pending and not self.ready.wait(remaining):
@@ -647,56 +617,73 @@ class Boot:
         if not self._lock_when_restored():
             # A checkpoint now would save half-restored containers over a
             # complete generation: keep the previous one instead.
-            log.warning("checkpoint of %r skipped: restore still in progress", self.namespace)
+            log.warning(
+                "checkpoint of %r skipped: restore still in progress", self.settings.namespace
+            )
             return None
         started = time.perf_counter()
         try:
             try:
-                if self._checkpointer is not None:
-                    generation = self._checkpointer.checkpoint()
-                else:
-                    generation = self.store.save(
-                        self.namespace, self._sections(), watermark=self._watermark_now()
-                    )
+                # With an interval, untracked mappings keep fingerprints so
+                # that each periodic checkpoint is a delta.
+                generation = self.store.save(
+                    self.settings.namespace,
+                    self._sections(),
+                    watermark=self._watermark_now(),
+                    mode="auto" if self.settings.interval is None else "delta",
+                )
             finally:
                 self._lock.release()
         except Exception as exc:
             # Never let a checkpoint failure reach the service (unless strict).
             report = CheckpointReport(
-                self.namespace, None, time.perf_counter() - started, why, str(exc)
+                namespace=self.settings.namespace,
+                generation=None,
+                seconds=time.perf_counter() - started,
+                reason=why,
+                error=str(exc),
             )
             self.metrics.record_checkpoint(report)
-            log.warning("%s checkpoint of %r failed: %s", why, self.namespace, exc)
+            log.warning("%s checkpoint of %r failed: %s", why, self.settings.namespace, exc)
             if raise_errors:
                 raise
             return None
-        report = CheckpointReport(self.namespace, generation, time.perf_counter() - started, why)
+        report = CheckpointReport(
+            namespace=self.settings.namespace,
+            generation=generation,
+            seconds=time.perf_counter() - started,
+            reason=why,
+        )
         self.metrics.record_checkpoint(report)
         log.info(
             "%s checkpoint of %r: generation %s in %.3fs",
             why,
-            self.namespace,
+            self.settings.namespace,
             generation,
             report.seconds,
             extra={
-                "namespace": self.namespace,
+                "namespace": self.settings.namespace,
                 "generation": generation,
                 "seconds": report.seconds,
             },
         )
-        if self.remote is not None:
-            from warmstart.remote.deadline import push_with_deadline  # noqa: PLC0415
+        if self.settings.remote is not None:
+            from warmstart.remote import push_with_deadline  # noqa: PLC0415
 
             self.remote_outcomes["push"] = push_with_deadline(
-                self.store, self.remote, self.namespace, deadline=self.remote_deadline
+                self.store,
+                self.settings.remote,
+                self.settings.namespace,
+                deadline=self.settings.remote_deadline,
             )
         return generation
 
     def _watermark_now(self) -> Any:
         """The watermark for a save; a shutdown checkpoint past its deadline stops here."""
-        value = self.watermark() if self.watermark is not None else None
+        settings = self.settings
+        value = settings.watermark() if settings.watermark is not None else None
         if self._shutdown.abandoned:
-            msg = f"Expected the shutdown checkpoint within {self.deadline}s; it was abandoned"
+            msg = f"Expected the shutdown checkpoint within {settings.deadline}s; it was abandoned"
             raise StoreTimeoutError(msg)
         return value
 
@@ -706,17 +693,14 @@ class Boot:
             if self._final_done or self.store is None:
                 return
             self._final_done = True
-        self._shutdown.run(why, self.deadline)
+        self._shutdown.run(why, self.settings.deadline)
 
     # -- signals and exit -----------------------------------------------------
 
     def _arm(self) -> None:
-        if self._checkpointer is not None:
-            self._periodic = threading.Thread(
-                target=self._run_periodic, name="warmstart-periodic-checkpoint", daemon=True
-            )
+        if self._periodic is not None and self.store is not None:
             self._periodic.start()
-        self._hooks.arm(signals=self.signals)
+        self._hooks.arm(signals=self.settings.signals)
 
     def _disarm(self) -> None:
         self._hooks.disarm()
@@ -734,19 +718,17 @@ class Boot:
         if self._closed:
             return
         self._closed = True
-        with _CAPTURING_LOCK:
-            if self in _CAPTURING:  # closed by hand inside its own ``with``
-                _CAPTURING.remove(self)
+        release(self)  # closed by hand inside its own ``with``
         self._stop.set()
         if self._periodic is not None:
-            self._periodic.join(self.deadline)
-        self._background.close(self.deadline)
+            self._periodic.stop(self.settings.deadline)
+        self._background.close(self.settings.deadline)
         self._disarm()
         self._release()
 
     def _release(self) -> None:
         """Close the snapshot and the store, unless a thread past its deadline still uses them."""
-        threads = (self._periodic, self._background.thread)
+        threads = (self._periodic and self._periodic.thread, self._background.thread)
         busy = [t.name for t in threads if t and t.is_alive()]
         if self._shutdown.releases_later():
             # Closing the store under a thread still in it could crash the
@@ -755,7 +737,7 @@ class Boot:
         if busy:
             log.warning(
                 "namespace %r: %s still running; the store stays open",
-                self.namespace,
+                self.settings.namespace,
                 ", ".join(busy),
             )
             return
@@ -765,8 +747,13 @@ class Boot:
         if self.store is not None and self._owns_store:
             self.store.close()
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of this service's state."""
+        return self.settings.namespace
+
     def __repr__(self) -> str:
-        return f"Boot(namespace={self.namespace!r}, status={self.report.status!r})"
+        return f"Boot(namespace={self.settings.namespace!r}, status={self.report.status!r})"
 
 
 boot = Boot

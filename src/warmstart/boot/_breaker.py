@@ -19,7 +19,7 @@ import threading
 
 from warmstart.errors import WarmstartError
 from warmstart.metrics import BootReport
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

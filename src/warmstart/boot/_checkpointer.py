@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from warmstart.store._prepare import SectionSpec
-from warmstart.store._store import Store
+from warmstart.boot._periodic import Periodic
+from warmstart.store import SectionSpec, Store
 
 __all__ = ("Checkpointer",)
 
@@ -66,17 +66,18 @@ class Checkpointer:
         interval: float,
         watermark: Callable[[], Any] | None = None,
     ) -> None:
-        if interval <= 0:
-            msg = f"Expected a positive interval in seconds, got {interval!r}"
-            raise ValueError(msg)
         self.store = store
         self.namespace = namespace
         self.interval = interval
         self._sections = sections
         self._watermark = watermark
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(
+            interval,
+            lambda: self.checkpoint(raise_errors=False),
+            name=f"warmstart-checkpointer-{namespace}",
+            stop=threading.Event(),
+        )
         self.saves = 0
         self.failures = 0
         self.last_error: BaseException | None = None
@@ -92,29 +93,16 @@ class Checkpointer:
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"warmstart-checkpointer-{self.namespace}", daemon=True
-        )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread, letting a save in progress finish first."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._loop.stop(timeout)
 
     @property
     def running(self) -> bool:
         """Whether the background thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.checkpoint(raise_errors=False)
+        return self._loop.running
 
     def checkpoint(self, *, raise_errors: bool = True) -> int | None:
         """Save now (waiting for a save in progress); return the generation.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import StoreTimeoutError
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from warmstart.containers import bulk_target, dict_behind, finish_bulk, restore_into
+from warmstart._containers import bulk_target, dict_behind, finish_bulk, restore_into
+from warmstart._hits import counter_of
 from warmstart.contract import Contract
 from warmstart.delta import FoldedChain, TrackedDict, change_log
-from warmstart.hits import counter_of
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
-from warmstart.store._snapshot import SectionStats, Snapshot, paused_gc
+from warmstart.store import SectionStats, Snapshot, paused_gc
 
 __all__ = ()
 

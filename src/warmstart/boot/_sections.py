@@ -25,17 +25,15 @@ from typing import Any
 
 import msgspec
 
+from warmstart._containers import entries_of
+from warmstart._hits import counter_of
 from warmstart.boot._reload import KeyReloader
 from warmstart.boot._restore import SectionRestore
 from warmstart.boot._warm import State, WarmSpec
-from warmstart.containers import entries_of
 from warmstart.contract import Contract
 from warmstart.delta import TrackedDict, change_log
-from warmstart.hits import counter_of
 from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
-from warmstart.store._prepare import SectionSpec
-from warmstart.store._snapshot import Snapshot, paused_gc
-from warmstart.store._store import Store
+from warmstart.store import SectionSpec, Snapshot, Store, paused_gc
 
 __all__ = ()
 

@@ -27,6 +27,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, overload
 
+from warmstart.boot._capture import attach_to_current
 from warmstart.contract import Contract
 from warmstart.errors import ContractError
 
@@ -212,9 +213,7 @@ def _decorate(  # noqa: C901 - builds the class's warm API in one place
         original_init(self, *args, **kwargs)
         # Only the outermost decorated __init__ attaches (subclass chains).
         if type(self).__init__ is __init__ or getattr(type(self), "__warm__", None) is spec:
-            from warmstart.boot._boot import _attach_to_capturing  # noqa: PLC0415 - cycle
-
-            _attach_to_capturing(self)
+            attach_to_current(self)
 
     if original_init is object.__init__:
         # wraps() would show object.__init__'s (*args, **kwargs): keep "()".

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from warmstart.errors import StoreError
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from warmstart.transfer import TransferProgress
+from warmstart.progress import Progress
 
 __all__ = ()
 
@@ -101,7 +101,7 @@ class ProgressLine:
         self.last = 0.0
         self.drawn = False
 
-    def __call__(self, p: TransferProgress) -> None:
+    def __call__(self, p: Progress) -> None:
         now = time.monotonic()
         if p.bytes_done < p.bytes_total and now - self.last < 0.1:
             return

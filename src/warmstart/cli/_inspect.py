@@ -19,7 +19,7 @@ from warmstart.cli._common import EXIT_OK, UsageError, open_store
 from warmstart.cli._raw_entries import first_entries
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.manifest import Manifest, SectionManifest
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

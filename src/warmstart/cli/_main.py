@@ -37,6 +37,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from warmstart._version import version
 from warmstart.cli import _remote as remote_cli
 from warmstart.cli._common import (
     EXIT_ERROR,
@@ -100,12 +101,6 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _version() -> str:
-    import warmstart  # noqa: PLC0415 - __version__ is computed lazily
-
-    return str(warmstart.__version__)
-
-
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line too."""
 
@@ -119,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Inspect, verify and move warmstart checkpoint stores.",
         epilog="Exit codes: 0 ok, 1 problem found or incompatible, 2 usage or error.",
     )
-    parser.add_argument("--version", action="version", version=f"warmstart {_version()}")
+    parser.add_argument("--version", action="version", version=f"warmstart {version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(json=False, secret_file=None)
     # Options repeated on each subcommand: SUPPRESS keeps a subparser from

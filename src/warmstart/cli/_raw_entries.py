@@ -19,7 +19,7 @@ from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.delta import FoldedChain
 from warmstart.errors import IntegrityError
 from warmstart.manifest import SectionManifest
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

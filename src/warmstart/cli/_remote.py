@@ -33,7 +33,7 @@ from typing import Any
 
 from warmstart.cli._common import open_store
 from warmstart.cli._format import emit_json, plural, size
-from warmstart.remote.sync import DEFAULT_GRACE, list_remote, pull, push
+from warmstart.remote import DEFAULT_GRACE, list_remote, pull, push
 
 __all__ = ("cmd_ls", "cmd_pull", "cmd_push", "register")
 

@@ -17,7 +17,7 @@ from warmstart.cli import _format as fmt
 from warmstart.cli import _remote as remote_cli
 from warmstart.cli._common import EXIT_OK, EXIT_PROBLEM, UsageError, open_store
 from warmstart.errors import CheckpointNotFoundError, WarmstartError
-from warmstart.store._store import Store
+from warmstart.store import Store
 
 __all__ = ()
 

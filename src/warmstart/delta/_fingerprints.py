@@ -98,7 +98,7 @@ class Fingerprints:
         if gone:
             present = set(map(keys.__getitem__, apart_new))
             deletes = set(itertools.filterfalse(present.__contains__, gone))
-        changes = ChangeSet(upserts, deletes)
+        changes = ChangeSet(upserts=upserts, deletes=deletes)
         self._pending = (keys, new, changes, at)
         return changes
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 __all__ = ("CompactionPolicy",)
 
 
-@dataclasses.dataclass(frozen=True)
-class CompactionPolicy:
+class CompactionPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """When the next checkpoint writes a fresh base instead of another delta.
 
     Args:

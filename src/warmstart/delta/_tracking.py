@@ -14,7 +14,6 @@ write; cache evictions and expiries count as deletions.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import (
     Callable,
@@ -22,6 +21,8 @@ from collections.abc import (
     MutableMapping,
 )
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from warmstart.errors import ContractError
 
@@ -36,8 +37,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-@dataclasses.dataclass
-class ChangeSet:
+class ChangeSet(msgspec.Struct, frozen=True, kw_only=True):
     """Keys written (in last-write order) and keys deleted since a checkpoint.
 
     ``full`` means the history is unknown (a ``clear()``, or no baseline): the
@@ -54,7 +54,7 @@ class ChangeSet:
         seen = set(later.upserts)
         upserts = [k for k in upserts if k not in seen] + later.upserts
         deletes = (self.deletes - seen) | later.deletes
-        return ChangeSet(upserts, deletes, self.full or later.full)
+        return ChangeSet(upserts=upserts, deletes=deletes, full=self.full or later.full)
 
 
 class ChangeLog:
@@ -118,7 +118,7 @@ class ChangeLog:
 
     def take(self) -> ChangeSet:
         with self.lock:
-            changes = ChangeSet(list(self.dirty), self.deletes, self.cleared)
+            changes = ChangeSet(upserts=list(self.dirty), deletes=self.deletes, full=self.cleared)
             self.dirty = {}
             self.deletes = set()
             self.cleared = False
@@ -127,7 +127,7 @@ class ChangeLog:
     def restore(self, changes: ChangeSet) -> None:
         """Put back changes whose checkpoint failed, ahead of newer ones."""
         with self.lock:
-            later = ChangeSet(list(self.dirty), self.deletes, self.cleared)
+            later = ChangeSet(upserts=list(self.dirty), deletes=self.deletes, full=self.cleared)
             merged = changes.merge_back(later)
             self.dirty = dict.fromkeys(merged.upserts)
             self.deletes = merged.deletes
@@ -322,6 +322,7 @@ def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
     place: use :class:`TrackedDict`, or leave it untracked (hash diff).
 
     >>> import cachetools
+    >>> from warmstart.delta import is_tracked
     >>> cache = track(cachetools.LRUCache(maxsize=2))
     >>> cache["a"] = 1; cache["b"] = 2; cache["c"] = 3   # evicts "a"
     >>> is_tracked(cache)

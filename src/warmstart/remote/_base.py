@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from warmstart.remote.errors import RemoteConflictError, RemoteError
+from warmstart.remote._errors import RemoteConflictError, RemoteError
 
 __all__ = ()
 

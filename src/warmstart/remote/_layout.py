@@ -14,19 +14,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 import msgspec
 
 from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
-from warmstart.remote.reports import HEAD_FORMAT, RemoteHead, RemoteProgress
-from warmstart.store._records import check_namespace
-
-if TYPE_CHECKING:
-    from warmstart.remote import Remote
+from warmstart.remote._protocol import Remote, open_remote
+from warmstart.remote._reports import HEAD_FORMAT, RemoteHead
+from warmstart.store import check_namespace
 
 __all__ = ()
 
@@ -34,7 +31,6 @@ RESERVED = "@ws"
 #: Bytes read from the local store (push) or requested from the remote (pull) per batch.
 BATCH_BYTES = 8 * 1024 * 1024
 
-Progress = Callable[[RemoteProgress], None]
 _head_decoder = msgspec.msgpack.Decoder(RemoteHead)
 
 
@@ -159,7 +155,6 @@ def opened(remote: Remote | str, timeout: float | None = None) -> Iterator[Remot
     if not isinstance(remote, str):
         yield remote
         return
-    from warmstart.remote import open_remote  # noqa: PLC0415 - the package imports this module
 
     opened = open_remote(remote, timeout=timeout)
     try:

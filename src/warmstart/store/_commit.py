@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from warmstart._version import version
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
 from warmstart.manifest import Manifest
 from warmstart.store._prepare import Prepared, StaleBaseError
@@ -69,7 +70,7 @@ def commit(
         generation=generation,
         lineage=lineage,
         created_at=now(),
-        library_version=_library_version(),
+        library_version=version(),
         host=_hostname(),
         pid=os.getpid(),
         parent=newest or None,
@@ -206,11 +207,3 @@ def _hostname() -> str:
     import socket  # noqa: PLC0415 - only the first save pays for it
 
     return socket.gethostname()
-
-
-@functools.cache
-def _library_version() -> str:
-    # Resolved once: importlib.metadata parses the package metadata each call.
-    from warmstart import __version__  # noqa: PLC0415 - avoid an import cycle
-
-    return __version__

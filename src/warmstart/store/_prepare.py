@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from warmstart._containers import dict_snapshot, entries_of, peek_entries
 from warmstart.codec import Codec
-from warmstart.containers import dict_snapshot, entries_of, peek_entries
 from warmstart.contract import Contract
 from warmstart.delta import (
     ChangeLog,

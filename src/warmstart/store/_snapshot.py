@@ -61,8 +61,7 @@ class SectionStats:
         self.bytes += ref.stored_bytes
 
 
-@dataclasses.dataclass
-class Section:
+class Section(msgspec.Struct, frozen=True, kw_only=True):
     """A replayed section: entries in saved order, expiries, and what it cost."""
 
     entries: dict[Any, Any]
@@ -229,7 +228,7 @@ class Snapshot:
             expires = {k: expires[k] for k in entries if k in expires}
         stats.restored = len(entries)
         stats.seconds = time.perf_counter() - started
-        return Section(entries, expires, stats)
+        return Section(entries=entries, expires=expires, stats=stats)
 
     def section(self, name: str, contract: Contract[T]) -> dict[Any, T]:
         """Return section ``name`` as an ordered dict of its entries.

@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from warmstart.codec import Codec
 from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
@@ -71,8 +73,7 @@ def __dir__() -> tuple[str, ...]:
 log = logging.getLogger("warmstart.store")
 
 
-@dataclasses.dataclass(frozen=True)
-class GenerationInfo:
+class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True):
     """One generation as listed by :meth:`Store.generations`."""
 
     namespace: str
@@ -86,8 +87,7 @@ class GenerationInfo:
     head: bool
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
     """One thing :meth:`Store.verify` found wrong."""
 
     namespace: str
@@ -96,11 +96,10 @@ class Problem:
     chunk: str | None = None
 
 
-@dataclasses.dataclass
-class VerifyReport:
+class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of :meth:`Store.verify`."""
 
-    problems: list[Problem] = dataclasses.field(default_factory=list)
+    problems: tuple[Problem, ...] = ()
     namespaces: int = 0
     generations: int = 0
     chunks: int = 0
@@ -110,6 +109,17 @@ class VerifyReport:
     def ok(self) -> bool:
         """True when nothing was found wrong."""
         return not self.problems
+
+
+@dataclasses.dataclass
+class _Verification:
+    """What :meth:`Store.verify` counts as it goes (frozen into a VerifyReport)."""
+
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    namespaces: int = 0
+    generations: int = 0
+    chunks: int = 0
+    orphans: int = 0
 
 
 def _check_options(
@@ -179,7 +189,6 @@ class Store:
         self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
         self._tables = Tables(self._env, self.codec)
         self._baselines = Baselines(os.path.realpath(self.path))
-        self._encoding = Encoding(self.codec, self.compaction, self._baselines)
         self._saving_locks: dict[str, threading.Lock] = {}
         self._saving_guard = threading.Lock()
 
@@ -287,7 +296,9 @@ class Store:
         tags: Mapping[str, str] | None,
         mode: SaveMode,
     ) -> int:
-        prepared = _prepare.prepare(self._encoding, namespace, sections, mode)
+        # Built per save: ``compaction`` may be changed on an open store.
+        how = Encoding(self.codec, self.compaction, self._baselines)
+        prepared = _prepare.prepare(how, namespace, sections, mode)
 
         def commit(txn: Any) -> Manifest:
             return _commit.commit(
@@ -311,7 +322,7 @@ class Store:
                     extra={"namespace": namespace},
                 )
                 _prepare.put_back(prepared)
-                prepared = _prepare.prepare(self._encoding, namespace, sections, mode, full=True)
+                prepared = _prepare.prepare(how, namespace, sections, mode, full=True)
                 manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
@@ -397,7 +408,7 @@ class Store:
             f"Expected a generation of namespace {namespace!r} that verifies, none did: "
             + "; ".join(skipped)
         )
-        raise CheckpointNotFoundError(msg)
+        raise CheckpointNotFoundError(msg, skipped=tuple(skipped))
 
     def _verify_chunks(self, txn: Any, nsid: bytes, manifest: Manifest) -> None:
         for ref in {c.digest: c for s in manifest.sections for c in s.chunks}.values():
@@ -599,46 +610,63 @@ class Store:
 
         Damaged heads, namespace ids and manifest keys are reported too.
         """
-        report = VerifyReport()
+        report = _Verification()
         with self._tables.read() as txn:
             for raw, namespace in list(self._tables.head_keys(txn)):
                 if namespace is None:
                     what = f"head key {raw!r} names no namespace: it is damaged"
-                    report.problems.append(Problem(shown(raw), None, what))
+                    report.problems.append(
+                        Problem(namespace=shown(raw), generation=None, what=what)
+                    )
                     continue
                 report.namespaces += 1
                 self._verify_namespace(txn, namespace, report)
-        return report
+        return VerifyReport(
+            problems=tuple(report.problems),
+            namespaces=report.namespaces,
+            generations=report.generations,
+            chunks=report.chunks,
+            orphans=report.orphans,
+        )
 
     def _verify_records(
-        self, txn: Any, namespace: str, report: VerifyReport
+        self, txn: Any, namespace: str, report: _Verification
     ) -> tuple[bytes, list[int]] | None:
         """Check the id, head and manifest keys; (id, generations) if the id is usable."""
         tables = self._tables
         try:
             nsid = tables.nsid(txn, namespace, create=False)
         except IntegrityError as exc:
-            report.problems.append(Problem(namespace, None, f"namespace id: {exc}"))
+            report.problems.append(
+                Problem(namespace=namespace, generation=None, what=f"namespace id: {exc}")
+            )
             return None
         if nsid is None:
-            report.problems.append(Problem(namespace, None, "namespace has a head but no id"))
+            report.problems.append(
+                Problem(namespace=namespace, generation=None, what="namespace has a head but no id")
+            )
             return None
         generations, malformed = tables.manifest_keys(txn, nsid)
         report.problems.extend(
-            Problem(namespace, None, f"manifest key {key.hex()} is malformed") for key in malformed
+            Problem(
+                namespace=namespace, generation=None, what=f"manifest key {key.hex()} is malformed"
+            )
+            for key in malformed
         )
         try:
             head = tables.head(txn, namespace)
         except IntegrityError as exc:
-            report.problems.append(Problem(namespace, None, f"head: {exc}"))
+            report.problems.append(
+                Problem(namespace=namespace, generation=None, what=f"head: {exc}")
+            )
         else:
             newest = generations[0] if generations else None
             if head is not None and head[0] != newest:
                 what = f"head names generation {head[0]}, the newest stored is {newest}"
-                report.problems.append(Problem(namespace, head[0], what))
+                report.problems.append(Problem(namespace=namespace, generation=head[0], what=what))
         return nsid, generations
 
-    def _verify_namespace(self, txn: Any, namespace: str, report: VerifyReport) -> None:
+    def _verify_namespace(self, txn: Any, namespace: str, report: _Verification) -> None:
         found = self._verify_records(txn, namespace, report)
         if found is None:
             return
@@ -649,14 +677,19 @@ class Store:
             try:
                 manifest = self._tables.manifest(txn, nsid, generation, namespace)
             except (IntegrityError, CheckpointNotFoundError) as exc:
-                report.problems.append(Problem(namespace, generation, f"manifest: {exc}"))
+                report.problems.append(
+                    Problem(namespace=namespace, generation=generation, what=f"manifest: {exc}")
+                )
                 continue
             for ref_digest in manifest.digests():
                 referenced.setdefault(ref_digest, []).append(generation)
                 if self._tables.chunk(txn, nsid, ref_digest) is None:
                     report.problems.append(
                         Problem(
-                            namespace, generation, "referenced chunk is missing", ref_digest.hex()
+                            namespace=namespace,
+                            generation=generation,
+                            what="referenced chunk is missing",
+                            chunk=ref_digest.hex(),
                         )
                     )
         for chunk_digest, frame in self._tables.chunks(txn, nsid):
@@ -667,6 +700,11 @@ class Store:
                 # Name each generation the damage breaks (None for an orphan chunk).
                 for user in referenced.get(chunk_digest) or [None]:
                     report.problems.append(
-                        Problem(namespace, user, f"chunk: {exc}", chunk_digest.hex())
+                        Problem(
+                            namespace=namespace,
+                            generation=user,
+                            what=f"chunk: {exc}",
+                            chunk=chunk_digest.hex(),
+                        )
                     )
             report.orphans += chunk_digest not in referenced

@@ -12,9 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from warmstart.progress import Progress
-
-__all__ = ("PullReport", "PushReport", "RemoteHead", "RemoteProgress", "SyncOutcome")
+__all__ = ("PullReport", "PushReport", "RemoteHead", "SyncOutcome")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -56,10 +54,6 @@ class RemoteHead(msgspec.Struct, frozen=True, kw_only=True):
     stored_bytes: int = 0
     history: tuple[tuple[int, str], ...] = ()
     format: int = HEAD_FORMAT
-
-
-#: Progress of a push or pull (the same type as export and import report).
-RemoteProgress = Progress
 
 
 class PushReport(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ put (``If-None-Match: *``). A head moves in one of two ways:
 
 Every client of one remote must use the same mode. Neither mode can check
 ``require``d keys in the same step as the head write, so the push protocol
-leans on a grace period for garbage collection (see ``warmstart.remote.sync``).
+leans on a grace period for garbage collection (see ``warmstart.remote._sync``).
 
 >>> import tempfile
 >>> from obstore.store import LocalStore
@@ -45,7 +45,7 @@ from warmstart.remote._base import (
     slot_get_head,
     slot_swap_head,
 )
-from warmstart.remote.errors import RemoteConflictError, RemoteError, RemoteUnavailableError
+from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 
 __all__ = ("ObjectStoreRemote",)
 

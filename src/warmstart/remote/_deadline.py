@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Literal
 
 from warmstart.errors import CheckpointNotFoundError, StoreTimeoutError
 from warmstart.remote._base import redact
+from warmstart.remote._errors import RemoteConflictError, RemoteUnavailableError
 from warmstart.remote._layout import DeadlinePassedError, opened
-from warmstart.remote.errors import RemoteConflictError, RemoteUnavailableError
-from warmstart.remote.reports import PullReport, PushReport, SyncOutcome
-from warmstart.remote.sync import DEFAULT_GRACE, _pull, _push
-from warmstart.store._store import Store
+from warmstart.remote._reports import PullReport, PushReport, SyncOutcome
+from warmstart.remote._sync import DEFAULT_GRACE, _pull, _push
+from warmstart.store import Store
 
 if TYPE_CHECKING:
-    from warmstart.remote import Remote
+    from warmstart.remote._protocol import Remote
 
 __all__ = ("pull_with_deadline", "push_with_deadline")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from warmstart.errors import MissingExtraError
 from warmstart.remote._base import check_key, check_prefix, redact
-from warmstart.remote.errors import RemoteConflictError, RemoteError, RemoteUnavailableError
+from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 
 __all__ = ("RedisRemote",)
 

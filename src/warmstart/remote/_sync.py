@@ -5,7 +5,7 @@ local generation that ``H``'s manifest does not already reference and the
 remote lacks, then the manifest renumbered ``H + 1``, and last moves the head
 from ``H`` to ``H + 1`` with a compare-and-set that also requires every chunk
 it relied on to exist. Of two pushers that read the same ``H``, one wins, the
-other gets :class:`~warmstart.remote.errors.RemoteConflictError` and published
+other gets :class:`~warmstart.remote._errors.RemoteConflictError` and published
 nothing. The head only ever names a complete generation and only moves
 forward. Frames are never re-encoded: digests and MACs made by the writing
 store travel as they are, and **pull** verifies every chunk (digest, and MAC
@@ -55,11 +55,11 @@ import msgspec
 from warmstart.codec import Codec
 from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
-from warmstart.progress import Meter
+from warmstart.progress import Meter, OnProgress
+from warmstart.remote._errors import RemoteConflictError, RemoteError
 from warmstart.remote._layout import (
     RESERVED,
     Layout,
-    Progress,
     batches,
     check_cancel,
     check_keyed,
@@ -71,12 +71,11 @@ from warmstart.remote._layout import (
     unescape,
     unique_refs,
 )
-from warmstart.remote.errors import RemoteConflictError, RemoteError
-from warmstart.remote.reports import PullReport, PushReport, RemoteHead
-from warmstart.store._store import Store
+from warmstart.remote._reports import PullReport, PushReport, RemoteHead
+from warmstart.store import Store
 
 if TYPE_CHECKING:
-    from warmstart.remote import Remote
+    from warmstart.remote._protocol import Remote
 
 __all__ = (
     "DEFAULT_GRACE",
@@ -123,7 +122,7 @@ def push(
     keep: int | None = None,
     grace: float = DEFAULT_GRACE,
     force: bool = False,
-    progress: Progress | None = None,
+    progress: OnProgress | None = None,
 ) -> PushReport:
     """Publish a generation of ``namespace`` as the remote's new head.
 
@@ -141,7 +140,7 @@ def push(
             collection that follows the push deletes it (object stores and
             files; Redis deletes at once, atomically).
         force: push even when the remote head was saved later than this generation.
-        progress: called as chunks go, with a :class:`RemoteProgress`.
+        progress: called as chunks go, with a :class:`~warmstart.progress.Progress`.
 
     Returns:
         A :class:`PushReport`.
@@ -170,7 +169,7 @@ def _push(
     keep: int,
     grace: float,
     force: bool,
-    progress: Progress | None,
+    progress: OnProgress | None,
     cancel: threading.Event | None,
 ) -> PushReport:
     started = time.perf_counter()
@@ -567,7 +566,7 @@ def pull(
     namespace: str,
     *,
     if_newer: bool = False,
-    progress: Progress | None = None,
+    progress: OnProgress | None = None,
 ) -> PullReport:
     """Fetch the remote head of ``namespace`` and commit it as the local head.
 
@@ -582,7 +581,7 @@ def pull(
     Args:
         if_newer: do nothing (``"skipped"``) when the local head was saved at
             or after the remote head.
-        progress: called as chunks arrive, with a :class:`RemoteProgress`.
+        progress: called as chunks arrive, with a :class:`~warmstart.progress.Progress`.
 
     Returns:
         A :class:`PullReport`.
@@ -606,7 +605,7 @@ def _pull(
     remote: Remote,
     namespace: str,
     if_newer: bool,
-    progress: Progress | None,
+    progress: OnProgress | None,
     cancel: threading.Event | None,
 ) -> PullReport:
     # A slow pull may see its generation retired by ``keep`` newer pushes (Redis
@@ -624,7 +623,7 @@ def _pull_head(
     remote: Remote,
     namespace: str,
     if_newer: bool,
-    progress: Progress | None,
+    progress: OnProgress | None,
     cancel: threading.Event | None,
 ) -> PullReport:
     started = time.perf_counter()

@@ -36,7 +36,7 @@ from warmstart.remote._base import (
     slot_get_head,
     slot_swap_head,
 )
-from warmstart.remote.errors import RemoteError, RemoteUnavailableError
+from warmstart.remote._errors import RemoteError, RemoteUnavailableError
 
 __all__ = ("FileRemote",)
 
