@@ -163,6 +163,7 @@ def main(argv: list[str]) -> None:
         lifespan="on",
         backlog=4096,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=600,  # the load generator keeps a pool of idle connections
     )
     uvicorn.Server(config).run()
 

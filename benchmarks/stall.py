@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import shutil
 import tempfile
 import threading
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="saves per case (default 5, --quick 2)")
     parser.add_argument("--containers", default=",".join(CONTAINERS))
     parser.add_argument("--paths", default=",".join(PATHS), help="Store.save,boot.checkpoint()")
+    parser.add_argument("--json", type=Path, help="also write every raw measurement here")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else SIZES
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report.raw, indent=1, default=str))
     return 0
 
 
