@@ -219,6 +219,14 @@ def versions() -> dict[str, str]:
     return out
 
 
+def finish(report: Report, json_path: Path | None) -> int:
+    """The end of a benchmark module run alone: print the report, write its raw figures."""
+    print_report(report)
+    if json_path:
+        json_path.write_text(json.dumps(report.raw, indent=1, default=str))
+    return 0
+
+
 def print_report(report: Report) -> None:
     """Print a report's tables and checks as markdown (a benchmark module run alone)."""
     for table in report.tables:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import warmstart
-from benchmarks._common import ROOT, Report, Table, machine, median, print_report, versions
+from benchmarks._common import ROOT, Report, Table, finish, machine, median, versions
 from benchmarks.generate_data import RECORDS, make_records
 from benchmarks.latency_service import NAMESPACE, SECTION
 from benchmarks.probe import percentile
@@ -520,10 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report.raw, indent=1, default=str))
-    return 0
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

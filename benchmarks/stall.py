@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import shutil
 import tempfile
 import threading
@@ -47,7 +46,7 @@ from typing import Any
 import cachetools
 
 import warmstart
-from benchmarks._common import Report, Table, machine, median, print_report, versions
+from benchmarks._common import Report, Table, finish, machine, median, versions
 from benchmarks.generate_data import RECORDS, change_some, make_records
 from benchmarks.probe import Probe, ProbeResult
 
@@ -263,10 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report.raw, indent=1, default=str))
-    return 0
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

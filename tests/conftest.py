@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import warmstart
+from warmstart import testing
 
 settings.register_profile(
     "default",
@@ -49,17 +50,8 @@ def make_records(n: int, *, prefix: str = "k", salt: int = 0) -> dict[str, Recor
     }
 
 
-class FakeClock:
-    """A wall clock tests move by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+# The helper users get, used by the suite too.
+FakeClock = testing.FakeClock
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import apidoc
 from benchmarks.modgraph import PACKAGE, cycles, import_graph, mermaid, private_imports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,16 @@ class TestPicture:
         """docs/architecture.md holds the picture generated from the code (it cannot drift)."""
         text = (ROOT / "docs" / "architecture.md").read_text()
         assert mermaid(import_graph()) in text, "run: python -m benchmarks.modgraph --write"
+
+    def test_api_page_lists_every_public_name(self) -> None:
+        """docs/api.md is generated from the namespaces' __all__ and is current."""
+        assert apidoc.PAGE.read_text() == apidoc.page(), "run: python -m benchmarks.apidoc --write"
+
+    def test_api_page_namespaces_are_the_public_ones(self) -> None:
+        """The page covers the same namespaces the packaging test holds public."""
+        from test_packaging import NAMESPACES
+
+        assert set(apidoc.NAMESPACES) == set(NAMESPACES)
 
     def test_slf001_is_enforced_in_src(self) -> None:
         """No module of the package touches another's private members (ruff SLF001)."""

@@ -23,12 +23,13 @@ them, the container's iteration order is used instead.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import operator
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
+
+import msgspec
 
 from warmstart.delta import TrackedDict
 from warmstart.errors import ContractError
@@ -46,8 +47,7 @@ SUPPORTED = (
 )
 
 
-@dataclasses.dataclass
-class RestoreStats:
+class RestoreStats(msgspec.Struct):
     """What happened to the entries offered to a container."""
 
     inserted: int = 0

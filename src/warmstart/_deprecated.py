@@ -15,9 +15,7 @@ Remove this module, and its hook in ``__init__``, in 0.3.0.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import sys
 import warnings
 from collections.abc import Sequence
@@ -25,6 +23,8 @@ from types import ModuleType
 from typing import Any
 
 __all__ = ("MOVED_MODULES", "MOVED_NAMES", "install", "moved_name")
+
+_REMOTE_NAMES_0_1 = "PullReport PushReport Remote RemoteConflictError RemoteError RemoteHead RemoteUnavailableError SyncOutcome collect_remote list_remote open_remote pull pull_with_deadline push push_with_deadline"  # noqa: E501
 
 #: Old top-level name -> the namespace that holds it now.
 MOVED_NAMES = {
@@ -54,26 +54,8 @@ MOVED_NAMES = {
         ),
         "warmstart.errors",
     ),
-    **dict.fromkeys(
-        (
-            "PullReport",
-            "PushReport",
-            "Remote",
-            "RemoteConflictError",
-            "RemoteError",
-            "RemoteHead",
-            "RemoteUnavailableError",
-            "SyncOutcome",
-            "collect_remote",
-            "list_remote",
-            "open_remote",
-            "pull",
-            "pull_with_deadline",
-            "push",
-            "push_with_deadline",
-        ),
-        "warmstart.remote",
-    ),
+    # Every remote name of 0.1, one line: the list is history, not logic.
+    **dict.fromkeys(_REMOTE_NAMES_0_1.split(), "warmstart.remote"),
     **dict.fromkeys(
         ("ExportReport", "ImportReport", "export", "import_archive"), "warmstart.transfer"
     ),
@@ -119,7 +101,7 @@ def moved_name(name: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-class _Alias(importlib.abc.Loader):
+class _Alias:
     """Loads an old module name as a stand-in whose attributes are the new module's.
 
     A stand-in, not the new module itself: the import system would rebind
@@ -130,6 +112,9 @@ class _Alias(importlib.abc.Loader):
         self.old = old
         self.new = new
 
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        """The default module: an empty one named after the old path."""
+
     def exec_module(self, module: ModuleType) -> None:
         _warn(f"the module {self.old}", self.new)
         target = importlib.import_module(self.new)
@@ -137,7 +122,10 @@ class _Alias(importlib.abc.Loader):
         vars(module)["__all__"] = getattr(target, "__all__", ())
 
 
-class _OldModules(importlib.abc.MetaPathFinder):
+class _OldModules:
+    # Not importlib.abc classes: importing importlib.abc costs ~20 ms at boot
+    # (it pulls in importlib.resources, tempfile, shutil); the protocols are duck-typed.
+
     def find_spec(
         self,
         fullname: str,
@@ -147,7 +135,8 @@ class _OldModules(importlib.abc.MetaPathFinder):
         new = MOVED_MODULES.get(fullname)
         if new is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _Alias(fullname, new))
+        loader: Any = _Alias(fullname, new)  # a Loader by protocol (see above)
+        return importlib.machinery.ModuleSpec(fullname, loader)
 
 
 def install() -> None:

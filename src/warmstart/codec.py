@@ -47,6 +47,18 @@ __all__ = ("MAX_PAYLOAD", "Codec", "digest")
 DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError)
 
 
+def decode_record(decoder: Any, data: bytes | memoryview, what: str) -> Any:
+    """``decoder.decode(data)`` for an untrusted record: malformed data is ``IntegrityError``.
+
+    ``what`` completes "Expected ..." in the message (``"a manifest"``).
+    """
+    try:
+        return decoder.decode(data)
+    except DECODE_FAILURES as exc:
+        msg = f"Expected {what}, got malformed data: {exc}"
+        raise IntegrityError(msg) from exc
+
+
 def __dir__() -> tuple[str, ...]:
     return __all__
 

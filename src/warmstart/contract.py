@@ -30,7 +30,6 @@ others.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeGuard, TypeVar
 
@@ -106,8 +105,7 @@ def _check_struct_type(candidate: object, name: str) -> None:
         raise ContractError(msg)
 
 
-@dataclasses.dataclass
-class DecodedEntries(Generic[T]):
+class DecodedEntries(msgspec.Struct, Generic[T]):
     """What one chunk decoded to: entries in saved order, deletions, and counts."""
 
     keys: list[Any]
@@ -115,10 +113,10 @@ class DecodedEntries(Generic[T]):
     deleted: list[Any]
     sequence: int
     #: Wall-clock expiry per entry (TTL caches), or empty.
-    expires: list[float] = dataclasses.field(default_factory=list)
+    expires: list[float] = msgspec.field(default_factory=list)
     upgraded: int = 0
     dropped: int = 0
-    reasons: list[str] = dataclasses.field(default_factory=list)
+    reasons: list[str] = msgspec.field(default_factory=list)
 
 
 class Contract(Generic[T]):

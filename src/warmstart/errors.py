@@ -95,8 +95,8 @@ class CheckpointNotFoundError(StoreError, KeyError):
     .. versionchanged:: 0.2.0 ``skipped``.
     """
 
-    def __init__(self, message: str, *, skipped: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, *args: object, skipped: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
         self.skipped = skipped
 
     def __str__(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import msgspec
 import xxhash
 
-from warmstart.codec import DECODE_FAILURES, Codec, digest
+from warmstart.codec import Codec, decode_record, digest
 from warmstart.errors import IntegrityError
 from warmstart.schema import Schema
 
@@ -146,13 +146,7 @@ def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
     """
     view = memoryview(stored)
     payload = codec.decode(view[16:], digest=bytes(view[:16]))
-    try:
-        manifest = _decoder.decode(payload)
-    except DECODE_FAILURES as exc:
-        # msgspec raises UnicodeDecodeError, not DecodeError, for a string
-        # that is not UTF-8.
-        msg = f"Expected a manifest, got malformed data: {exc}"
-        raise IntegrityError(msg) from exc
+    manifest: Manifest = decode_record(_decoder, payload, "a manifest")
     if manifest.format > MANIFEST_FORMAT:
         msg = f"Expected manifest format <= {MANIFEST_FORMAT}, got {manifest.format}"
         raise IntegrityError(msg)

@@ -15,7 +15,6 @@ read without extra dependencies.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import warnings
@@ -59,8 +58,7 @@ def warn_cold_start(message: str, *, stacklevel: int) -> None:
         log.warning(message)
 
 
-@dataclasses.dataclass
-class SectionReport:
+class SectionReport(msgspec.Struct):
     """One section of one attached object, as the boot restored it."""
 
     name: str
@@ -76,7 +74,7 @@ class SectionReport:
     prefetched: int = 0
     bytes: int = 0
     seconds: float = 0.0
-    errors: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = msgspec.field(default_factory=list)
 
     def summary(self) -> str:
         """One human line: status, entries restored, and what was left out."""
@@ -90,8 +88,7 @@ class SectionReport:
         )
 
 
-@dataclasses.dataclass
-class BootReport:
+class BootReport(msgspec.Struct):
     """What a boot did: the generation used and why, and every section's fate."""
 
     namespace: str
@@ -100,8 +97,8 @@ class BootReport:
     generation: int | None = None
     generation_age: float | None = None
     watermark: Any = None
-    fallback: list[str] = dataclasses.field(default_factory=list)
-    sections: dict[str, SectionReport] = dataclasses.field(default_factory=dict)
+    fallback: list[str] = msgspec.field(default_factory=list)
+    sections: dict[str, SectionReport] = msgspec.field(default_factory=dict)
     #: Seconds from entering boot() until the hot part of every section was in place.
     time_to_ready: float | None = None
     #: Seconds until the background restore finished too.

@@ -30,7 +30,6 @@ nothing. See docs/transfer.md.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import struct
 import time
@@ -41,7 +40,7 @@ from typing import IO, Any, Literal
 import msgspec
 import xxhash
 
-from warmstart.codec import DECODE_FAILURES, MAX_PAYLOAD, digest
+from warmstart.codec import MAX_PAYLOAD, decode_record, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
     IntegrityError,
@@ -122,7 +121,9 @@ class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
         chunks_skipped: chunks of the archive the target already held (shared
             with another generation, or written by an interrupted earlier run).
 
-    >>> r = ImportReport("svc", 4, "svc", 2, "ab", "imported", 3, 0, 5000, 0.01)
+    >>> r = ImportReport(namespace="svc", generation=4, source_namespace="svc",
+    ...     source_generation=2, lineage="ab", status="imported", chunks_written=3,
+    ...     chunks_skipped=0, bytes_written=5000, seconds=0.01)
     >>> r.renumbered
     True
     """
@@ -248,14 +249,7 @@ def export(
         meter.emit()
 
         def frames() -> Iterator[tuple[bytes, memoryview]]:
-            for ref in ship:
-                frame = reader.frame(namespace, ref)
-                if frame is None:
-                    msg = (
-                        f"Expected chunk {ref.digest.hex()} of generation {chosen} in "
-                        f"{where}, it is missing; run `warmstart verify`"
-                    )
-                    raise IntegrityError(msg)
+            for ref, frame in reader.frames(namespace, ship):
                 yield ref.digest, frame
                 meter.advance(len(frame))
 
@@ -349,8 +343,7 @@ def _fsync_dir(path: Path) -> None:
 # -- import -------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _Scan:
+class _Scan(msgspec.Struct):
     """An archive whose structure and digests all check out."""
 
     header: _Header
@@ -602,11 +595,8 @@ def _check_trailer(
 
 
 def _decode_header(body: bytes, where: str) -> _Header:
-    try:
-        return _header_decoder.decode(body)
-    except DECODE_FAILURES as exc:
-        msg = f"Expected an archive header, got malformed data: {exc} - in {where}"
-        raise IntegrityError(msg) from exc
+    header: _Header = decode_record(_header_decoder, body, f"an archive header in {where}")
+    return header
 
 
 def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:

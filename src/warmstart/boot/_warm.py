@@ -21,11 +21,12 @@ created, and it is registered for checkpoints.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, overload
+
+import msgspec
 
 from warmstart.boot._capture import attach_to_current
 from warmstart.contract import Contract
@@ -42,8 +43,7 @@ C = TypeVar("C", bound=type)
 Prefetch = Callable[[list[Any]], Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class State:
+class State(msgspec.Struct, frozen=True):
     """How one attribute's warm state is saved and restored.
 
     Build it with :func:`state`; a bare Contract means ``state(contract)``.
@@ -115,8 +115,7 @@ class WarmInfo(NamedTuple):
     key: str | Callable[[Any], str] | None
 
 
-@dataclasses.dataclass(frozen=True)
-class WarmSpec:
+class WarmSpec(msgspec.Struct, frozen=True):
     """Stored on a decorated class as ``__warm__``."""
 
     cls: type

@@ -32,7 +32,7 @@ def first_entries(
     Delta chunks are read first (they are small) to know which base keys they
     touch; the base is then streamed only until ``limit`` entries are found.
     """
-    payloads = _raw_payloads(store, namespace, section)
+    payloads = _raw_payloads(store, namespace)
     chain = FoldedChain()  # the same fold a restore does, over plain entries
     for _, keys, values, deleted, expires in payloads(section.deltas):
         entries = [
@@ -64,20 +64,11 @@ def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
-def _raw_payloads(
-    store: Store, namespace: str, section: SectionManifest
-) -> Callable[[tuple[Any, ...]], Iterator[list[Any]]]:
+def _raw_payloads(store: Store, namespace: str) -> Callable[[tuple[Any, ...]], Iterator[list[Any]]]:
     def payloads(refs: tuple[Any, ...]) -> Iterator[list[Any]]:
         codec: Codec = store.codec
         with store.read() as reader:
-            for ref in refs:
-                frame = reader.frame(namespace, ref)
-                if frame is None:
-                    msg = (
-                        f"Expected chunk {ref.digest.hex()} of section {section.name!r}, "
-                        f"it is missing; run `warmstart verify`"
-                    )
-                    raise IntegrityError(msg)
+            for ref, frame in reader.frames(namespace, refs):
                 payload = codec.decode(frame, digest=ref.digest)
                 try:
                     decoded = msgspec.msgpack.decode(payload)

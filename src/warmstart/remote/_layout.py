@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from warmstart.codec import DECODE_FAILURES, Codec
+from warmstart.codec import Codec, decode_record
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.remote._protocol import Remote, open_remote
@@ -90,11 +90,7 @@ def unique_refs(manifest: Manifest) -> list[ChunkRef]:
 
 
 def decode_head(raw: bytes, where: str) -> RemoteHead:
-    try:
-        head = _head_decoder.decode(raw)
-    except DECODE_FAILURES as exc:
-        msg = f"Expected a remote head record at {where}, got malformed data: {exc}"
-        raise IntegrityError(msg) from exc
+    head: RemoteHead = decode_record(_head_decoder, raw, f"a remote head record at {where}")
     if head.format > HEAD_FORMAT:
         msg = (
             f"Expected remote head format <= {HEAD_FORMAT}, got {head.format} at {where}; "

@@ -366,14 +366,8 @@ def _local_frames(store: Store, namespace: str, refs: list[ChunkRef]) -> list[by
     """Copies of the frames of ``refs``, each verified (digest, MAC, size)."""
     out = []
     with store.read() as reader:
-        for ref in refs:
-            frame = reader.frame(namespace, ref)
-            if frame is None:
-                msg = (
-                    f"Expected chunk {ref.digest.hex()} of namespace {namespace!r} in "
-                    f"{str(store.path)!r}; the generation was collected while pushing: push again"
-                )
-                raise CheckpointNotFoundError(msg)
+        hint = "the generation was collected while pushing: push again"
+        for _, frame in reader.frames(namespace, refs, missing=CheckpointNotFoundError, hint=hint):
             out.append(bytes(frame))
     return out
 

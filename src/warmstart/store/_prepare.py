@@ -14,7 +14,6 @@ whenever the save does not commit, so none is lost.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -46,22 +45,20 @@ SectionSpec = tuple[Contract[Any], Any] | tuple[Contract[Any], Any, Guard | None
 Sections = Mapping[str, Any]  # section name -> SectionSpec, checked at run time
 
 
-@dataclasses.dataclass
-class Baseline:
+class Baseline(msgspec.Struct):
     """What this process last committed or loaded for a namespace (for deltas)."""
 
     generation: int
     lineage: str
     manifest: Manifest
-    prints: dict[str, Fingerprints] = dataclasses.field(default_factory=dict)
+    prints: dict[str, Fingerprints] = msgspec.field(default_factory=dict)
 
 
 class StaleBaseError(Exception):
     """Another writer moved the head since the delta was computed."""
 
 
-@dataclasses.dataclass
-class Prepared:
+class Prepared(msgspec.Struct):
     """A section encoded outside the write transaction, ready to commit."""
 
     name: str
@@ -72,8 +69,8 @@ class Prepared:
     delta: bool
     changes: ChangeSet | None = None
     #: The entries encoded (all of them for a base, the upserts for a delta).
-    keys: list[Any] = dataclasses.field(default_factory=list)
-    values: list[Any] = dataclasses.field(default_factory=list)
+    keys: list[Any] = msgspec.field(default_factory=list)
+    values: list[Any] = msgspec.field(default_factory=list)
     #: For a delta: the (generation, lineage) it was computed against.
     base: tuple[int, str] | None = None
 
@@ -104,8 +101,7 @@ def put_back(prepared: Iterable[Prepared]) -> None:
             changes_log.restore(item.changes)
 
 
-@dataclasses.dataclass(frozen=True)
-class Encoding:
+class Encoding(msgspec.Struct, frozen=True):
     """How a store encodes sections: its codec, compaction policy and baselines."""
 
     codec: Codec

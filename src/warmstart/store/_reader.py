@@ -9,9 +9,10 @@ one consistent moment. Obtained from ``Store.read()``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from warmstart.errors import CheckpointNotFoundError, IntegrityError
+from warmstart.errors import CheckpointNotFoundError, IntegrityError, WarmstartError
 from warmstart.manifest import ChunkRef, Manifest
 from warmstart.store._commit import identical
 from warmstart.store._tables import Tables
@@ -79,6 +80,30 @@ class Reader:
         """
         nsid = self._nsid(namespace)
         return None if nsid is None else self._tables.checked_chunk(self._txn, nsid, ref)
+
+    def frames(
+        self,
+        namespace: str,
+        refs: Iterable[ChunkRef],
+        *,
+        missing: type[WarmstartError] = IntegrityError,
+        hint: str = "run `warmstart verify`",
+    ) -> Iterator[tuple[ChunkRef, memoryview]]:
+        """(ref, verified frame) for each of ``refs``, in order.
+
+        Raises:
+            IntegrityError: a frame does not match its reference.
+            ``missing``: a chunk is absent (the message ends with ``hint``).
+        """
+        for ref in refs:
+            frame = self.frame(namespace, ref)
+            if frame is None:
+                msg = (
+                    f"Expected chunk {ref.digest.hex()} of namespace {namespace!r} in "
+                    f"{self._tables.where}, it is missing; {hint}"
+                )
+                raise missing(msg)
+            yield ref, frame
 
     def present(self, namespace: str, digests: set[bytes]) -> set[bytes]:
         """Which of ``digests`` the namespace holds."""

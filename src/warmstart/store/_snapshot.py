@@ -14,7 +14,6 @@ costs 2-3x more (docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -38,15 +37,14 @@ def __dir__() -> tuple[str, ...]:
 T = TypeVar("T", bound=msgspec.Struct)
 
 
-@dataclasses.dataclass
-class SectionStats:
+class SectionStats(msgspec.Struct):
     """What reading one section did."""
 
     name: str
     restored: int = 0
     upgraded: int = 0
     dropped_invalid: int = 0
-    reasons: list[str] = dataclasses.field(default_factory=list)
+    reasons: list[str] = msgspec.field(default_factory=list)
     chunks: int = 0
     bytes: int = 0
     seconds: float = 0.0

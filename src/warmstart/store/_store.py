@@ -35,7 +35,6 @@ garbage collection in ``_retention``. Other wings read records through
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -111,11 +110,10 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
         return not self.problems
 
 
-@dataclasses.dataclass
-class _Verification:
+class _Verification(msgspec.Struct):
     """What :meth:`Store.verify` counts as it goes (frozen into a VerifyReport)."""
 
-    problems: list[Problem] = dataclasses.field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     namespaces: int = 0
     generations: int = 0
     chunks: int = 0
