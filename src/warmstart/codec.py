@@ -37,7 +37,7 @@ import msgspec
 import xxhash
 import zstandard
 
-from warmstart.errors import IntegrityError
+from warmstart.errors import EncodeError, IntegrityError
 
 __all__ = ("MAX_PAYLOAD", "Codec", "digest")
 
@@ -157,11 +157,20 @@ class Codec:
         return mac
 
     def encode(self, payload: bytes) -> bytes:
-        """Wrap ``payload`` in a frame (compressed when it pays, MAC'd when keyed)."""
+        """Wrap ``payload`` in a frame (compressed when it pays, MAC'd when keyed).
+
+        Raises:
+            EncodeError: the payload is over :data:`MAX_PAYLOAD` (a value, a
+                chunk, a watermark or tags too large for one frame).
+        """
         size = len(payload)
         if size > MAX_PAYLOAD:
-            msg = f"Expected a payload of at most {MAX_PAYLOAD} bytes, got {size}"
-            raise ValueError(msg)
+            msg = (
+                f"Expected a payload of at most {MAX_PAYLOAD} bytes (64 MiB) once encoded, "
+                f"got {size}: a value, a chunk of values, a watermark or tags too large "
+                f"for one frame"
+            )
+            raise EncodeError(msg)
         flags = 0
         body = payload
         if size >= MIN_COMPRESS:

@@ -373,9 +373,14 @@ class Contract(Generic[T]):
             return "upgrade"
         problems = read_problems(writer, self.schema)
         if problems:
+            got = (
+                "data of the same version with another schema"
+                if writer.version == self.version
+                else f"v{writer.version}"
+            )
             msg = (
                 f"Expected data readable by contract {self.name!r} v{self.version}, "
-                f"got v{writer.version}: {'; '.join(problems)}"
+                f"got {got}: {'; '.join(problems)}"
             )
             raise IncompatibleVersionError(msg)
         return "typed"

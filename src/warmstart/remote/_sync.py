@@ -62,13 +62,13 @@ from warmstart.remote._layout import (
     Layout,
     batches,
     check_cancel,
+    check_head,
     check_keyed,
     decode_head,
     manifest_name,
     namespace_dir,
     opened,
     remote_manifest,
-    unescape,
     unique_refs,
 )
 from warmstart.remote._reports import PullReport, PushReport, RemoteHead
@@ -192,6 +192,7 @@ def _push(
 
     on_remote: set[bytes] = set()
     if head is not None:
+        check_head(head, layout, remote.url)
         check_keyed(head, store.codec, remote.url)
         if head.signature == identity:
             return report("present")
@@ -538,16 +539,30 @@ def list_remote(remote: Remote | str) -> list[RemoteHead]:
             # "@" is escaped in namespace parts: the first "/@ws/" ends the namespace.
             directory, found, rest = key.partition(marker)
             if found and (rest == "head" or rest.startswith("head/")):
-                directories.add(directory)
+                directories.add(directory + marker)
         heads = []
         for directory in sorted(directories):
-            namespace = "/".join(unescape(p) for p in directory.split("/"))
+            # A long part is stored hashed: the head record names the namespace.
             try:
-                raw = rem.get_head(Layout(namespace).head)
+                raw = rem.get_head(directory + "head")
             except ValueError:
-                continue  # not a namespace this library wrote
-            if raw is not None:
-                heads.append(decode_head(raw, rem.url))
+                continue  # not a key this library wrote
+            if raw is None:
+                continue
+            head = decode_head(raw, rem.url)
+            try:
+                ours = namespace_dir(head.namespace) == directory
+            except ValueError:
+                ours = False
+            if not ours:
+                log.warning(
+                    "%s: the head under %r names namespace %r: skipped",
+                    rem.url,
+                    directory,
+                    head.namespace,
+                )
+                continue
+            heads.append(head)
     return sorted(heads, key=lambda h: h.namespace)
 
 
@@ -627,6 +642,7 @@ def _pull_head(
         msg = f"Expected namespace {namespace!r} on {remote.url}, found no head"
         raise CheckpointNotFoundError(msg)
     head = decode_head(raw_head, remote.url)
+    check_head(head, layout, remote.url)
     check_keyed(head, store.codec, remote.url)
     try:
         manifest = remote_manifest(remote, layout, store.codec, head.manifest)

@@ -73,6 +73,12 @@ class Env:
         self._open()
 
     def _open(self) -> None:
+        if self.path.name == "data.mdb" and self.path.is_file():
+            msg = (
+                f"Expected a store directory, got its file {str(self.path)!r}; "
+                f"open {str(self.path.parent)!r}"
+            )
+            raise StoreError(msg)
         if self.readonly:
             if not (self.path / "data.mdb").exists():
                 msg = f"Expected a store at {str(self.path)!r}, found no data.mdb"

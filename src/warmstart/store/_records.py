@@ -36,6 +36,10 @@ NS_PREFIX = b"ns:"
 NS_NEXT = b"ns-next"
 MAX_NAMESPACE = 255
 MAX_GEN = (1 << 64) - 1
+#: Largest number a generation from elsewhere (an import, a pull) keeps: above
+#: it, it is renumbered after the newest stored one. 2**48 leaves room for a
+#: save a millisecond for 8,900 years, so a foreign number never wedges a namespace.
+MAX_FOREIGN_GEN = 1 << 48
 MAX_NSID = (1 << 32) - 1
 
 

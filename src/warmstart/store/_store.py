@@ -49,6 +49,7 @@ from warmstart.codec import Codec
 from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
     CheckpointNotFoundError,
+    EncodeError,
     IntegrityError,
     ReadOnlyStoreError,
 )
@@ -96,13 +97,22 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of :meth:`Store.verify`."""
+    """The outcome of :meth:`Store.verify`.
+
+    Attributes:
+        orphans: chunks no retained generation references (``gc`` frees them).
+        unaccounted: chunks no readable manifest references, in a namespace
+            where some manifest cannot be read: they may be that
+            generation's, so they are not counted as orphans (and ``gc``
+            keeps them).
+    """
 
     problems: tuple[Problem, ...] = ()
     namespaces: int = 0
     generations: int = 0
     chunks: int = 0
     orphans: int = 0
+    unaccounted: int = 0
 
     @property
     def ok(self) -> bool:
@@ -118,6 +128,24 @@ class _Verification(msgspec.Struct):
     generations: int = 0
     chunks: int = 0
     orphans: int = 0
+    unaccounted: int = 0
+
+
+#: A marker file is named ``<namespace hex>.<name>``: a file name holds 255
+#: bytes, so namespaces longer than this (in hex) are named by a hash instead.
+_MAX_MARKER_HEX = 200
+_MAX_MARKER_NAME = 40
+
+
+def _marker_prefix(namespace: str) -> str:
+    """The file name prefix of a namespace's markers (short enough for any namespace)."""
+    raw = check_namespace(namespace).hex()
+    if len(raw) <= _MAX_MARKER_HEX:
+        return f"{raw}."
+    import hashlib  # noqa: PLC0415 - only long namespaces pay for it
+
+    # "h" is no hex digit: a hashed prefix never equals a spelled-out one.
+    return f"h{hashlib.blake2b(check_namespace(namespace), digest_size=16).hexdigest()}."
 
 
 def _check_options(
@@ -271,16 +299,27 @@ class Store:
                 docs); ``"full"`` always writes a fresh base.
 
         Raises:
-            EncodeError: a value is not of its contract's type.
+            EncodeError: a value is not of its contract's type, refers to
+                itself, or is too large for a frame (64 MiB once encoded, as
+                are the watermark and tags).
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
         check_namespace(namespace)
-        _prepare.check_metadata(watermark, tags, mode)
-        # Saves of one namespace in this process run one at a time: each takes
-        # change logs and advances the baseline the next one builds on.
-        with self._saving(namespace):
-            return self._save(namespace, sections, watermark, tags, mode)
+        try:
+            _prepare.check_metadata(watermark, tags, mode)
+            # Saves of one namespace in this process run one at a time: each takes
+            # change logs and advances the baseline the next one builds on.
+            with self._saving(namespace):
+                return self._save(namespace, sections, watermark, tags, mode)
+        except RecursionError as exc:
+            # msgpack encoding recurses: a value that refers to itself (or nests
+            # deeper than the interpreter's limit) exhausts the stack (issue 17).
+            msg = (
+                f"Expected values and a watermark msgpack can encode, got one that refers "
+                f"to itself or nests too deeply ({exc}) - in namespace {namespace!r}"
+            )
+            raise EncodeError(msg) from exc
 
     def _saving(self, namespace: str) -> threading.Lock:
         with self._saving_guard:
@@ -364,8 +403,13 @@ class Store:
             quarantined = tables.quarantined(txn, namespace)
             candidates = [g for g in candidates if g not in quarantined]
         if nsid is None or not candidates:
-            which = "any generation" if generation is None else f"generation {generation}"
-            msg = f"Expected {which} of namespace {namespace!r} in {str(self.path)!r}, found none"
+            if generation is None or nsid is None:
+                msg = tables.missing_namespace(txn, namespace)
+            else:
+                msg = (
+                    f"Expected generation {generation} of namespace {namespace!r} in "
+                    f"{str(self.path)!r}, found none"
+                )
             raise CheckpointNotFoundError(msg)
         skipped: list[str] = []
         for candidate in candidates:
@@ -452,10 +496,13 @@ class Store:
         return self._tables.write(lambda txn: self._tables.release(txn, namespace, generation))
 
     def _marker_file(self, namespace: str, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            msg = f"Expected a marker name without '/' or a leading dot, got {name!r}"
+        if not name or "/" in name or name.startswith(".") or len(name) > _MAX_MARKER_NAME:
+            msg = (
+                f"Expected a marker name of at most {_MAX_MARKER_NAME} characters without "
+                f"'/' or a leading dot, got {name!r}"
+            )
             raise ValueError(msg)
-        return self.path / "markers" / f"{check_namespace(namespace).hex()}.{name}"
+        return self.path / "markers" / f"{_marker_prefix(namespace)}{name}"
 
     def set_marker(self, namespace: str, name: str, value: bytes | None) -> None:
         """Write (or with None, delete) a small marker for ``namespace``.
@@ -479,7 +526,7 @@ class Store:
     def markers(self, namespace: str) -> dict[str, bytes]:
         """Every marker of ``namespace``, by name."""
         folder = self.path / "markers"
-        prefix = f"{check_namespace(namespace).hex()}."
+        prefix = _marker_prefix(namespace)
         found: dict[str, bytes] = {}
         if not folder.is_dir():
             return found
@@ -547,8 +594,7 @@ class Store:
         with tables.read() as txn:
             nsid = tables.nsid(txn, namespace, create=False)
             if nsid is None or not tables.has_head(txn, namespace):
-                msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
-                raise CheckpointNotFoundError(msg)
+                raise CheckpointNotFoundError(tables.missing_namespace(txn, namespace))
             if generation is not None:
                 return tables.manifest(txn, nsid, generation, namespace)
             head = tables.head(txn, namespace)
@@ -625,6 +671,7 @@ class Store:
             generations=report.generations,
             chunks=report.chunks,
             orphans=report.orphans,
+            unaccounted=report.unaccounted,
         )
 
     def _verify_records(
@@ -670,6 +717,7 @@ class Store:
             return
         nsid, generations = found
         referenced: dict[bytes, list[int | None]] = {}  # digest -> generations using it
+        unreadable = False  # a manifest that cannot say which chunks are its own
         for generation in generations:
             report.generations += 1
             try:
@@ -678,6 +726,7 @@ class Store:
                 report.problems.append(
                     Problem(namespace=namespace, generation=generation, what=f"manifest: {exc}")
                 )
+                unreadable = True
                 continue
             for ref_digest in manifest.digests():
                 referenced.setdefault(ref_digest, []).append(generation)
@@ -690,6 +739,19 @@ class Store:
                             chunk=ref_digest.hex(),
                         )
                     )
+        self._verify_frames(txn, namespace, nsid, referenced, report, unreadable=unreadable)
+
+    def _verify_frames(
+        self,
+        txn: Any,
+        namespace: str,
+        nsid: bytes,
+        referenced: dict[bytes, list[int | None]],
+        report: _Verification,
+        *,
+        unreadable: bool,
+    ) -> None:
+        """Check every stored chunk of a namespace; count orphans (or unaccounted chunks)."""
         for chunk_digest, frame in self._tables.chunks(txn, nsid):
             report.chunks += 1
             try:
@@ -705,4 +767,8 @@ class Store:
                             chunk=chunk_digest.hex(),
                         )
                     )
-            report.orphans += chunk_digest not in referenced
+            if chunk_digest not in referenced:
+                if unreadable:
+                    report.unaccounted += 1
+                else:
+                    report.orphans += 1

@@ -115,6 +115,19 @@ class Tables:
         key = records.check_namespace(namespace)
         return heads is not None and txn.get(key, db=heads) is not None
 
+    def namespace_names(self, txn: Any) -> list[str]:
+        """Every namespace that has a head, sorted (damaged head keys left out)."""
+        return sorted(name for _, name in self.head_keys(txn) if name is not None)
+
+    def missing_namespace(self, txn: Any, namespace: str) -> str:
+        """The message for a namespace this store does not hold, naming those it does."""
+        names = self.namespace_names(txn)
+        shown = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+        return (
+            f"Expected namespace {namespace!r} in {self.where}, found none "
+            f"(it holds {shown or 'no namespace'})"
+        )
+
     def head_keys(self, txn: Any) -> Iterator[tuple[bytes, str | None]]:
         """(key, the namespace it names or None if it names none) for every head."""
         return records.head_keys(txn, self._db("heads"))
@@ -269,7 +282,10 @@ class Tables:
     # -- statistics ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """LMDB's own figures: the map, readers, and per table entries and bytes."""
+        """LMDB's own figures: disk use, the map, readers, and per table entries and bytes.
+
+        ``map_size`` is address space reserved, not memory or disk use.
+        """
         info = self.env.env.info()
         tables: dict[str, dict[str, int]] = {}
         page_size = 0
@@ -282,8 +298,11 @@ class Tables:
                 page_size = st["psize"]
                 pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
                 tables[name] = {"entries": st["entries"], "bytes": pages * st["psize"]}
+        data = (Path(self.env.path) / "data.mdb").stat()
         return {
-            "file_bytes": (Path(self.env.path) / "data.mdb").stat().st_size,
+            # What data.mdb takes on disk (it may be sparse: its size is not its use).
+            "disk_bytes": data.st_blocks * 512,
+            "file_bytes": data.st_size,
             "map_size": info["map_size"],
             "page_size": page_size,
             "last_txnid": info["last_txnid"],
