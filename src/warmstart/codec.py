@@ -47,7 +47,8 @@ __all__ = ("MAX_PAYLOAD", "Codec", "digest")
 #: What a msgspec decoder may raise for bytes it cannot read. Which class one
 #: bad string raises is the dependency's detail (UnicodeDecodeError before
 #: msgspec 0.23, DecodeError since): catch both wherever untrusted bytes decode.
-DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError)
+#: Containers nested past the interpreter's recursion limit raise RecursionError.
+DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 
 
 def decode_record(decoder: Any, data: bytes | memoryview, what: str) -> Any:

@@ -15,11 +15,14 @@ True
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import msgspec
 import xxhash
 
+from warmstart._budget import Profile, profile_of
+from warmstart._budget import check as check_budget
 from warmstart.codec import Codec, decode_record, digest
 from warmstart.errors import IntegrityError
 from warmstart.schema import Schema
@@ -132,6 +135,11 @@ _encoder = msgspec.msgpack.Encoder(order="deterministic")
 _decoder = msgspec.msgpack.Decoder(Manifest)
 
 
+@functools.cache
+def _profile() -> Profile:
+    return profile_of(Manifest)
+
+
 def encode_manifest(codec: Codec, manifest: Manifest) -> bytes:
     """Encode a manifest as its digest followed by its frame."""
     frame = codec.encode(_encoder.encode(manifest))
@@ -142,10 +150,12 @@ def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
     """Verify and decode a stored manifest.
 
     Raises:
-        IntegrityError: the manifest is damaged, tampered with, or malformed.
+        IntegrityError: the manifest is damaged, tampered with, malformed, or
+            would take more memory to decode than ``_budget.MAX_DECODED``.
     """
     view = memoryview(stored)
     payload = codec.decode(view[16:], digest=bytes(view[:16]))
+    check_budget(payload, _profile(), "a manifest")  # bounded before it is built (issue 17)
     manifest: Manifest = decode_record(_decoder, payload, "a manifest")
     if manifest.format > MANIFEST_FORMAT:
         msg = f"Expected manifest format <= {MANIFEST_FORMAT}, got {manifest.format}"

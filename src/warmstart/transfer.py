@@ -44,6 +44,8 @@ from typing import IO, Any, Literal, NamedTuple, Protocol
 import msgspec
 import xxhash
 
+from warmstart._budget import check as check_budget
+from warmstart._budget import profile_of
 from warmstart.codec import MAX_PAYLOAD, Codec, decode_record, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
@@ -813,7 +815,9 @@ def _check_trailer(
 
 
 def _decode_header(body: bytes, where: str) -> _Header:
-    header: _Header = decode_record(_header_decoder, body, f"an archive header in {where}")
+    what = f"an archive header in {where}"
+    check_budget(body, profile_of(_Header), what)
+    header: _Header = decode_record(_header_decoder, body, what)
     return header
 
 

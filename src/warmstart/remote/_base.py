@@ -17,9 +17,19 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from warmstart.codec import MAX_PAYLOAD
+from warmstart.errors import IntegrityError
 from warmstart.remote._errors import RemoteConflictError, RemoteError
 
 __all__ = ()
+
+#: Largest value warmstart stores on a remote: a frame (chunk or manifest) of
+#: the payload cap plus its header, MAC and digest. Reads refuse larger values
+#: before reading them whole (issue 17: a 768 MiB object cost a pull 768 MiB).
+MAX_OBJECT = MAX_PAYLOAD + 4096
+#: Largest head record read: it lists the retained generations (about 60
+#: bytes each), so 4 MiB holds tens of thousands.
+MAX_HEAD = 4 * 1024 * 1024
 
 _SLOT_DIGITS = 20
 #: A reader re-lists this often if the slot it listed was deleted under it.
@@ -28,11 +38,20 @@ _SLOT_READS = 8
 _SECRET_WORDS = ("secret", "password", "token", "credential")
 
 
+def too_large(url: str, key: str, size: int | str, limit: int) -> IntegrityError:
+    """The error for a remote value over the size it may have: not read, refused."""
+    msg = (
+        f"Expected {key!r} on {url} to hold at most {limit} bytes, it holds {size}: "
+        f"damaged or hostile, refused without reading it"
+    )
+    return IntegrityError(msg)
+
+
 class Primitives(Protocol):
     """The plain operations slot heads are built on."""
 
     def put(self, items: Mapping[str, bytes], *, overwrite: bool = False) -> set[str]: ...
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]: ...
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]: ...
     def list(self, prefix: str) -> dict[str, float | None]: ...
     def delete_keys(self, keys: Sequence[str]) -> None: ...
@@ -106,7 +125,7 @@ def _current(remote: Primitives, key: str) -> tuple[int, bytes | None]:
         if not slots:
             return 0, None
         name = _slot(key, slots[-1])
-        value = remote.get([name]).get(name)
+        value = remote.get([name], limit=MAX_HEAD).get(name)
         if value is not None:
             return slots[-1], value
     msg = f"Expected to read head {key!r}, but its slots kept changing under {_SLOT_READS} reads"

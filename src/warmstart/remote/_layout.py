@@ -21,6 +21,7 @@ import msgspec
 from warmstart.codec import Codec, decode_record
 from warmstart.errors import IntegrityError
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
+from warmstart.remote._base import MAX_OBJECT
 from warmstart.remote._protocol import Remote, open_remote
 from warmstart.remote._reports import HEAD_FORMAT, RemoteHead
 from warmstart.store import check_namespace
@@ -157,7 +158,7 @@ def check_keyed(head: RemoteHead, codec: Codec, where: str) -> None:
 def remote_manifest(remote: Remote, layout: Layout, codec: Codec, name: str) -> Manifest:
     """Fetch and verify a manifest (digest, and MAC when keyed)."""
     key = layout.manifest(name)
-    raw = remote.get([key]).get(key)
+    raw = remote.get([key], limit=MAX_OBJECT).get(key)
     where = f"{key!r} on {remote.url}"
     if raw is None:
         msg = f"Expected manifest {where}, it is missing"
