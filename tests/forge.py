@@ -35,7 +35,7 @@ def build(parts: list[tuple[bytes, bytes]], *, count: int | None = None) -> byte
     out = bytearray(MAGIC)
     for tag, body in parts:
         out += tag + len(body).to_bytes(4, "big") + xxhash.xxh3_128_digest(body) + body
-    chunks = sum(tag == b"C" for tag, _ in parts) if count is None else count
+    chunks = sum(tag == b"C" for tag, _ in parts) if count is None else count % 2**64
     end = chunks.to_bytes(8, "big") + len(out).to_bytes(8, "big")
     end += xxhash.xxh3_128_digest(bytes(out))
     out += b"E" + len(end).to_bytes(4, "big") + xxhash.xxh3_128_digest(end) + end
@@ -107,6 +107,11 @@ def with_section(manifest: Manifest, name: str, refs: list[ChunkRef], entries: i
         )
         sections.append(replaced)
     return msgspec.structs.replace(manifest, sections=tuple(sections))
+
+
+def digest_of(frame: bytes) -> bytes:
+    """A frame's content address (xxh3-128), as anyone can compute it."""
+    return digest(frame)
 
 
 def section_of(manifest: Manifest, name: str) -> SectionManifest:

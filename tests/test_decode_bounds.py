@@ -80,7 +80,11 @@ def planted(
     hostile = forge.with_section(manifest, "s", [ref], entries)
     (tmp_path / "hostile.wsa").write_bytes(forge.archive(hostile, [frame]))
     store = warmstart.Store(tmp_path / "target", sync=False)
-    import_archive(store, tmp_path / "hostile.wsa")  # transfer never decodes payloads
+    try:
+        import_archive(store, tmp_path / "hostile.wsa")  # transfer never decodes payloads
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -91,11 +95,17 @@ def read_section(store: warmstart.Store, contract: warmstart.Contract[Any]) -> A
 
 class TestTheIssuesArchive:
     def test_millions_of_empty_maps_are_refused_before_decoding(self, tmp_path: Path) -> None:
-        """The issue's chunk: 2.5M empty maps in a 5 MB payload. Refused, for a few MiB."""
+        """The issue's chunk: 2.5M empty maps in a 5 MB payload. Refused, for a few MiB.
+
+        Its manifest claims the 2.5M entries: the import refuses it. Claiming
+        fewer gets it imported; the load then refuses it from its header.
+        """
         count = 2_500_000
         raw = forge.payload(list(range(count)), [{}] * count)
         assert len(raw) < 16 * MiB
-        with planted(tmp_path, DOCS, raw, count) as store:
+        with pytest.raises(warmstart.IntegrityError, match="entries=2500000"):
+            planted(tmp_path / "claims", DOCS, raw, count)
+        with planted(tmp_path / "lies", DOCS, raw, 1000) as store:
             used, result = peak(lambda: read_section(store, DOCS))
         assert isinstance(result, warmstart.IntegrityError)
         assert "at most 1048576 entries" in str(result)

@@ -9,6 +9,7 @@ changed that should not have.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -398,3 +399,119 @@ def test_remote_head_of_another_namespace_is_refused(tmp_path: Path) -> None:
     remote.swap_head(two, raw_two, raw_one)
     with open_store(tmp_path / "b") as b, pytest.raises(warmstart.IntegrityError, match="'one'"):
         pull(b, remote, "two")
+
+
+# -- found by the fuzz campaign (tests/reliability/test_fuzz_hostile.py) -------------------
+
+
+def tables_of(store: warmstart.Store) -> dict[str, dict[bytes, bytes]]:
+    """Every record of the store's four tables."""
+    out: dict[str, dict[bytes, bytes]] = {}
+    with store._env.read() as txn:
+        for name, db in store._env.dbs.items():
+            with txn.cursor(db=db) as cur:
+                out[name] = {bytes(k): bytes(v) for k, v in cur}
+    return out
+
+
+def test_remote_head_naming_a_path_outside_its_namespace(tmp_path: Path) -> None:
+    """A head whose manifest name is '../up' is IntegrityError (was ValueError)."""
+    remote = warmstart.remote.FileRemote(tmp_path / "remote")
+    with open_store(store_with(tmp_path / "a")) as a:
+        push(a, remote, "svc")
+    key = namespace_dir("svc") + "head"
+    raw = remote.get_head(key)
+    assert raw is not None
+    head = msgspec.msgpack.decode(raw, type=warmstart.remote.RemoteHead)
+    remote.swap_head(
+        key, raw, msgspec.msgpack.encode(msgspec.structs.replace(head, manifest="../up"))
+    )
+    with open_store(tmp_path / "b") as b, pytest.raises(warmstart.IntegrityError, match="names"):
+        pull(b, remote, "svc")
+
+
+@pytest.mark.parametrize(
+    "field", ["entries", "stored_bytes", "raw_bytes", "sequence"], ids=lambda f: f"ref.{f}"
+)
+def test_manifest_numbers_no_writer_makes_are_refused_at_import(tmp_path: Path, field: str) -> None:
+    """A chunk reference with a negative or impossible number: refused, not committed."""
+    with open_store(store_with(tmp_path / "source")) as source:
+        export(source, "svc", tmp_path / "a.wsa")
+    data = (tmp_path / "a.wsa").read_bytes()
+    manifest = decode_manifest(Codec(), forge.header_of(data)["manifest"])
+    section = manifest.sections[0]
+    ref = msgspec.structs.replace(section.base[0], **{field: -1})
+    forged = forge.with_section(manifest, section.name, [ref, *section.base[1:]], section.entries)
+    (tmp_path / "bad.wsa").write_bytes(forge.archive(forged, forge.chunks_of(data)))
+    with open_store(tmp_path / "t") as target:
+        with pytest.raises(warmstart.IntegrityError, match="chunk references"):
+            import_archive(target, tmp_path / "bad.wsa")
+        assert target.namespaces() == []
+
+
+def test_sizes_the_manifest_claims_must_match_the_frames_shipped(tmp_path: Path) -> None:
+    """An archive whose manifest lies about a chunk's size is refused (it never loaded)."""
+    with open_store(store_with(tmp_path / "source")) as source:
+        export(source, "svc", tmp_path / "a.wsa")
+    data = (tmp_path / "a.wsa").read_bytes()
+    manifest = decode_manifest(Codec(), forge.header_of(data)["manifest"])
+    section = manifest.sections[0]
+    ref = msgspec.structs.replace(section.base[0], stored_bytes=section.base[0].stored_bytes + 1)
+    forged = forge.with_section(manifest, section.name, [ref, *section.base[1:]], section.entries)
+    (tmp_path / "bad.wsa").write_bytes(forge.archive(forged, forge.chunks_of(data)))
+    with open_store(tmp_path / "t") as target:
+        with pytest.raises(warmstart.IntegrityError, match="as the manifest says"):
+            import_archive(target, tmp_path / "bad.wsa")
+        assert target.namespaces() == []
+
+
+def test_an_archive_refused_for_a_bad_chunk_writes_nothing(tmp_path: Path) -> None:
+    """Every chunk is checked before the first is written: the target is left byte for byte."""
+    blobs = {f"k{i}": Blob(os.urandom(100)) for i in range(200_000)}  # 20 MB: two batches
+    with open_store(tmp_path / "source") as source:
+        source.save("svc", {"b": (BLOBS, blobs)})
+        export(source, "svc", tmp_path / "a.wsa")
+    data = (tmp_path / "a.wsa").read_bytes()
+    frames = forge.chunks_of(data)
+    assert len(frames) > 2
+    manifest = decode_manifest(Codec(), forge.header_of(data)["manifest"])
+    # The last frame claims a MAC an unkeyed store never writes: its digest is
+    # recomputed, so only the frame check at write time can tell.
+    bad = bytearray(frames[-1])
+    bad[5] |= 0x02
+    bad_frame = bytes(bad) + bytes(32)
+    section = manifest.sections[0]
+    last = section.base[-1]
+    swapped = msgspec.structs.replace(
+        last, digest=forge.digest_of(bad_frame), stored_bytes=len(bad_frame)
+    )
+    forged = forge.with_section(
+        manifest, section.name, [*section.base[:-1], swapped], section.entries
+    )
+    (tmp_path / "bad.wsa").write_bytes(forge.archive(forged, [*frames[:-1], bad_frame]))
+    with open_store(tmp_path / "t") as target:
+        target.save("mine", {"records": (RECORDS, make_records(3))})
+        before = tables_of(target)
+        with pytest.raises(warmstart.IntegrityError, match="MAC"):
+            import_archive(target, tmp_path / "bad.wsa")
+        assert tables_of(target) == before
+
+
+def test_a_pull_refused_half_way_takes_back_its_batches(tmp_path: Path) -> None:
+    """A chunk that fails its check after earlier batches were written: the store is as it was."""
+    remote = warmstart.remote.FileRemote(tmp_path / "remote", fsync=False)
+    data = {f"k{i}": Blob(os.urandom(100)) for i in range(100_000)}  # 10 MB, incompressible
+    with open_store(tmp_path / "a") as a:
+        a.save("svc", {"b": (BLOBS, data)})
+        push(a, remote, "svc")
+        refs = a.manifest("svc").sections[0].base
+    assert sum(r.stored_bytes for r in refs) > 8 << 20  # more than one batch
+    last = refs[-1].digest
+    key = namespace_dir("svc") + f"chunks/{last.hex()}"
+    remote.put({key: b"\x00" * refs[-1].stored_bytes}, overwrite=True)
+    with open_store(tmp_path / "b") as b:
+        b.save("mine", {"records": (RECORDS, make_records(3))})
+        before = tables_of(b)
+        with pytest.raises(warmstart.IntegrityError):
+            pull(b, remote, "svc")
+        assert tables_of(b) == before

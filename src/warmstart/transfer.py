@@ -653,10 +653,18 @@ def _write_and_commit(
     total = sum(n for _, _, n in scan.chunks)
     meter.skip(total - sum(n for _, _, n in todo), len(scan.chunks) - len(todo))
     meter.emit()
+    # Every chunk is checked before the first is written: an archive refused
+    # for a bad chunk leaves the target as it was (issue 17).
+    for _ in _frames(store, f, todo, where):
+        pass
     source = f"{manifest.namespace}@{manifest.generation}"
     inbound = store.inbound(target, manifest, tag=IMPORTED_FROM, source=source)
     for _ in range(_COMMIT_ATTEMPTS):
-        written.update(_write_chunks(store, inbound, f, todo, meter, where))
+        try:
+            written.update(_write_chunks(store, inbound, f, todo, meter, where))
+        except IntegrityError:
+            inbound.discard()  # the file changed under the import: take back what it wrote
+            raise
         outcome = inbound.commit()
         if isinstance(outcome, tuple):
             status, generation = outcome
@@ -863,6 +871,17 @@ def _archive_manifest(codec: Codec, scan: _Scan, where: str) -> Manifest:
             f"{len(required - shipped)} are missing - in {where}"
         )
         raise IntegrityError(msg)
+    # What the manifest says of each chunk must hold of the frame shipped: a
+    # generation whose sizes lie would be committed, and then never load.
+    sizes = {d: n for d, _, n in scan.chunks}
+    for section in manifest.sections:
+        for ref in section.chunks:
+            if ref.digest in sizes and sizes[ref.digest] != ref.stored_bytes:
+                msg = (
+                    f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as the "
+                    f"manifest says, the archive ships {sizes[ref.digest]} - in {where}"
+                )
+                raise IntegrityError(msg)
     return manifest
 
 
@@ -895,6 +914,24 @@ def _check_available(
     raise CheckpointNotFoundError(msg)
 
 
+def _frames(
+    store: Store, f: IO[bytes], todo: list[tuple[bytes, int, int]], where: str
+) -> Iterator[tuple[bytes, bytes]]:
+    """(digest, frame) for each chunk of ``todo``, read from the archive and verified."""
+    for chunk_digest, offset, length in todo:
+        f.seek(offset)
+        frame = f.read(length)
+        if len(frame) != length:
+            msg = f"Expected {length} bytes at byte {offset} of {where}, the file changed"
+            raise IntegrityError(msg)
+        try:
+            store.codec.verify(frame, digest=chunk_digest)
+        except IntegrityError as exc:
+            msg = f"Expected a valid chunk {chunk_digest.hex()} at byte {offset} of {where}: {exc}"
+            raise IntegrityError(msg) from exc
+        yield chunk_digest, frame
+
+
 def _write_chunks(
     store: Store,
     inbound: Inbound,
@@ -915,21 +952,11 @@ def _write_chunks(
             batch.clear()
             pending = 0
 
-    for chunk_digest, offset, length in todo:
-        f.seek(offset)
-        frame = f.read(length)
-        if len(frame) != length:
-            msg = f"Expected {length} bytes at byte {offset} of {where}, the file changed"
-            raise IntegrityError(msg)
-        try:
-            store.codec.verify(frame, digest=chunk_digest)
-        except IntegrityError as exc:
-            msg = f"Expected a valid chunk {chunk_digest.hex()} at byte {offset} of {where}: {exc}"
-            raise IntegrityError(msg) from exc
+    for chunk_digest, frame in _frames(store, f, todo, where):
         batch.append((chunk_digest, frame))
-        pending += length
+        pending += len(frame)
         if pending >= _BATCH_BYTES:
             flush()
-        meter.advance(length)
+        meter.advance(len(frame))
     flush()
     return written

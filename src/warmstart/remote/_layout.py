@@ -12,6 +12,7 @@ into)::
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -102,6 +103,9 @@ class Layout:
         return (kind, name) if kind in ("chunks", "manifests") and name else None
 
 
+_MANIFEST_NAME = re.compile(r"[0-9]{20}-[0-9a-f]{32}")
+
+
 def manifest_name(generation: int, digest: bytes) -> str:
     return f"{generation:020d}-{digest.hex()}"
 
@@ -142,6 +146,15 @@ def check_head(head: RemoteHead, layout: Layout, where: str) -> None:
             f"damaged or forged"
         )
         raise IntegrityError(msg)
+    # Names become keys: one that is not ours could reach outside the namespace.
+    for name in (head.manifest, *(n for _, n in head.history)):
+        if not isinstance(name, str) or not _MANIFEST_NAME.fullmatch(name):
+            msg = (
+                f"Expected manifest names like '<20 digits>-<32 hex digits>' in the remote "
+                f"head of {layout.namespace!r} at {where}, got {name!r}: the head record is "
+                f"damaged or forged"
+            )
+            raise IntegrityError(msg)
 
 
 def check_keyed(head: RemoteHead, codec: Codec, where: str) -> None:

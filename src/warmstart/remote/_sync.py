@@ -727,11 +727,19 @@ def _fetch_and_commit(
     todo = need
     pace: Meter | None = meter  # chunks fetched again are not progress
     for _ in range(_ATTEMPTS):
-        for batch in batches(todo):
-            check_cancel(cancel)
-            frames = _download(remote, layout, codec, batch, raw_head, generation, pace)
-            inbound.put(frames.items())
-            fetched.update(frames)
+        try:
+            for batch in batches(todo):
+                check_cancel(cancel)
+                frames = _download(remote, layout, codec, batch, raw_head, generation, pace)
+                inbound.put(frames.items())
+                fetched.update(frames)
+        except _SupersededError:
+            raise  # the newer head is pulled next, and may use what was written
+        except IntegrityError:
+            # Refused data leaves the store as it was; an interruption (a
+            # deadline, Ctrl-C, an unreachable remote) keeps the batches.
+            inbound.discard()
+            raise
         check_cancel(cancel)
         outcome = inbound.commit()
         if isinstance(outcome, tuple):

@@ -127,6 +127,18 @@ class Tables:
         txn.put(key, nsid, db=meta)
         return nsid
 
+    def unmake_namespace(self, txn: Any, namespace: str, nsid: bytes) -> None:
+        """Forget a namespace id given by mistake; give its number back if it was the last."""
+        self.forget_namespace(txn, namespace)
+        meta = self._db("meta")
+        counter = txn.get(records.NS_NEXT, db=meta)
+        if counter is not None and bytes(counter) == nsid:
+            previous = records.NSID.unpack(nsid)[0] - 1
+            if previous:
+                txn.put(records.NS_NEXT, records.NSID.pack(previous), db=meta)
+            else:
+                txn.delete(records.NS_NEXT, db=meta)
+
     def namespace_ids(self, txn: Any) -> Iterator[tuple[bytes, int | None]]:
         """(namespace as stored, its id or None if damaged) for every id record."""
         return records.namespace_ids(txn, self._db("meta"))
@@ -290,6 +302,16 @@ class Tables:
         """(digest, frame) of every chunk stored under ``nsid``."""
         for key, frame in records.prefixed(txn, self._db("chunks"), nsid, values=True):
             yield key[len(nsid) :], frame
+
+    def chunk_digests(self, txn: Any, nsid: bytes) -> Iterator[bytes]:
+        """The digest of every chunk stored under ``nsid``."""
+        for key, _ in records.prefixed(txn, self._db("chunks"), nsid):
+            yield key[len(nsid) :]
+
+    def delete_chunks(self, txn: Any, nsid: bytes, digests: set[bytes]) -> int:
+        """Delete these chunks of a namespace; return how many were there."""
+        chunks = self._db("chunks")
+        return sum(bool(txn.delete(nsid + digest, db=chunks)) for digest in digests)
 
     def sweep(self, txn: Any, nsid: bytes, marked: set[bytes]) -> int:
         """Delete the namespace's chunks whose digest is not ``marked``; return how many."""
