@@ -220,8 +220,12 @@ def chunk_entries(payload: bytes | memoryview, where: str, expected: int | None 
             than :data:`MAX_CHUNK_ENTRIES` keys, or not ``expected`` ones.
     """
     view = memoryview(payload)
+    start = bytes(view[:8]).hex() or "nothing"
     if len(view) < 3 or view[0] != 0x95:
-        msg = f"Expected a chunk payload [sequence, keys, values, deleted, expires] in {where}"
+        msg = (
+            f"Expected a chunk payload [sequence, keys, values, deleted, expires] in {where}, "
+            f"got malformed data starting {start}"
+        )
         raise IntegrityError(msg)
     first = view[1]
     if first <= 0x7F or first >= 0xE0:  # a fixint sequence
@@ -229,11 +233,17 @@ def chunk_entries(payload: bytes | memoryview, where: str, expected: int | None 
     elif first in _INT_SIZES:
         pos = 2 + _INT_SIZES[first]
     else:
-        msg = f"Expected an integer sequence at the start of the chunk payload in {where}"
+        msg = (
+            f"Expected an integer sequence at the start of the chunk payload in {where}, "
+            f"got malformed data starting {start}"
+        )
         raise IntegrityError(msg)
     count = _array_length(view, pos)
     if count is None:
-        msg = f"Expected the chunk payload's keys as an array in {where}"
+        msg = (
+            f"Expected the chunk payload's keys as an array in {where}, got malformed data "
+            f"starting {start}"
+        )
         raise IntegrityError(msg)
     if count > MAX_CHUNK_ENTRIES:
         msg = (
