@@ -149,6 +149,20 @@ class TestForgedQuarantine:
         assert report.fallback == list(fallback)
         assert report.reason == "newest generation that verifies (1 skipped)"
 
+    def test_a_namespace_whose_generations_are_all_quarantined(self, store_path: Path) -> None:
+        """Not "no checkpoint yet": a cold start that says why, as a failure."""
+        three_generations(store_path)
+        with open_store(store_path) as store:
+            for generation in (1, 2, 3):
+                store.quarantine(NS, generation, "crashed")
+            with pytest.raises(warmstart.CheckpointNotFoundError) as info:
+                store.load(NS)
+        assert len(info.value.skipped) == 3
+        with pytest.warns(warmstart.ColdStartWarning, match="quarantined: crashed"):
+            report = booted(store_path)
+        assert report.status == "cold"
+        assert "quarantined" in report.reason
+
     def test_unkeyed_quarantine_is_reported_too(self, store_path: Path) -> None:
         """An unkeyed store has no MACs, but its loads report the skip all the same."""
         three_generations(store_path, secret=None)
