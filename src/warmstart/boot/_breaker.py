@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 import threading
 
@@ -27,6 +28,9 @@ log = logging.getLogger("warmstart.boot")
 
 _PREFIX = "restoring-"
 _MARKER = struct.Struct(">Qd")  # generation, time
+#: ``restoring-<pid>-<token>``; anything else in the folder is not ours to judge.
+_NAME = re.compile(r"restoring-([0-9]{1,10})-[0-9a-f]{1,32}")
+_MAX_PID = (1 << 31) - 1
 
 
 class CrashLoopBreaker:
@@ -49,12 +53,19 @@ class CrashLoopBreaker:
             return None
         crashed = None
         for name, value in store.markers(self.namespace).items():
-            if not name.startswith(_PREFIX) or len(value) != _MARKER.size:
+            parsed = _parse(name, value)
+            if parsed is None:
+                # A stray file or a damaged marker must never make every boot
+                # cold (issue 14): skip it, and say so.
+                log.warning(
+                    "namespace %r: marker %r is not a restoring marker; ignored",
+                    self.namespace,
+                    name,
+                )
                 continue
-            pid = int(name.split("-")[1])
+            pid, generation = parsed
             if pid != os.getpid() and _alive(pid):
                 continue  # another worker restoring right now
-            generation, _ = _MARKER.unpack(value)
             reason = f"a boot (pid {pid}) died while restoring generation {generation}"
             store.quarantine(self.namespace, generation, reason)
             store.set_marker(self.namespace, name, None)
@@ -72,8 +83,10 @@ class CrashLoopBreaker:
         """Say "restoring": a boot that dies before clearing it trips the breaker."""
         if not store.readonly:
             marker = _MARKER.pack(generation, now)
-            store.set_marker(self.namespace, self.name, marker)
+            # Marked first: a signal handler clearing between the write and
+            # the flag would otherwise leave the marker behind.
             self.marked = True
+            store.set_marker(self.namespace, self.name, marker)
 
     def clear(self, store: Store | None) -> None:
         """Restoring stopped: remove this boot's marker, if it is in the store."""
@@ -82,6 +95,18 @@ class CrashLoopBreaker:
         if marked and store is not None:
             with contextlib.suppress(WarmstartError):
                 store.set_marker(self.namespace, self.name, None)
+
+
+def _parse(name: str, value: bytes) -> tuple[int, int] | None:
+    """(pid, generation) of a well-formed restoring marker, else None."""
+    match = _NAME.fullmatch(name)
+    if match is None or len(value) != _MARKER.size:
+        return None
+    pid = int(match.group(1))
+    generation, _ = _MARKER.unpack(value)
+    if not 0 < pid <= _MAX_PID or generation < 1:
+        return None
+    return pid, generation
 
 
 def _alive(pid: int) -> bool:

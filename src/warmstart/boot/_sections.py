@@ -27,26 +27,18 @@ import msgspec
 
 from warmstart._containers import entries_of
 from warmstart._hits import counter_of
+from warmstart.boot._attachments import Attached
 from warmstart.boot._reload import KeyReloader
 from warmstart.boot._restore import SectionRestore
-from warmstart.boot._warm import State, WarmSpec
+from warmstart.boot._warm import State
 from warmstart.contract import Contract
-from warmstart.delta import TrackedDict, change_log
+from warmstart.delta import TrackedDict, change_log, deeply_immutable, watch_reads
 from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
 from warmstart.store import SectionSpec, Snapshot, Store, paused_gc
 
 __all__ = ()
 
 log = logging.getLogger("warmstart.boot")
-
-
-class Attached:
-    """One object attached to a boot, and the sections it owns."""
-
-    def __init__(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
-        self.obj = obj
-        self.spec = spec
-        self.sections = sections  # attribute -> section name
 
 
 class _HotKey(msgspec.Struct, frozen=True):
@@ -72,11 +64,12 @@ def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
     """What a checkpoint saves: each section's contract and entries."""
     sections: dict[str, SectionSpec] = {}
     for item in attached:
+        obj = item.obj
         for attr, section in item.sections.items():
             st = item.spec.states[attr]
-            value: Any = getattr(item.obj, attr, None)
+            value: Any = getattr(obj, attr, None)
             # The service's lock for this container, held while a save reads it.
-            lock = getattr(item.obj, st.lock) if st.lock is not None else None
+            lock = getattr(obj, st.lock) if st.lock is not None else None
             if st.keys_only:
                 with lock if lock is not None else contextlib.nullcontext():
                     keys, _, _ = entries_of(value)
@@ -194,6 +187,8 @@ class AttributeRestore:
         report: SectionReport,
     ) -> None:
         assert st.contract is not None
+        # Values that can change in place: from now on, reads count as writes.
+        watch_reads(container, not deeply_immutable(st.contract.type))
         lock = getattr(obj, st.lock) if st.lock is not None else None
         restore = SectionRestore(
             snapshot, section, st.contract, container, report, lock=lock, now=self.clock
