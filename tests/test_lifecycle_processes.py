@@ -48,9 +48,12 @@ def start(store: Path, mode: str) -> subprocess.Popen[str]:
 
 
 def restoring(store: Path) -> bool:
-    """Whether a restoring marker is in place (not a marker still being written)."""
+    """Whether a marker says "restoring" (its last byte; an idle one says 0)."""
     markers = store / "markers"
-    return markers.is_dir() and any(not p.name.startswith(".") for p in markers.iterdir())
+    if not markers.is_dir():
+        return False
+    states = [p.read_bytes()[-1:] for p in markers.iterdir() if not p.name.startswith(".")]
+    return b"\x01" in states
 
 
 def wait_for(proc: subprocess.Popen[str], event: str) -> dict[str, Any]:

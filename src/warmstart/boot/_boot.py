@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from warmstart._containers import check_container
-from warmstart.boot._attachments import Attachments
+from warmstart.boot._attachments import Attached, Attachments
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
@@ -256,6 +256,7 @@ class Boot:
         self._generation: int | None = None
         self._incomplete = False  # forked during a restore: this copy must not save
         self._restoring: set[int] = set()  # threads inside an attach's own restore
+        self._unnoted: list[Attached] = []  # attached since the last _finish_restore
         self._saver = Saver(self.settings, self.metrics, self._watermark_now, self.remote_outcomes)
         self._breaker = CrashLoopBreaker(namespace)
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
@@ -554,6 +555,7 @@ class Boot:
             attached = self._attached.add(obj, spec, sections, captured=captured)
             if attached is None:
                 return obj
+            self._unnoted.append(attached)
             # Restoring from now on: no checkpoint may save its containers yet.
             self._background.begin()
         self._restoring.add(threading.get_ident())
@@ -597,7 +599,7 @@ class Boot:
                 snapshot is not None
                 and self.store is not None
                 and not self._breaker.marked
-                and set(sections) & set(snapshot.sections)
+                and any(map(snapshot.has_section, sections))
             ):
                 # Say "restoring": a boot that dies before clearing it trips the breaker.
                 self._breaker.mark(self.store, snapshot.generation, self.settings.clock())
@@ -649,8 +651,10 @@ class Boot:
         self.metrics.set("restore_seconds", self.report.time_to_warm)
         self.metrics.set("readiness", 1.0)
         pristine = self._saver.pristine
+        with self._lock:
+            unnoted, self._unnoted = self._unnoted, []
         if pristine is not None:
-            pristine.note(self._attached.live())
+            pristine.note(unnoted)
         self.ready.set()
         self._release_snapshot()
 
@@ -831,6 +835,7 @@ class Boot:
             self._periodic.stop(self.settings.deadline)
         self._background.close(self.settings.deadline)
         self._disarm()
+        self._breaker.close(self.store)
         self._release()
 
     def _release(self) -> None:

@@ -90,12 +90,12 @@ class Saver:
         """Take one checkpoint of ``attached`` (the boot holds its lock, no restore runs)."""
         started = time.perf_counter()
         settings = self.settings
-        skip = self._unchanged(store, attached)
+        claimed = {name for item in attached for name in item.sections.values()}
+        carry = self._carry(claimed)
+        skip = self._unchanged(store, attached, claimed | carry)
         if skip is not None:
             log.info("%s checkpoint of %r skipped: %s", why, settings.namespace, skip)
             return self.report(why, "skipped", started, generation=None, error=skip)
-        claimed = {name for item in attached for name in item.sections.values()}
-        carry = self._carry(claimed)
         try:
             result = store.checkpoint(
                 settings.namespace,
@@ -163,10 +163,12 @@ class Saver:
             return frozenset()
         return self.restored_sections - set(claimed) - self.forgotten
 
-    def _unchanged(self, store: Store, attached: list[Attached]) -> str | None:
+    def _unchanged(self, store: Store, attached: list[Attached], written: set[str]) -> str | None:
         """Why there is nothing to write (the state is as restored), or None."""
         pristine = self.pristine
-        if pristine is None or not pristine.unchanged(attached):
+        if pristine is None or written != self.restored_sections:
+            return None  # sections to let go or new ones: a change
+        if not pristine.unchanged(attached):
             return None
         reason = f"nothing changed since generation {pristine.generation} was restored"
         with store.read() as reader:

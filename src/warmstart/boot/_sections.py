@@ -139,7 +139,7 @@ class AttributeRestore:
         snapshot = self.snapshot
         if snapshot is None:
             report.reason = self.report.reason or "no checkpoint"
-        elif section not in snapshot.sections:
+        elif not snapshot.has_section(section):
             report.reason = f"not in generation {snapshot.generation}"
         else:
             try:

@@ -558,7 +558,12 @@ class Store:
             check_generation(generation)
         return self._tables.write(lambda txn: self._tables.release(txn, namespace, generation))
 
-    def _marker_file(self, namespace: str, name: str) -> Path:
+    def marker_file(self, namespace: str, name: str) -> Path:
+        """Where marker ``name`` of ``namespace`` lives (for an owner that rewrites it in place).
+
+        Raises:
+            ValueError: a name with ``/``, a leading dot, or over 200 characters.
+        """
         if not name or "/" in name or name.startswith(".") or len(name) > _MAX_MARKER_NAME:
             msg = (
                 f"Expected a marker name of at most {_MAX_MARKER_NAME} characters without '/' "
@@ -577,7 +582,7 @@ class Store:
         if self.readonly:
             msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
             raise ReadOnlyStoreError(msg)
-        target = self._marker_file(namespace, name)
+        target = self.marker_file(namespace, name)
         if value is None:
             target.unlink(missing_ok=True)
             return
@@ -698,7 +703,7 @@ class Store:
             # gone: a namespace created again under that name must not inherit them.
             self._tables.forget_namespace(txn, namespace)
             for name in self.markers(namespace):
-                self._marker_file(namespace, name).unlink(missing_ok=True)
+                self.marker_file(namespace, name).unlink(missing_ok=True)
             return True
 
         dropped = self._tables.write(body)
