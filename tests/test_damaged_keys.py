@@ -8,9 +8,9 @@ and then uses the store only through its public API.
 from __future__ import annotations
 
 import contextlib
-import time
 import logging
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
