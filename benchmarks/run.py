@@ -26,7 +26,17 @@ from typing import Any
 
 from benchmarks._common import ROOT, Report, fmt, machine, versions
 
-BENCHMARKS = ("codec", "store", "delta", "boot", "transfer", "remote", "import", "hotpaths")
+BENCHMARKS = (
+    "codec",
+    "store",
+    "delta",
+    "boot",
+    "lifecycle",
+    "transfer",
+    "remote",
+    "import",
+    "hotpaths",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +70,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.delta import bench_delta
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
+    from benchmarks.lifecycle import bench_lifecycle
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
 
@@ -78,6 +89,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "store": lambda: bench_store(sizes.records, sizes.blobs, sizes.store_repeats, workdir),
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
         "boot": lambda: bench_boot(sizes=boot_sizes, repeats=sizes.store_repeats),
+        "lifecycle": lambda: bench_lifecycle(sizes.records < Sizes.full().records, workdir),
         "transfer": lambda: bench_transfer(sizes.records, sizes.store_repeats, workdir),
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
