@@ -45,8 +45,11 @@ def resolve_annotations() -> None:
             continue
         scope = vars(sys.modules[origin])
         resolved = {
-            name: typing._eval_type(typing.ForwardRef(hint), scope, scope)  # type: ignore[attr-defined]  # noqa: SLF001 - the one evaluator that takes a namespace
-            if isinstance(hint, str)
+            # NamedTuples keep ForwardRefs, other classes strings.
+            name: typing._eval_type(  # type: ignore[attr-defined]  # noqa: SLF001 - the one evaluator that takes a namespace
+                typing.ForwardRef(hint) if isinstance(hint, str) else hint, scope, scope
+            )
+            if isinstance(hint, (str, typing.ForwardRef))
             else hint
             for name, hint in own.items()
         }
