@@ -12,7 +12,7 @@ STAMP_TEST := $(VENV)/.test-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 STAMP_DOCS := $(VENV)/.docs-installed
 
-.PHONY: demo test test-slow lint bench docs lock clean
+.PHONY: demo test test-slow test-deps lint bench docs lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ demo: $(STAMP_CORE)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples .ci
+	$(BIN)/ruff format --check src tests benchmarks examples .ci
 	$(BIN)/mypy --strict src
 
 test: lint
@@ -51,6 +51,11 @@ test-slow: $(STAMP_TEST)
 	@bash .ci/ensure-redis || echo "redis-server unavailable: the Redis remote tests will skip"
 	$(BIN)/pytest -m slow -q
 
+# The suite with the runtime dependencies at their declared floors and at the
+# newest releases on PyPI (.venv-lowest, .venv-newest); see .ci/test-deps.
+test-deps:
+	PYTHON=$(PYTHON) bash .ci/test-deps
+
 bench: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks.run
 
@@ -58,9 +63,9 @@ docs: $(STAMP_DOCS)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # Refresh $(LOCK) from a fresh venv at the newest versions pyproject.toml
-# allows; then run `make test` before committing it.
+# allows; then run `make test` and `make test-deps` before committing it.
 lock:
 	PYTHON=$(PYTHON) bash .ci/lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .venv-lowest .venv-newest .pytest_cache .mypy_cache .ruff_cache .coverage
