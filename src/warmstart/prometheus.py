@@ -78,7 +78,10 @@ def register(
             GaugeMetricFamily,
         )
     except ImportError as exc:
-        msg = "Expected prometheus_client: pip install 'warmstart[prometheus]'"
+        msg = (
+            "Expected prometheus_client, it is not installed: install it "
+            "(pip install prometheus-client), or warmstart's 'prometheus' extra"
+        )
         raise MissingExtraError(msg) from exc
     metrics = source.metrics if isinstance(source, Boot) else source
     names = list(labels or {})

@@ -4,10 +4,10 @@ A :class:`Remote` is a small key-value protocol: put (if absent), get, stat
 (exists), list, delete, and a compare-and-set of a *head*. Three backends
 implement it, each addressed by URL (:func:`open_remote`):
 
-* ``redis://host:6379/0?prefix=warmstart:`` (``pip install 'warmstart[redis]'``):
+* ``redis://host:6379/0?prefix=warmstart:`` (the ``redis`` extra):
   :class:`RedisRemote`; head updates, and deletions,
   are atomic with their checks (Lua scripts);
-* ``s3://bucket/prefix?endpoint=...&region=...`` (``pip install 'warmstart[s3]'``):
+* ``s3://bucket/prefix?endpoint=...&region=...`` (the ``s3`` extra):
   :class:`ObjectStoreRemote` over obstore; the head moves
   with a conditional put (``If-Match`` on its ETag, ``If-None-Match: *`` for
   the first);

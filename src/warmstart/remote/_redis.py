@@ -82,7 +82,7 @@ def _redis() -> Any:
     except ImportError as exc:
         msg = (
             "Expected the redis package for redis:// remotes, it is not installed: "
-            "pip install 'warmstart[redis]'"
+            "install it (pip install redis), or warmstart's 'redis' extra"
         )
         raise MissingExtraError(msg) from exc
     return redis
