@@ -157,7 +157,5 @@ def test_a_timed_delta_chain_keeps_each_latest_expiry(tmp_path: Path, progressiv
     left = {k: expiry[k].expires - now for k in (0, 5, SIZE - 1, SIZE)}
     # Lifetimes run while the test does: on a loaded machine that is seconds.
     elapsed = time.monotonic() - started
-    assert 1000 - elapsed - 1 <= left[0] <= 1000 + 1
-    assert left[5] - left[0] == pytest.approx(700, abs=1)
-    assert left[SIZE - 1] - left[0] == pytest.approx(500, abs=1)
-    assert left[SIZE] - left[0] == pytest.approx(SIZE, abs=1)
+    for key, lifetime in ((0, 1000), (5, 1700), (SIZE - 1, 1500), (SIZE, 1000 + SIZE)):
+        assert lifetime - elapsed - 1 <= left[key] <= lifetime + 1, (key, left[key], elapsed)
