@@ -450,14 +450,21 @@ class Boot:
 
         Returns ``obj``; attaching an attached object again does nothing.
 
+        A ``@cached`` function defined before the boot (at import) is
+        attached this way: ``boot.attach(quote)``.
+
         Raises:
-            ContractError: ``obj`` is not a ``@warm`` instance, a warm attribute
+            ContractError: ``obj`` is not a ``@warm`` instance or a ``@cached``
+                function, a warm attribute
                 holds an unsupported container, or two instances of one class
                 share a section (give them keys).
         """
         spec = spec_of(obj)
         if spec is None:
-            msg = f"Expected an instance of a @warmstart.warm class, got {type(obj).__name__}"
+            msg = (
+                f"Expected an instance of a @warmstart.warm class or a @warmstart.cached "
+                f"function, got {type(obj).__name__}"
+            )
             raise ContractError(msg)
         instance_key = spec.instance_key(obj)
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
