@@ -26,7 +26,17 @@ from typing import Any
 
 from benchmarks._common import ROOT, Report, fmt, machine, versions
 
-BENCHMARKS = ("codec", "store", "delta", "boot", "transfer", "remote", "import", "hotpaths")
+BENCHMARKS = (
+    "codec",
+    "store",
+    "delta",
+    "boot",
+    "transfer",
+    "remote",
+    "import",
+    "hotpaths",
+    "values",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +72,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.importtime import bench_import
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
+    from benchmarks.values import bench_values
 
     def remote() -> Report:
         from benchmarks.remote import bench_remote, redis_server
@@ -82,6 +93,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
+        "values": lambda: bench_values(sizes.records, sizes.store_repeats, workdir),
     }
     reports = []
     for name in names:

@@ -35,7 +35,6 @@ and returned but not cached, and counted.
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
 import functools
 import inspect
@@ -229,16 +228,20 @@ class _Ops:
                     return _MISS
         value = data.get(key, _MISS)
         if value is not _MISS and self.lru is not None:
-            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+            try:  # noqa: SIM105 - suppress() is a call per hit
                 data.move_to_end(key)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
         return value
 
     def put(self, key: Any, value: Any) -> None:
         data = self.data
         if self.lock is not None:
-            # A value larger than the whole cache (cachetools) is not cached.
-            with self.lock, contextlib.suppress(ValueError):
-                data[key] = value
+            with self.lock:
+                try:  # noqa: SIM105 - suppress() is a call per hit
+                    data[key] = value
+                except ValueError:  # larger than the whole cache (cachetools)
+                    pass
             return
         data[key] = value
         if self.lru is not None:
@@ -273,9 +276,15 @@ class _Memo:
         #: Results computed but not cached: their key or value would not come back.
         self.uncached = 0
         self.inflight: dict[Any, Any] = {}
+        self.exact = contract.family.exact
+        self.check = contract.family.check
 
     def admit(self, key: Any, value: Any) -> bool:
-        if self.keys.admits(key) and self.contract.admits(value):
+        if (
+            type(value) in self.exact
+            and (self.check is None or self.check(value) is None)
+            and self.keys.admits(key)
+        ):
             return True
         self.uncached += 1
         if self.uncached == 1:
@@ -442,7 +451,7 @@ def _key_function(keys: _Keys | None, key: Callable[..., Any] | None) -> Callabl
     return make_key
 
 
-def _sync_wrapper(
+def _sync_wrapper(  # noqa: C901, PLR0915 - one specialised closure per container kind
     func: Callable[..., Any],
     memo: _Memo,
     keys: _Keys | None,
@@ -466,6 +475,40 @@ def _sync_wrapper(
 
         return keyed
     fast, as_tuple, bind = keys.fast, keys.tuple, keys.bind
+    if ops.lock is not None:
+        lock, cache = ops.lock, ops.data
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            if not kwargs and len(args) == fast:
+                k = args if as_tuple else args[0]
+            else:
+                try:
+                    k = bind(args, kwargs)
+                except _Unbound:
+                    return func(*args, **kwargs)  # raises the TypeError Python would
+            with lock:
+                try:
+                    value = cache[k]
+                except KeyError:
+                    value = _MISS
+            if value is not _MISS:
+                memo.hits += 1
+                return value
+            memo.misses += 1
+            value = func(*args, **kwargs)
+            if admit(k, value):
+                with lock:
+                    try:  # noqa: SIM105 - suppress() is a call per miss
+                        cache[k] = value
+                    except ValueError:  # larger than the whole cache (cachetools)
+                        pass
+            return value
+
+        return locked
+    # Lock-free (dict, OrderedDict, TrackedDict): the hot path is inlined.
+    data = ops.data
+    lookup = data.get
+    touch = data.move_to_end if ops.lru is not None else None
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not kwargs and len(args) == fast:
@@ -475,8 +518,13 @@ def _sync_wrapper(
                 k = bind(args, kwargs)
             except _Unbound:
                 return func(*args, **kwargs)  # raises the TypeError Python would
-        value = get(k)
+        value = lookup(k, _MISS)
         if value is not _MISS:
+            if touch is not None:
+                try:  # noqa: SIM105 - suppress() is a call per hit
+                    touch(k)
+                except KeyError:  # evicted by another thread meanwhile
+                    pass
             memo.hits += 1
             return value
         memo.misses += 1
