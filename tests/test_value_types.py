@@ -689,3 +689,37 @@ class TestThroughTheStore:
 def test_typing_module_names_are_shown_plainly() -> None:
     """Messages show typing.Optional as it reads."""
     assert "typing." not in repr(Contract("v", typing.Optional[int]))  # noqa: UP045
+
+
+@dataclasses.dataclass
+class Settings:
+    """A single value kept warm (not a container of entries)."""
+
+    region: str
+    limits: list[int]
+
+
+SETTINGS = Contract("settings", Settings)
+ROWS = Contract("rows", Row, key=int)
+
+
+@warmstart.warm(settings=SETTINGS, rows=ROWS)
+class Service:
+    def __init__(self) -> None:
+        self.settings = Settings("eu", [])
+        self.rows: dict[int, Row] = {}
+
+
+class TestInABoot:
+    def test_single_values_and_containers_of_dataclasses(self, tmp_path: Path) -> None:
+        """A dataclass attribute comes back set on the object; a dict of them fills the dict."""
+        path = tmp_path / "store"
+        with warmstart.boot(path, namespace="svc", signals=False):
+            service = Service()
+            service.settings = Settings("us", [1, 2])
+            service.rows[1] = Row(1, {"a": [1]})
+        with warmstart.boot(path, namespace="svc", signals=False) as again:
+            restored = Service()
+        assert again.report.status == "warm"
+        assert restored.settings == Settings("us", [1, 2])
+        assert restored.rows == {1: Row(1, {"a": [1]})}

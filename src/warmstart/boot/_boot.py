@@ -48,7 +48,7 @@ from warmstart.boot._capture import capture, release
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
-from warmstart.boot._sections import Attached, AttributeRestore, sections_of
+from warmstart.boot._sections import Attached, AttributeRestore, is_single, sections_of
 from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.boot._warm import WarmSpec, spec_of
@@ -470,7 +470,7 @@ class Boot:
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
         for attr, st in spec.states.items():
             # Checked before registering: a checkpoint must never meet it later.
-            if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
+            if st.keys_only or not is_single(getattr(obj, attr, None), st.contract):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
             lock = getattr(obj, st.lock, None) if st.lock is not None else None
             if st.lock is not None and not is_lock(lock):
