@@ -89,6 +89,19 @@ class TestKeys:
         with pytest.raises(TypeError, match="multiple values for argument 'symbol'"):
             quote("a", symbol="b")
 
+    def test_keyword_only_parameters_stay_keyword_only(self) -> None:
+        """f(1, 2) is still a TypeError for f(a, *, b), even once f(1, b=2) is cached."""
+
+        @warmstart.cached(Contract("kw", int, key=tuple[int, int]))
+        def f(a: int, *, b: int) -> int:
+            return a + b
+
+        assert f(1, b=2) == 3
+        assert f(a=1, b=2) == 3
+        assert f.cache_info().hits == 1
+        with pytest.raises(TypeError, match="positional argument"):
+            f(1, 2)  # type: ignore[misc]
+
     def test_unhashable_arguments_raise_type_error(self) -> None:
         """As with lru_cache: a list argument cannot be a key."""
 

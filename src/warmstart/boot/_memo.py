@@ -116,7 +116,7 @@ class _Keys:
             self._refuse(contract, where, params, f"a tuple of {n}")
         #: Calls with exactly this many positional arguments and no keywords
         #: use them as the key as they are (no binding): the fast path.
-        self.fast = n or -1
+        self.fast = n if n and self.positional == n else -1
         #: The key of a function without parameters: the key type's empty value.
         self.const: Any = {str: "", int: 0, bytes: b""}.get(contract.key) if not n else None
         self.allowed: list[frozenset[type]] = (
