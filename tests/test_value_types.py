@@ -6,7 +6,8 @@ removed and renamed fields through upgraders) and roll back; builtins and
 unions round-trip and evolve as whole values; pydantic v2 models go through
 the optional extra. Values that would not come back as themselves (a Struct
 subclass, a tuple in an ``Any`` field) are refused at save, and types the
-deterministic encoder can never write are refused at definition.
+deterministic encoder can never write are refused at definition. Example
+counts follow the Hypothesis profile (``HYPOTHESIS_PROFILE=slow`` for more).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import attrs
 import msgspec
 import pydantic
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import warmstart
@@ -149,7 +150,6 @@ key_strategy = keys_of(str)
 
 
 class TestRoundTrip:
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(case=family_and_spec, data=st.data())
     def test_decode_inverts_encode(self, case: Any, data: st.DataObject) -> None:
         """Every generated dataclass, attrs class, TypedDict and NamedTuple comes back equal."""
@@ -166,7 +166,6 @@ class TestRoundTrip:
         assert all(type(v) is type(w) for v, w in zip(decoded.values, values))
         assert contract.schema.kind == family
 
-    @settings(max_examples=40, deadline=None)
     @given(case=family_and_spec, data=st.data())
     def test_same_values_same_bytes(self, case: Any, data: st.DataObject) -> None:
         """Encoding is deterministic for every family (equal values, equal chunks)."""
@@ -209,7 +208,6 @@ def evolve(
 
 
 class TestEvolution:
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(case=family_and_spec, data=st.data())
     def test_upgraders_rename_remove_and_add(self, case: Any, data: st.DataObject) -> None:
         """v2 upgrades v1 data: renamed fields keep their values, removed go, added default."""
@@ -233,7 +231,6 @@ class TestEvolution:
             expected = complete(family, fields2, upgrade(written))
             assert fields_of(family, value) == expected
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(case=family_and_spec, data=st.data())
     def test_rollback_reads_a_newer_writer(self, case: Any, data: st.DataObject) -> None:
         """An old reader reads a newer release that added optional fields (ignored or cut off)."""
@@ -337,7 +334,6 @@ BUILTINS: list[tuple[Any, st.SearchStrategy[Any]]] = [
 
 class TestWholeValues:
     @pytest.mark.parametrize(("tp", "values"), BUILTINS, ids=[repr(t) for t, _ in BUILTINS])
-    @settings(max_examples=25, deadline=None)
     @given(data=st.data())
     def test_builtins_and_unions_round_trip(
         self, tp: Any, values: Any, data: st.DataObject
