@@ -281,6 +281,75 @@ def bench_memo(calls: int, repeats: int) -> tuple[Table, list[Check], dict[str, 
     return table, checks, {"hits": hits, "misses": misses}
 
 
+def _async_per_call(fn: Any, keys: list[int]) -> float:
+    import asyncio
+
+    async def run() -> float:
+        started = time.perf_counter()
+        for k in keys:
+            await fn(k)
+        return (time.perf_counter() - started) / len(keys) * 1e9
+
+    return asyncio.run(run())
+
+
+def bench_async_memo(calls: int, repeats: int) -> tuple[Table, list[Check], dict[str, Any]] | None:
+    """``async def`` memoized with async_lru.alru_cache and warmstart.cached."""
+    try:
+        import async_lru
+    except ImportError:
+        return None
+    import warmstart
+
+    maxsize = 4096
+    contract = warmstart.Contract("n", int, key=int)
+
+    async def square(x: int) -> int:
+        return x * x
+
+    candidates = {
+        "async_lru.alru_cache": lambda: async_lru.alru_cache(maxsize=maxsize)(square),
+        "warmstart.cached (default LRU)": lambda: warmstart.cached(contract, maxsize=maxsize)(
+            square
+        ),
+    }
+    hot = list(range(1000)) * (calls // 1000)
+    hits: dict[str, list[float]] = {name: [] for name in candidates}
+    misses: dict[str, list[float]] = {name: [] for name in candidates}
+    for r in range(repeats):
+        for name, make in candidates.items():
+            fn = make()
+            _async_per_call(fn, list(range(1000)))
+            hits[name].append(_async_per_call(fn, hot))
+            fn = make()
+            _async_per_call(fn, list(range(-maxsize, 0)))
+            fresh = list(range(10_000 + r * calls, 10_000 + (r + 1) * calls))
+            misses[name].append(_async_per_call(fn, fresh))
+    base = "async_lru.alru_cache"
+    table = Table(
+        f"Per await of a memoized `async def square(x: int)`, ns, median of {repeats} x "
+        f"{calls:,} calls",
+        ["decorator", "hit (ns)", "x async_lru", "miss (ns)", "x async_lru"],
+    )
+    for name in candidates:
+        hit, miss = median(hits[name]), median(misses[name])
+        table.rows.append([name, hit, hit / median(hits[base]), miss, miss / median(misses[base])])
+    table.note = (
+        "One event loop, calls awaited one after another. Both run a miss as a task that "
+        "later callers of the same key await (one computation per key)."
+    )
+    checks = [
+        Check(
+            f"async cached {what} vs async_lru",
+            median(results["warmstart.cached (default LRU)"]) / median(results[base]),
+            "report x",
+            None,
+        )
+        for what, results in (("hit", hits), ("miss", misses))
+    ]
+    return table, checks, {"hits": hits, "misses": misses}
+
+
 def bench_values(records: int, repeats: int, workdir: Path, calls: int = 200_000) -> Report:
     report = Report("Value types and memoized functions")
     table, checks, raw = bench_families(records, repeats, workdir)
@@ -291,6 +360,12 @@ def bench_values(records: int, repeats: int, workdir: Path, calls: int = 200_000
     report.tables.append(table)
     report.checks += checks
     report.raw["memo"] = raw
+    found = bench_async_memo(calls // 2, max(repeats, 5))
+    if found is not None:
+        table, checks, raw = found
+        report.tables.append(table)
+        report.checks += checks
+        report.raw["async_memo"] = raw
     return report
 
 
