@@ -193,6 +193,10 @@ class TestKeys:
             warmstart.cached("quote")  # type: ignore[arg-type]
         with pytest.raises(ContractError, match="key as a callable"):
             warmstart.cached(BY_SYMBOL, key="x")  # type: ignore[arg-type]
+        with pytest.raises(ContractError, match="lock as a lock"):
+            warmstart.cached(BY_SYMBOL, lock="lock")
+        with pytest.raises(ContractError, match="name of an instance attribute"):
+            warmstart.cachedmethod(BY_SYMBOL, lock=threading.Lock())  # type: ignore[arg-type]
 
 
 class TestCaches:
@@ -233,6 +237,18 @@ class TestCaches:
         quote("a")
         quote.cache_clear()
         assert quote.cache_info() == CacheInfo(0, 0, 128, 0)
+
+    def test_a_given_lock_is_used_and_taken_by_checkpoints(self) -> None:
+        """lock= guards the cache, as cachetools.cached(lock=...)."""
+        lock = threading.RLock()
+
+        @warmstart.cached(BY_SYMBOL, cache=cachetools.LRUCache(10), lock=lock)
+        def quote(symbol: str) -> Quote:
+            return Quote(symbol, 1.0)
+
+        quote("a")
+        assert quote.cache_lock is lock
+        assert quote.__warm__.states["cache"].lock == "cache_lock"
 
     def test_a_cachetools_cache_gets_a_lock(self) -> None:
         """A cachetools cache is used under a lock (checkpoints take it too)."""

@@ -300,7 +300,7 @@ class _Memo:
 
 
 def _check_arguments(
-    contract: object, maxsize: object, ttl: object, key: object, lock: object
+    contract: object, maxsize: object, ttl: object, key: object, lock: object, *, method: bool
 ) -> None:
     if not isinstance(contract, Contract):
         msg = f"Expected a warmstart.Contract, got {type(contract).__name__}"
@@ -316,8 +316,16 @@ def _check_arguments(
     if key is not None and not callable(key):
         msg = f"Expected key as a callable of the arguments, got {key!r}"
         raise ContractError(msg)
-    if lock is not None and not isinstance(lock, str) and not callable(lock) and not _is_lock(lock):
-        msg = f"Expected lock as a lock, got {type(lock).__name__}"
+    if lock is None:
+        return
+    if method and (not (isinstance(lock, str) or callable(lock)) or _is_lock(lock)):
+        msg = (
+            f"Expected lock as the name of an instance attribute or a function of the "
+            f"instance, got {type(lock).__name__}"
+        )
+        raise ContractError(msg)
+    if not method and not _is_lock(lock):
+        msg = f"Expected lock as a lock (a context manager), got {type(lock).__name__}"
         raise ContractError(msg)
 
 
@@ -361,7 +369,7 @@ def cached(
     Raises:
         ContractError: the contract's key type does not fit the parameters.
     """
-    _check_arguments(contract, maxsize, ttl, key, lock)
+    _check_arguments(contract, maxsize, ttl, key, lock, method=False)
 
     def decorate(func: F) -> F:
         keys = _Keys(func, contract, method=False) if key is None else None
@@ -605,7 +613,7 @@ def cachedmethod(
     need to list it. ``Class.method.cache_info(obj)`` and
     ``Class.method.cache_clear(obj)`` take the instance, as in cachetools.
     """
-    _check_arguments(contract, maxsize, ttl, key, lock)
+    _check_arguments(contract, maxsize, ttl, key, lock, method=True)
 
     def decorate(method: F) -> F:
         keys = _Keys(method, contract, method=True) if key is None else None
