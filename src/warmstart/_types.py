@@ -267,29 +267,34 @@ def _name(info: mi.Type) -> str:
 # -- Any-typed positions: only data msgpack gives back unchanged ------------------
 
 _PLAIN = frozenset({str, int, float, bool, bytes, _NONE})
+_STR = frozenset({str})
 
 
-def plain_problem(value: Any) -> str | None:  # noqa: PLR0911 - one per kind
+def plain_problem(value: Any) -> str | None:
     """Why ``value`` (in an ``Any`` position) would not come back as itself, or None."""
     tp = type(value)
     if tp in _PLAIN:
         return None
     if tp is list:
-        for item in value:
+        items: Any = value
+    elif tp is dict:
+        if not set(map(type, value)) <= _STR:
+            bad = next(k for k in value if type(k) is not str)
+            return f"a dict key of type {type(bad).__name__} (only str keys can be written)"
+        items = value.values()
+    elif tp is datetime.datetime and value.tzinfo is datetime.timezone.utc:
+        return None
+    else:
+        return _changed(tp)
+    for item in items:
+        if type(item) not in _PLAIN:
             problem = plain_problem(item)
             if problem is not None:
                 return problem
-        return None
-    if tp is dict:
-        for k, item in value.items():
-            if type(k) is not str:
-                return f"a dict key of type {type(k).__name__} (only str keys can be written)"
-            problem = plain_problem(item)
-            if problem is not None:
-                return problem
-        return None
-    if tp is datetime.datetime and value.tzinfo is datetime.timezone.utc:
-        return None
+    return None
+
+
+def _changed(tp: type) -> str:
     back = {
         tuple: "list",
         set: "list",
