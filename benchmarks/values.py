@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import functools
 import gc
+import os
 import shutil
 import tempfile
 import threading
@@ -411,8 +412,16 @@ def bench_values(records: int, repeats: int, workdir: Path, calls: int = 200_000
     return report
 
 
-def section(report: Report) -> str:
-    lines = [SECTION, ""]
+def section(report: Report, load: str = "") -> str:
+    lines = [
+        SECTION,
+        "",
+        f"`python -m benchmarks.values --write` on {time.strftime('%Y-%m-%d')} (issue 16)"
+        + (f", load average {load} during the run (a shared 2-core machine)" if load else "")
+        + ". Absolute times move with the neighbours' load; the ratios, measured "
+        "side by side, are the figures to read.",
+        "",
+    ]
     for table in report.tables:
         lines += [f"### {table.title}", ""]
         lines.append("| " + " | ".join(table.columns) + " |")
@@ -423,6 +432,10 @@ def section(report: Report) -> str:
     for check in report.checks:
         lines.append(f"| {check.name} | {check.value:.2f}x | {check.target} | {check.verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def write_section(text: str, page: Path = ROOT / "docs" / "benchmarks.md") -> None:
@@ -445,11 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="warmstart-values-"))
+    before = _load()
     try:
         report = bench_values(args.records, args.repeats, workdir, args.calls)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = section(report)
+    text = section(report, f"{before} before, {_load()} after")
     print(text)
     if args.write:
         write_section(text)
