@@ -589,3 +589,115 @@ class TestAcrossProcesses:
         status, calls, _, again = run()
         assert (status, calls) == ("warm", "0")
         assert again == prices
+
+
+class TestMoreCases:
+    def test_a_locked_cache_hits_and_skips_values_too_large(self) -> None:
+        """A cachetools cache: hits under the lock; a value larger than the cache is not kept."""
+        cache = cachetools.LRUCache(maxsize=10, getsizeof=lambda q: 20 if q.symbol == "big" else 1)
+
+        @warmstart.cached(BY_SYMBOL, cache=cache)
+        def quote(symbol: str) -> Quote:
+            return Quote(symbol, 1.0)
+
+        quote("a")
+        quote("a")
+        quote(symbol="a")
+        assert quote("big") == Quote("big", 1.0)
+        assert list(cache) == ["a"]
+        assert quote.cache_info().hits == 2
+
+    def test_a_key_function_hits(self) -> None:
+        """key= builds the key; calls with equal keys hit."""
+
+        @warmstart.cached(BY_SYMBOL, key=lambda obj: obj["symbol"])
+        def quote(obj: dict[str, str]) -> Quote:
+            return Quote(obj["symbol"], 1.0)
+
+        quote({"symbol": "a"})
+        quote({"symbol": "a"})
+        assert quote.cache_info() == CacheInfo(1, 1, 128, 1)
+
+    def test_optional_arguments_in_tuple_keys(self) -> None:
+        """int | None in a key: None and ints are both kept."""
+
+        @warmstart.cached(Contract("opt", int, key=tuple[str, int | None]))
+        def f(name: str, limit: int | None = None) -> int:
+            return 0 if limit is None else limit
+
+        f("a")
+        f("a", 3)
+        assert set(f.cache) == {("a", None), ("a", 3)}
+
+    def test_the_suggested_key_type_uses_the_annotations(self) -> None:
+        """Unannotated parameters show as ... in the suggestion."""
+        with pytest.raises(ContractError, match=r"key=tuple\[int, \.\.\.\]"):
+
+            @warmstart.cached(BY_SYMBOL)
+            def f(a: int, b) -> Quote:  # type: ignore[no-untyped-def]
+                return Quote("x", 0.0)
+
+    def test_async_with_a_locked_cache_and_bad_calls(self) -> None:
+        """An async function over a cachetools cache; a call that does not bind raises TypeError."""
+
+        @warmstart.cached(BY_SYMBOL, cache=cachetools.LRUCache(10))
+        async def quote(symbol: str) -> Quote:
+            return Quote(symbol, 1.0)
+
+        async def main() -> None:
+            await quote("a")
+            assert await quote("a") == Quote("a", 1.0)
+            with pytest.raises(TypeError):
+                await quote("a", "b")  # type: ignore[call-arg]
+
+        asyncio.run(main())
+        assert quote.cache_info().hits == 1
+
+    def test_cachedmethod_without_warm_and_with_ttl(self) -> None:
+        """A class without @warm still memoizes (cache made at first call); ttl= gets a lock."""
+
+        class Plain:
+            @warmstart.cachedmethod(BY_SYMBOL, ttl=30)
+            def quote(self, symbol: str) -> Quote:
+                return Quote(symbol, 1.0)
+
+        obj = Plain()
+        obj.quote("a")
+        obj.quote("a")
+        assert isinstance(obj.quote_cache, cachetools.TTLCache)  # type: ignore[attr-defined]
+        assert obj.quote_cache_lock is not None  # type: ignore[attr-defined]
+        with pytest.raises(TypeError):
+            obj.quote()  # type: ignore[call-arg]
+
+    def test_async_cachedmethod_shares_one_computation(self) -> None:
+        """Concurrent awaits of one instance's key compute once."""
+
+        @warmstart.warm
+        class Svc:
+            def __init__(self) -> None:
+                self.calls = 0
+
+            @warmstart.cachedmethod(BY_SYMBOL)
+            async def quote(self, symbol: str) -> Quote:
+                self.calls += 1
+                await asyncio.sleep(0.01)
+                return Quote(symbol, 1.0)
+
+        svc = Svc()
+
+        async def main() -> None:
+            await asyncio.gather(*(svc.quote("a") for _ in range(5)))
+            with pytest.raises(TypeError):
+                await svc.quote()  # type: ignore[call-arg]
+
+        asyncio.run(main())
+        assert svc.calls == 1
+
+    def test_the_cache_attribute_cannot_be_the_method(self) -> None:
+        """cache='quote' on the method quote would hide it: refused."""
+        with pytest.raises(ContractError, match="other than the method's name"):
+
+            class Bad:
+                @warmstart.cachedmethod(BY_SYMBOL, cache="quote")
+                def quote(self, symbol: str) -> Quote:
+                    return Quote(symbol, 1.0)
