@@ -17,6 +17,7 @@ import datetime
 import decimal
 import enum
 import typing
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
@@ -578,6 +579,12 @@ class Customer(pydantic.BaseModel):
     address: Address | None = None
 
 
+class Labelled(pydantic.BaseModel):
+    name: typing.Annotated[str, pydantic.Field(min_length=1)]
+    level: Literal["low", "high"] = "low"
+    scores: list[typing.Annotated[int, pydantic.Field(ge=0)]] = []
+
+
 class TestPydantic:
     def test_models_round_trip(self) -> None:
         """Models, nested models, tuples and dates come back equal and of their declared types."""
@@ -639,6 +646,14 @@ class TestPydantic:
         assert up.values == [V2(id=1, name="Ann")]
         with pytest.raises(IncompatibleVersionError, match="'full_name'"):
             old.plan(new.write_schema)
+
+    def test_annotated_and_literal_fields(self) -> None:
+        """Annotated constraints and Literals are described to msgspec and round-trip."""
+        contract = Contract("tagged", Labelled)
+        value = Labelled(name="ab", level="high", scores=[1])
+        decoded = contract.decode_entries(contract.encode_entries(["k"], [value]), contract.schema)
+        assert decoded.values == [value]
+        assert contract.schema.field("level").type == "literal['high', 'low']"  # type: ignore[union-attr]
 
     def test_extra_allow_is_refused(self) -> None:
         """Extra fields are not written: a model that keeps them is refused at definition."""
@@ -719,3 +734,78 @@ class TestInABoot:
         assert again.report.status == "warm"
         assert restored.settings == Settings("us", [1, 2])
         assert restored.rows == {1: Row(1, {"a": [1]})}
+
+
+class AnyTD(TypedDict):
+    id: int
+    extra: Any
+
+
+class AnyNT(NamedTuple):
+    id: int
+    extra: Any
+
+
+class Tagged(msgspec.Struct, tag=True):
+    payload: Any
+
+
+class Plain2(msgspec.Struct, tag=True):
+    n: int
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+
+
+class TestAnyPositions:
+    @pytest.mark.parametrize(
+        ("tp", "good", "bad"),
+        [
+            (AnyTD, {"id": 1, "extra": [1]}, {"id": 1, "extra": (1,)}),
+            (AnyNT, AnyNT(1, [1]), AnyNT(1, {2})),
+            (tuple[int, Any], (1, "x"), (1, (2,))),
+            (list[Any], [1, "x", None], [1, (2,)]),
+            (Tagged | Plain2, Tagged([1]), Tagged((1,))),
+            (int | Any, [1], (1,)),
+            (dict[str, list[Any]], {"a": [1]}, {"a": [frozenset()]}),
+            (Any, {"a": [1, None]}, {"a": (1,)}),
+        ],
+        ids=["typeddict", "namedtuple", "tuple", "list", "union", "any-union", "nested", "any"],
+    )
+    def test_every_container_of_any_is_checked(self, tp: Any, good: Any, bad: Any) -> None:
+        """Any positions inside TypedDicts, NamedTuples, tuples, lists and unions are checked."""
+        contract = Contract("any", tp)
+        contract.check_values([good])
+        with pytest.raises(EncodeError, match="would come back as"):
+            contract.check_values([bad])
+
+    @pytest.mark.parametrize(
+        ("tp", "good", "bad"),
+        [
+            (Literal["a", "b"], "a", b"a"),
+            (uuid.UUID, uuid.uuid4(), str(uuid.uuid4())),
+            (decimal.Decimal, decimal.Decimal("1.5"), 1.5),
+            (Status, Status.OK, "ok"),
+            (dict[Status, int], {Status.OK: 1}, [("ok", 1)]),
+        ],
+    )
+    def test_exact_types_of_scalars(self, tp: Any, good: Any, bad: Any) -> None:
+        """Literals, UUIDs, Decimals and enums are kept as their own types."""
+        contract = Contract("scalar", tp)
+        decoded = contract.decode_entries(contract.encode_entries(["k"], [good]), contract.schema)
+        assert decoded.values == [good]
+        assert type(decoded.values[0]) is type(good)
+        with pytest.raises(EncodeError, match="Expected values of type"):
+            contract.check_values([bad])
+
+    def test_a_set_of_literals_of_one_type_sorts(self) -> None:
+        """set[Literal['a', 'b']] is fine; mixed literal types are refused."""
+        Contract("ok", set[Literal["a", "b"]])
+        with pytest.raises(ContractError, match="do not sort"):
+            Contract("bad", set[Literal["a", 1]])
+
+    def test_a_generic_msgspec_cannot_inspect_is_refused(self) -> None:
+        """An unsupported annotation is a ContractError naming the type."""
+        with pytest.raises(ContractError, match="Expected a type msgspec can encode"):
+            Contract("bad", list[int, str])  # type: ignore[misc]

@@ -55,7 +55,8 @@ class Family(msgspec.Struct, frozen=True):
 
     #: struct, dataclass, attrs, typeddict, namedtuple, pydantic or value.
     kind: str
-    #: The types a value may have at the top (a subclass would not come back).
+    #: The types a value may have at the top (a subclass would not come back);
+    #: empty for an ``Any`` at the top, where ``check`` decides.
     exact: frozenset[type]
     #: Why a value cannot come back exactly (``Any`` positions), or None.
     check: Check | None
@@ -100,7 +101,10 @@ def analyse(tp: Any, contract: str) -> Family:
     _check_encodable(tp, contract, describe(tp))
     kind = kind_of(info)
     fields_type = info.cls if kind != "value" else None  # type: ignore[attr-defined]
-    return Family(kind, _exact(info), _checker(info), fields_type)
+    exact = _exact(info)
+    if object in exact:  # an Any at the top (msgspec reads int | Any as Any)
+        exact = frozenset()
+    return Family(kind, exact, _checker(info), fields_type)
 
 
 def _is_type_form(tp: Any) -> bool:

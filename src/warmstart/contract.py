@@ -533,7 +533,7 @@ class Contract(Generic[T]):
         """
         exact = self.family.exact
         values = values if isinstance(values, (list, tuple)) else list(values)
-        wrong = set(map(builtins.type, values)) - exact
+        wrong = set(map(builtins.type, values)) - exact if exact else set()
         if wrong:
             got = sorted(describe(t) for t in wrong)
             subclass = any(issubclass(t, base) for t in wrong for base in exact)
@@ -556,7 +556,8 @@ class Contract(Generic[T]):
 
     def admits(self, value: Any) -> bool:
         """Whether ``value`` would come back as itself (what :meth:`check_values` checks)."""
-        if builtins.type(value) not in self.family.exact:
+        exact = self.family.exact
+        if exact and builtins.type(value) not in exact:
             return False
         check = self.family.check
         return check is None or check(value) is None

@@ -281,7 +281,7 @@ class _Memo:
 
     def admit(self, key: Any, value: Any) -> bool:
         if (
-            type(value) in self.exact
+            (type(value) in self.exact or not self.exact)
             and (self.check is None or self.check(value) is None)
             and self.keys.admits(key)
         ):
