@@ -36,6 +36,7 @@ BENCHMARKS = (
     "remote",
     "import",
     "hotpaths",
+    "values",
 )
 
 
@@ -73,6 +74,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.lifecycle import bench_lifecycle
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
+    from benchmarks.values import bench_values
 
     def remote() -> Report:
         from benchmarks.remote import bench_remote, redis_server
@@ -94,6 +96,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
+        "values": lambda: bench_values(sizes.records, sizes.store_repeats, workdir),
     }
     reports = []
     for name in names:

@@ -21,7 +21,7 @@ import warmstart
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Optional integrations: importing warmstart must never pull them in.
-EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore")
+EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore", "attrs", "pydantic", "asyncio")
 
 
 def public_modules() -> list[str]:

@@ -16,7 +16,7 @@ from warmstart import _deprecated
 from warmstart._api import claim
 from warmstart._hits import counted
 from warmstart._version import version
-from warmstart.boot import Boot, Checkpointer, boot, state, warm
+from warmstart.boot import Boot, Checkpointer, boot, cached, cachedmethod, state, warm
 from warmstart.contract import Contract
 from warmstart.delta import CompactionPolicy, TrackedDict, track
 from warmstart.errors import (
@@ -53,6 +53,8 @@ __all__ = (
     "WarmstartError",
     "__version__",
     "boot",
+    "cached",
+    "cachedmethod",
     "compatibility",
     "counted",
     "state",

@@ -52,7 +52,7 @@ from warmstart.boot._periodic import Periodic
 from warmstart.boot._pristine import Pristine
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
 from warmstart.boot._saver import Saver
-from warmstart.boot._sections import AttributeRestore
+from warmstart.boot._sections import AttributeRestore, is_single
 from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.boot._warm import spec_of
@@ -517,10 +517,13 @@ class Boot:
         ``obj``; attaching an attached object again does nothing. Held
         strongly until the boot closes.
 
+        A ``@cached`` function defined before the boot (at import) is
+        attached this way: ``boot.attach(quote)``.
+
         Raises:
-            ContractError: ``obj`` is not a ``@warm`` instance, a warm attribute
-                holds an unsupported container, or a live object already owns
-                one of its sections (give instances keys).
+            ContractError: ``obj`` is not a ``@warm`` instance or a ``@cached``
+                function, a warm attribute holds an unsupported container, or a
+                live object already owns one of its sections (give instances keys).
         """
         return self._attach(obj, captured=False)
 
@@ -536,13 +539,16 @@ class Boot:
     def _attach(self, obj: object, *, captured: bool) -> object:
         spec = spec_of(obj)
         if spec is None:
-            msg = f"Expected an instance of a @warmstart.warm class, got {type(obj).__name__}"
+            msg = (
+                f"Expected an instance of a @warmstart.warm class or a @warmstart.cached "
+                f"function, got {type(obj).__name__}"
+            )
             raise ContractError(msg)
         instance_key = spec.instance_key(obj)
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
         for attr, st in spec.states.items():
             # Checked before registering: a checkpoint must never meet it later.
-            if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
+            if st.keys_only or not is_single(getattr(obj, attr, None), st.contract):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
             lock = getattr(obj, st.lock, None) if st.lock is not None else None
             if st.lock is not None and not is_lock(lock):
