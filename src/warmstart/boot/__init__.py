@@ -12,13 +12,14 @@ from warmstart.boot._boot import Boot as Boot
 from warmstart.boot._boot import boot as boot
 from warmstart.boot._boot import parse_duration
 from warmstart.boot._checkpointer import Checkpointer as Checkpointer
+from warmstart.boot._handoff import HandoffAnswer, HandoffReport
 from warmstart.boot._warm import State, WarmInfo
 from warmstart.boot._warm import state as state
 from warmstart.boot._warm import warm as warm
 
-__all__ = ("State", "WarmInfo", "parse_duration")
+__all__ = ("HandoffAnswer", "HandoffReport", "State", "WarmInfo", "parse_duration")
 
-claim("warmstart.boot", State, WarmInfo, parse_duration)
+claim("warmstart.boot", HandoffAnswer, HandoffReport, State, WarmInfo, parse_duration)
 
 
 def __dir__() -> tuple[str, ...]:
