@@ -269,6 +269,7 @@ class Boot:
         #: What the hand-off request got (``handoff=``), before the generation was picked.
         self.handoff_report: HandoffReport | None = None
         self._agent: Agent | None = None
+        self._specs: dict[int, WarmSpec] = {}  # the @warm classes attached: what it reads
         self.report = BootReport(namespace=namespace)
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -591,8 +592,10 @@ class Boot:
             self._unnoted.append(attached)
             # Restoring from now on: no checkpoint may save its containers yet.
             self._background.begin()
-        if self._agent is not None:
-            self._agent.poke()  # new contracts: say what this instance reads
+        if id(spec) not in self._specs:
+            self._specs[id(spec)] = spec
+            if self._agent is not None:
+                self._agent.poke()  # new contracts: say what this instance reads
         self._restoring.add(threading.get_ident())
         try:
             snapshot = self._snapshot_for(sections.values())
@@ -847,11 +850,8 @@ class Boot:
 
     def _contracts(self) -> list[Contract[Any]]:
         """The contracts of the attached objects' values, each once (what this boot reads)."""
-        specs: dict[int, WarmSpec] = {}
-        for item in self._attached.live():
-            specs.setdefault(id(item.spec), item.spec)
         contracts: dict[int, Contract[Any]] = {}
-        for spec in specs.values():
+        for spec in list(self._specs.values()):
             for st in spec.states.values():
                 if st.contract is not None and not st.keys_only:
                     contracts.setdefault(id(st.contract), st.contract)

@@ -244,10 +244,12 @@ def _ask_local(
     answers: list[HandoffAnswer],
 ) -> tuple[int, int]:
     """(asked, unanswered) of the instances listening in ``store_path``."""
-    import selectors  # noqa: PLC0415 - only a boot with hand-off pays for it
-
     pending = _connect_all(store_path, namespace, request, started, deadline)
     asked = len(pending)
+    if not pending:
+        return 0, 0
+    import selectors  # noqa: PLC0415 - only a boot with someone to ask pays for it
+
     with selectors.DefaultSelector() as selector:
         for item in pending.values():
             item.conn.setblocking(False)
@@ -273,8 +275,6 @@ def _connect_all(
     store_path: Path, namespace: str, request: dict[str, Any], started: float, deadline: float
 ) -> dict[int, _Pending]:
     """Send the request to every listening socket of ``namespace``; remove stale ones."""
-    import socket  # noqa: PLC0415 - only a boot with hand-off pays for it
-
     folder = handoff_dir(store_path)
     prefix = namespace_prefix(namespace)
     try:
@@ -285,6 +285,10 @@ def _connect_all(
         )
     except OSError:
         return {}  # no folder: nobody ever listened here
+    if not names:
+        return {}
+    import socket  # noqa: PLC0415 - only a boot with someone to ask pays for it
+
     line = json.dumps(request).encode() + b"\n"
     pending: dict[int, _Pending] = {}
     for name in names:
