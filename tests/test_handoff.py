@@ -115,11 +115,16 @@ class TestOneHost:
         share the next."""
         old, _ = rollout(run, store_path, "--handoff", 10)
         send(old, "put a 1 b 2")
-        send(old, "slow 2.0")  # the first hand-off checkpoint takes two seconds
+        send(old, "hold")  # the first hand-off checkpoint waits for "release"
         first = run("rollout_service.py", store_path, "--handoff", 10)
         old.read("checkpointing")
         send(old, "put c 3")  # during the first hand-off: the next one has it
         later = [run("rollout_service.py", store_path, "--handoff", 10) for _ in range(2)]
+        deadline = time.monotonic() + 20
+        while send(old, "stats")["requests"] < 3:  # both asked while the first one runs
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        send(old, "release")
         booted = [s.read("booted") for s in (first, *later)]
         # (the slow checkpoint waits before it reads: it may hold c too)
         assert booted[0]["items"].items() >= {"a": "1", "b": "2"}.items()

@@ -10,6 +10,8 @@ commands, one per stdin line, with one JSON line each:
 * ``stats``: hand-off counters and the last checkpoint;
 * ``slow S``: the next checkpoint takes S seconds more (its watermark waits),
   and says ``checkpointing`` when it starts;
+* ``hold`` / ``release``: the next checkpoint says ``checkpointing`` and waits
+  until ``release``;
 * ``checkpoint``: checkpoint now;
 * ``exit``: leave the ``with`` block (checkpoint at exit).
 
@@ -69,14 +71,20 @@ V2_AUTO = warmstart.Contract(
 )
 RELEASES = {"v1": V1, "v2": V2, "v2auto": V2_AUTO}
 SLOW = [0.0]
+HOLD = threading.Event()  # set: the next checkpoint waits for RELEASE
+RELEASE = threading.Event()
 
 
 def watermark() -> int:
-    """Called by every checkpoint: ``slow S`` makes the next one wait."""
+    """Called by every checkpoint: ``slow S`` or ``hold`` makes the next one wait."""
     delay, SLOW[0] = SLOW[0], 0.0
     if delay:
         emit("checkpointing", delay=delay)
         time.sleep(delay)
+    if HOLD.is_set():
+        HOLD.clear()
+        emit("checkpointing", delay=None)
+        RELEASE.wait(60)
     return 0
 
 
@@ -121,6 +129,13 @@ def serve(catalog: Any, boot: warmstart.Boot, release: str) -> None:
             case ["slow", seconds]:
                 SLOW[0] = float(seconds)
                 emit("slow", seconds=SLOW[0])
+            case ["hold"]:
+                RELEASE.clear()
+                HOLD.set()
+                emit("hold")
+            case ["release"]:
+                RELEASE.set()
+                emit("release")
             case ["checkpoint"]:
                 report = boot.checkpoint()
                 emit("checkpoint", status=report.status, generation=report.generation)

@@ -129,6 +129,7 @@ class Agent:
         self.id = f"{self.host}/{self.name}"
         self.started_at = settings.clock()
         self._cond = threading.Condition()
+        self._record_lock = threading.Lock()  # the record is written from two threads
         self._requests: list[Reply] = []
         self._poked = True  # write the first record at once
         self._stopping = False
@@ -182,9 +183,18 @@ class Agent:
         self._remote_listener = listener
 
     def poke(self) -> None:
-        """The attached contracts changed: refresh the record now."""
-        if self.settings.heartbeat is None or self._poked:
+        """The attached contracts changed: write the record here now, the remote's soon.
+
+        The local record is written in the caller's thread (an attach, once
+        per new ``@warm`` class): from then on, a writer on this host sees
+        this reader. The remote one follows from the agent's thread.
+        """
+        if self.settings.heartbeat is None or self._stopped:
             return
+        try:
+            self._write_local()
+        except OSError as exc:
+            log.warning("reader record of %r not written: %s", self.settings.namespace, exc)
         with self._cond:
             self._poked = True
             self._cond.notify()
@@ -324,15 +334,7 @@ class Agent:
 
     def _beat(self) -> None:
         """Write this boot's record (here and on the remote); fetch the others' remote ones."""
-        record = None
-        if self._published or self._contracts():
-            record = _encoder.encode(self._instance())
-            folder = self._record.parent
-            folder.mkdir(mode=0o700, exist_ok=True)
-            partial = folder / f".{self._record.name}.tmp"
-            partial.write_bytes(record)
-            partial.replace(self._record)  # atomic: a reader sees a whole record
-            self._published = True
+        record = self._write_local()
         remote = self._remote
         if remote is None:
             return
@@ -355,6 +357,20 @@ class Agent:
             self._remote_failing = True
         else:
             self._remote_failing = False
+
+    def _write_local(self) -> bytes | None:
+        """Write this boot's record in the store directory (once it reads anything)."""
+        with self._record_lock:
+            if self._stopped or not (self._published or self._contracts()):
+                return None
+            record = _encoder.encode(self._instance())
+            folder = self._record.parent
+            folder.mkdir(mode=0o700, exist_ok=True)
+            partial = folder / f".{self._record.name}.tmp"
+            partial.write_bytes(record)
+            partial.replace(self._record)  # atomic: a reader sees a whole record
+            self._published = True
+            return record
 
     def _decode_remote(
         self, remote: Remote, get_readers: Callable[..., dict[str, bytes]]
@@ -396,7 +412,7 @@ class Agent:
 
     def _withdraw(self) -> None:
         """Remove this boot's records: it no longer reads anything."""
-        with contextlib.suppress(OSError):
+        with self._record_lock, contextlib.suppress(OSError):
             self._record.unlink()
         remote, self._remote = self._remote, None
         if remote is None:

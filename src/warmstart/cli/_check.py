@@ -114,7 +114,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         1 for s in report.sections if s.rollback is False or s.rollback_after_switch is False
     )
     print(
-        f"{verdict}: {_count(report, 'dropped')} sections would drop entries, "
+        f"{verdict}: {fmt.plural(_count(report, 'dropped'), 'section')} would drop entries, "
         f"{_count(report, 'unreadable')} would start cold, "
         f"{no_rollback} could not be read after a rollback"
     )
