@@ -280,3 +280,29 @@ def test_bad_handoff_and_heartbeat_settings_are_refused(value: object, tmp_path:
     for name in ("handoff", "heartbeat"):
         with pytest.raises(ValueError, match=f"Expected {name} as seconds > 0"):
             warmstart.boot(tmp_path, namespace=NS, **{name: value})  # type: ignore[arg-type]
+
+
+def test_an_unreachable_redis_costs_at_most_the_deadline(tmp_path: Path) -> None:
+    """Redis refusing connections: the request fails at once, is reported, never raised;
+    the listener retries in the background and stops with the boot."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    started = time.monotonic()
+    with warmstart.boot(
+        tmp_path / "store",
+        namespace=NS,
+        signals=False,
+        handoff=1.0,
+        remote=f"redis://127.0.0.1:{port}/0",
+        remote_deadline=0.5,
+    ) as boot:
+        pass
+    assert time.monotonic() - started < 5.0
+    report = boot.handoff_report
+    assert report is not None
+    assert report.status in {"none", "timeout"}
+    assert report.errors
+    assert report.seconds < 1.5

@@ -132,8 +132,7 @@ class Agent:
         self._record_lock = threading.Lock()  # the record is written from two threads
         self._requests: list[Reply] = []
         self._poked = True  # write the first record at once
-        self._stopping = False
-        self._stopped = False
+        self._stopped = False  # stop() or fork(): no more requests, no more records
         self.thread: threading.Thread | None = None
         self._local: LocalListener | None = None
         self._remote_listener: RemoteListener | None = None
@@ -205,7 +204,6 @@ class Agent:
             if self._stopped:
                 return
             self._stopped = True
-            self._stopping = True
             self._cond.notify()
         if self._local is not None:
             self._local.stop()
@@ -229,11 +227,6 @@ class Agent:
         self._remote_listener = None
         self._remote = None
 
-    @property
-    def busy(self) -> bool:
-        """Whether the thread still runs (a hand-off checkpoint past the stop timeout)."""
-        return self.thread is not None and self.thread.is_alive()
-
     # -- requests -------------------------------------------------------------
 
     def _local_request(self, reply: Reply) -> None:
@@ -246,7 +239,7 @@ class Agent:
     def _submit(self, reply: Reply) -> None:
         self._metrics.inc("handoff_requests_total")
         with self._cond:
-            if self._stopping:
+            if self._stopped:
                 late = True
             else:
                 late = False
@@ -274,7 +267,7 @@ class Agent:
         started = time.perf_counter()
         self._metrics.inc("handoff_checkpoints_total")
         report = self._checkpoint("handoff")
-        status = report.status if not (self._stopping and report.status == "failed") else "closed"
+        status = report.status if not (self._stopped and report.status == "failed") else "closed"
         generation = report.generation if report.generation is not None else self._head()
         self._answer(replies, status, generation)
         log.info(
@@ -294,14 +287,14 @@ class Agent:
         next_beat = time.monotonic()
         while True:
             with self._cond:
-                while not (self._requests or self._stopping or self._poked):
+                while not (self._requests or self._stopped or self._poked):
                     wait = math.inf if heartbeat is None else next_beat - time.monotonic()
                     if wait <= 0:
                         break
                     self._cond.wait(None if wait == math.inf else wait)
                 batch, self._requests = self._requests, []
                 poked, self._poked = self._poked, False
-                stopping = self._stopping
+                stopping = self._stopped
             if batch:
                 try:
                     self._serve(batch)

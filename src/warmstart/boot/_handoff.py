@@ -56,7 +56,7 @@ _READ_TIMEOUT = 1.0
 #: sun_path holds 108 bytes on Linux; longer paths go through /proc/self/fd.
 _MAX_SOCKET_PATH = 100
 
-AnswerStatus = Literal["saved", "skipped", "nothing", "failed", "closed", "gone", "late"]
+AnswerStatus = Literal["saved", "skipped", "nothing", "failed", "closed", "gone"]
 
 
 class HandoffAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,8 +206,10 @@ def ask(
                 errors.append(error)
             answers.extend(_remote_answer(a, started) for a in remote_answers)
         else:
+            # Who listens there is not known: the deadline passed first.
             errors.append(f"the remote did not answer within {deadline:g}s")
-    if not asked:
+            unanswered += 1
+    if not asked and not unanswered:
         status: Literal["none", "answered", "timeout"] = "none"
     else:
         status = "timeout" if unanswered > 0 else "answered"
