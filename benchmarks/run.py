@@ -32,6 +32,7 @@ BENCHMARKS = (
     "delta",
     "boot",
     "lifecycle",
+    "handoff",
     "transfer",
     "remote",
     "import",
@@ -69,6 +70,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.boot import run as bench_boot
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
+    from benchmarks.handoff import bench_handoff
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
     from benchmarks.lifecycle import bench_lifecycle
@@ -92,6 +94,9 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
         "boot": lambda: bench_boot(sizes=boot_sizes, repeats=sizes.store_repeats),
         "lifecycle": lambda: bench_lifecycle(sizes.records < Sizes.full().records, workdir),
+        "handoff": lambda: bench_handoff(
+            "quick" if sizes.records < Sizes.full().records else "full", workdir
+        ),
         "transfer": lambda: bench_transfer(sizes.records, sizes.store_repeats, workdir),
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),

@@ -97,6 +97,21 @@ def _check_key_type(key: Any, name: str) -> None:
     raise ContractError(msg)
 
 
+def _staged_version(write_version: object, version: int, name: str) -> Any:
+    """The version to write: ``version``, an older one, or for ``"auto"`` the previous one."""
+    if write_version is None:
+        return version
+    if write_version != "auto":
+        return write_version  # checked with the write schema
+    if version < 2:
+        msg = (
+            f"Expected write_version='auto' only from version 2 on (it stages the "
+            f"previous version), got version {version} - in contract {name!r}"
+        )
+        raise ContractError(msg)
+    return version - 1
+
+
 class DecodedEntries(msgspec.Struct, Generic[T]):
     """What one chunk decoded to: entries in saved order, deletions, and counts."""
 
@@ -134,6 +149,10 @@ class Contract(Generic[T]):
             instance of ``write_type`` (the previous release's type).
         write_version: staged exposure: write this older version until every
             replica reads the new one; flipping it is a flag, not a deploy.
+            ``"auto"`` stages the previous version (``version - 1``) and lets
+            a boot flip by itself: it writes the newest version every live
+            reader of its namespace can read (see ``warmstart.exposure``);
+            outside a boot such a contract writes the previous version.
         write_type: the type of ``write_version`` (needed with ``downgrader``).
         deprecated: field names still read but reported as deprecated.
         on_invalid: ``"drop"`` (count and skip) or ``"fail"`` (fail the section).
@@ -181,7 +200,7 @@ class Contract(Generic[T]):
         version: int = 1,
         upgraders: Mapping[int, Upgrader] | None = None,
         downgrader: Callable[[Any], Any] | None = None,
-        write_version: int | None = None,
+        write_version: int | Literal["auto"] | None = None,
         write_type: Any = None,
         deprecated: Sequence[str] = (),
         on_invalid: OnInvalid = "drop",
@@ -233,7 +252,9 @@ class Contract(Generic[T]):
         if unknown:
             msg = f"Expected deprecated fields of {describe(type)}, got unknown {sorted(unknown)}"
             raise ContractError(msg)
-        self.write_version = version if write_version is None else write_version
+        #: Whether a boot picks the version to write from its live readers.
+        self.auto = write_version == "auto"
+        self.write_version: int = _staged_version(write_version, version, name)
         self.downgrader = downgrader
         self.write_schema = self._write_schema(write_type)
         # Built once and reused: encoders and decoders are the hot path.
@@ -298,6 +319,8 @@ class Contract(Generic[T]):
         staged = (
             "" if self.write_version == self.version else f", write_version={self.write_version}"
         )
+        if self.auto:
+            staged = ", write_version='auto'"
         return (
             f"Contract({self.name!r}, {describe(self.type)}, key={self.schema.key}, "
             f"version={self.version}{staged})"
@@ -307,7 +330,9 @@ class Contract(Generic[T]):
         """Return a copy of this contract that writes ``write_version``.
 
         This is the staged-exposure flag: once every replica reads the new
-        version, flip to ``None`` (write this contract's own version).
+        version, flip to ``None`` (write this contract's own version). The
+        copy writes that version whatever the live readers (it is not
+        ``"auto"``).
         """
         target = self.version if write_version is None else write_version
         if target == self.version:
@@ -324,6 +349,7 @@ class Contract(Generic[T]):
         clone.__dict__.update(self.__dict__)
         clone.write_version = target
         clone.write_schema = schema
+        clone.auto = False
         return clone
 
     # -- encoding -----------------------------------------------------------

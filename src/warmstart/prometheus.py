@@ -44,6 +44,8 @@ _HELP = {
     "checkpoint_seconds_total": "Seconds spent checkpointing.",
     "warm_hits_total": "Lookups served by restored entries.",
     "lookups_total": "Lookups counted.",
+    "handoff_requests_total": "Hand-off requests from successors (rolling deploys).",
+    "handoff_checkpoints_total": "Checkpoints taken to answer hand-off requests.",
     "restore_seconds": "Seconds the last restore took until fully warm.",
     "time_to_ready_seconds": "Seconds from boot until the hot state was in place.",
     "readiness": "Fraction of saved entries in place (1 when warm).",

@@ -43,10 +43,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from warmstart._containers import check_container
+from warmstart.boot._agent import Agent
 from warmstart.boot._attachments import Attached, Attachments
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
+from warmstart.boot._handoff import HandoffReport, ask_predecessors
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
 from warmstart.boot._pristine import Pristine
@@ -55,7 +57,8 @@ from warmstart.boot._saver import Saver
 from warmstart.boot._sections import AttributeRestore, is_single
 from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
-from warmstart.boot._warm import spec_of
+from warmstart.boot._warm import WarmSpec, spec_of
+from warmstart.contract import Contract
 from warmstart.errors import (
     CheckpointNotFoundError,
     ContractError,
@@ -180,6 +183,16 @@ class Boot:
         carry_forward: keep, in each new generation, the sections of the
             restored one that no object claims in this run (an object built
             lazily, or not at all), by reference. ``forget()`` lets one go.
+        handoff: rolling deploys: before restoring, ask the running instances
+            of this namespace (on this host through the store directory,
+            across hosts through a Redis ``remote``) for a fresh checkpoint,
+            and wait for it at most this many seconds (none running: no
+            wait); ``handoff_report`` says what came. The boot also answers
+            such requests from its successors while it runs.
+        heartbeat: seconds between refreshes of this instance's reader record
+            (which contract versions it reads), in the store and the remote;
+            ``write_version="auto"`` contracts write what every live reader
+            reads. None: no record.
 
     The boot captures the ``@warm`` objects built in its own context (its
     ``with`` body and what that awaits), not those built by requests in other
@@ -212,12 +225,20 @@ class Boot:
         remote_deadline: float = 5.0,
         capture: type | tuple[type, ...] | None = None,
         carry_forward: bool = True,
+        handoff: float | None = None,
+        heartbeat: float | None = 10.0,
     ) -> None:
         self._target = path_or_store
         check_namespace(namespace)
         if store_options:
             # A typo here would otherwise surface as "store unavailable" at open.
             inspect.signature(Store).bind(path_or_store, **store_options)
+        for name, seconds in (("handoff", handoff), ("heartbeat", heartbeat)):
+            if seconds is not None and not (
+                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+            ):
+                msg = f"Expected {name} as seconds > 0 or None, got {seconds!r}"
+                raise ValueError(msg)
         self.settings = BootSettings(
             namespace=namespace,
             max_age=parse_duration(max_age),
@@ -240,9 +261,15 @@ class Boot:
             remote_deadline=remote_deadline,
             capture=_classes(capture),
             carry_forward=carry_forward,
+            handoff=handoff,
+            heartbeat=heartbeat,
         )
         #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
         self.remote_outcomes: dict[str, SyncOutcome] = {}
+        #: What the hand-off request got (``handoff=``), before the generation was picked.
+        self.handoff_report: HandoffReport | None = None
+        self._agent: Agent | None = None
+        self._specs: dict[int, WarmSpec] = {}  # the @warm classes attached: what it reads
         self.report = BootReport(namespace=namespace)
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -385,6 +412,13 @@ class Boot:
         except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
+        settings = self.settings
+        if settings.handoff is not None and not self.store.readonly:
+            # Running instances checkpoint (and push) now: the fresh state
+            # comes in through the store, or the remote pull below.
+            self.handoff_report = ask_predecessors(
+                self.store.path, settings.namespace, settings.handoff, settings.remote
+            )
         if self.settings.remote is not None and not self.store.readonly:
             from warmstart.remote import pull_with_deadline  # noqa: PLC0415
 
@@ -564,6 +598,10 @@ class Boot:
             self._unnoted.append(attached)
             # Restoring from now on: no checkpoint may save its containers yet.
             self._background.begin()
+        if id(spec) not in self._specs:
+            self._specs[id(spec)] = spec
+            if self._agent is not None:
+                self._agent.poke()  # new contracts: say what this instance reads
         self._restoring.add(threading.get_ident())
         try:
             snapshot = self._snapshot_for(sections.values())
@@ -779,13 +817,51 @@ class Boot:
             )
             return
         self._shutdown.run(why, self.settings.deadline)
+        # Successors asking from now on are answered "closed": the head is
+        # this shutdown checkpoint. This instance no longer counts as a reader.
+        self._stop_agent()
 
     # -- signals and exit -----------------------------------------------------
 
     def _arm(self) -> None:
         if self._periodic is not None and self.store is not None:
             self._periodic.start()
+        self._start_agent()
         self._hooks.arm(signals=self.settings.signals)
+
+    def _start_agent(self) -> None:
+        """Reader records and hand-off answers (``_agent``), on a writable store."""
+        settings = self.settings
+        if (
+            self._agent is not None
+            or self.store is None
+            or self.store.readonly
+            or (settings.heartbeat is None and settings.handoff is None)
+        ):
+            return
+        agent = Agent(
+            self.store,
+            settings,
+            checkpoint=functools.partial(self._checkpoint, raise_errors=False),
+            contracts=self._contracts,
+            metrics=self.metrics,
+        )
+        agent.start()
+        self._agent = agent
+        self._saver.expose = agent.expose
+
+    def _stop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.stop(min(self.settings.deadline, 5.0))
+
+    def _contracts(self) -> list[Contract[Any]]:
+        """The contracts of the attached objects' values, each once (what this boot reads)."""
+        contracts: dict[int, Contract[Any]] = {}
+        for spec in list(self._specs.values()):
+            for st in spec.states.values():
+                if st.contract is not None and not st.keys_only:
+                    contracts.setdefault(id(st.contract), st.contract)
+        return list(contracts.values())
 
     def _disarm(self) -> None:
         self._hooks.disarm()
@@ -819,6 +895,13 @@ class Boot:
         self.snapshot = None  # the parent's transaction: abandoned, never aborted here
         self._breaker = CrashLoopBreaker(self.settings.namespace)
         self._shutdown.forked()
+        if self._agent is not None:
+            # The parent's socket and records are its own: this child gets its own.
+            self._agent.forked()
+            self._agent = None
+            self._saver.expose = None
+            if not self._closed:
+                self._start_agent()
         if self._periodic is not None and self._periodic.thread is not None:
             self._periodic.thread = None
             if not self._closed:
@@ -840,13 +923,18 @@ class Boot:
         if self._periodic is not None:
             self._periodic.stop(self.settings.deadline)
         self._background.close(self.settings.deadline)
+        self._stop_agent()
         self._disarm()
         self._breaker.close(self.store)
         self._release()
 
     def _release(self) -> None:
         """Close the snapshot and the store, unless a thread past its deadline still uses them."""
-        threads = (self._periodic and self._periodic.thread, self._background.thread)
+        threads = (
+            self._periodic and self._periodic.thread,
+            self._background.thread,
+            self._agent and self._agent.thread,
+        )
         busy = [t.name for t in threads if t and t.is_alive()]
         if self._shutdown.releases_later():
             # Closing the store under a thread still in it could crash the

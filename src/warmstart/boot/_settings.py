@@ -40,3 +40,5 @@ class BootSettings(msgspec.Struct, frozen=True, kw_only=True):
     remote_deadline: float = 5.0
     capture: tuple[type, ...] | None = None
     carry_forward: bool = True
+    handoff: float | None = None
+    heartbeat: float | None = 10.0

@@ -45,6 +45,16 @@ from warmstart._api import claim
 from warmstart.remote._deadline import pull_with_deadline, push_with_deadline
 from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 from warmstart.remote._file import FileRemote
+
+# Internal names for the boot wing (rolling deploys), not in __all__.
+from warmstart.remote._handoff import RemoteListener as RemoteListener
+from warmstart.remote._handoff import ask_remote as ask_remote
+from warmstart.remote._handoff import delete_readers as delete_readers
+from warmstart.remote._handoff import get_readers as get_readers
+from warmstart.remote._handoff import put_reader as put_reader
+from warmstart.remote._handoff import reader_key as reader_key
+from warmstart.remote._handoff import supports_handoff as supports_handoff
+from warmstart.remote._layout import opened as opened
 from warmstart.remote._protocol import Remote, open_remote
 from warmstart.remote._reports import PullReport, PushReport, RemoteHead, SyncOutcome
 from warmstart.remote._sync import DEFAULT_GRACE as DEFAULT_GRACE

@@ -161,6 +161,14 @@ class RedisRemote:
             msg = f"Expected Redis at {self.url} to {operation}: {exc}"
             raise RemoteError(msg) from exc
 
+    def pubsub_client(self) -> Any:
+        """The ``redis.Redis`` client, for what the protocol lacks (the hand-off channel)."""
+        return self._client
+
+    def errors(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        """Turn Redis failures during ``operation`` into the remote's own errors."""
+        return self._errors(operation)
+
     # -- the Remote protocol --------------------------------------------------
 
     def put(self, items: Mapping[str, bytes], *, overwrite: bool = False) -> set[str]:
