@@ -81,3 +81,15 @@ def test_hotpaths(tmp_path: Path) -> None:
     report = bench_profile(2000, tmp_path)
     _well_formed(report)
     assert len(report.tables) == 4
+
+
+def test_lifecycle(tmp_path: Path) -> None:
+    from benchmarks.lifecycle import attach_seconds, data_file_growth
+
+    cold, warm = attach_seconds(200, tmp_path, repeats=1)
+    assert cold > 0
+    assert warm > 0
+    growth = data_file_growth(tmp_path, 500, 40)
+    pinned = data_file_growth(tmp_path, 500, 40, pinned=True)
+    assert growth["sizes"][40] <= growth["bound"]
+    assert pinned["sizes"][40] > growth["sizes"][40]  # the comparison measures something

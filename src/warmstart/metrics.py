@@ -129,14 +129,36 @@ class BootReport(msgspec.Struct):
         return self.summary()
 
 
+CheckpointStatus = Literal["saved", "partial", "failed", "skipped", "nothing"]
+
+
 class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
-    """One checkpoint: generation, kind, seconds, bytes; or the error."""
+    """One checkpoint, as ``boot.checkpoint()`` returns it.
+
+    ``status`` is ``"saved"`` (every attached section), ``"partial"`` (some
+    sections failed and kept their previous state: see ``failed``),
+    ``"failed"`` (no generation written: see ``error``), ``"skipped"`` (this
+    process has changed nothing since its restore and another process wrote
+    the head since), or ``"nothing"`` (no object attached).
+    """
 
     namespace: str
     generation: int | None
     seconds: float
+    #: Why it ran: ``"checkpoint"``, ``"periodic"``, ``"exit"``, ``"SIGTERM"``...
     reason: str
+    status: CheckpointStatus = "saved"
     error: str | None = None
+    saved: tuple[str, ...] = ()
+    #: Sections kept as they were in the head (not claimed in this run, or failed now).
+    carried: tuple[str, ...] = ()
+    #: Section -> why it was not saved.
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether a generation holding every attached section was written."""
+        return self.status == "saved"
 
 
 class Metrics:
@@ -155,9 +177,13 @@ class Metrics:
         "cold_sections_total",
         "checkpoints_total",
         "checkpoint_failures_total",
+        "checkpoint_section_failures_total",
+        "checkpoints_skipped_total",
         "checkpoint_seconds_total",
         "warm_hits_total",
         "lookups_total",
+        "handoff_requests_total",
+        "handoff_checkpoints_total",
     )
     GAUGES = (
         "restore_seconds",
@@ -257,7 +283,12 @@ class Metrics:
         self.inc("checkpoints_total")
         self.inc("checkpoint_seconds_total", report.seconds)
         self.set("last_checkpoint_seconds", report.seconds)
-        if report.error is not None:
+        if report.status == "skipped":
+            self.inc("checkpoints_skipped_total")
+            return
+        if report.failed:
+            self.inc("checkpoint_section_failures_total", len(report.failed))
+        if report.generation is None:
             self.inc("checkpoint_failures_total")
             return
         self.set("last_checkpoint_generation", float(report.generation or 0))

@@ -15,18 +15,23 @@ write; cache evictions and expiries count as deletions.
 from __future__ import annotations
 
 import threading
-from collections.abc import (
-    Callable,
-    Iterator,
-    MutableMapping,
-)
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from warmstart.errors import ContractError
 
-__all__ = ("ChangeLog", "ChangeSet", "TrackedDict", "change_log", "is_tracked", "track")
+__all__ = (
+    "ChangeLog",
+    "ChangeSet",
+    "TrackedDict",
+    "change_log",
+    "is_tracked",
+    "mark_changed",
+    "track",
+    "watch_reads",
+)
 
 
 #: Where a mapping passed through track() keeps its change log: an attribute
@@ -60,7 +65,16 @@ class ChangeSet(msgspec.Struct, frozen=True, kw_only=True):
 class ChangeLog:
     """The record a tracked mapping keeps: O(1) per write, thread-safe."""
 
-    __slots__ = ("baseline", "cleared", "deletes", "dirty", "lock", "removed", "removed_all")
+    __slots__ = (
+        "baseline",
+        "cleared",
+        "deletes",
+        "dirty",
+        "lock",
+        "reads_write",
+        "removed",
+        "removed_all",
+    )
 
     def __init__(self) -> None:
         self.dirty: dict[Any, None] = {}
@@ -73,6 +87,11 @@ class ChangeLog:
         # restore must not bring those back with their saved, stale values.
         self.removed: set[Any] | None = None
         self.removed_all = False
+        # Values of a type that can change in place (a list field, a mutable
+        # Struct): a value read may be changed without a write through the
+        # mapping, so a read counts as a write (issue 14). Set from the
+        # contract at restore and at each save (watch_reads).
+        self.reads_write = False
 
     def begin_restore(self) -> None:
         """A background restore starts filling the mapping: record removals."""
@@ -107,6 +126,14 @@ class ChangeLog:
             # pop + set moves a rewritten key to the end: last-write order.
             self.dirty.pop(key, None)
             self.dirty[key] = None
+
+    def wrote_all(self, keys: Iterable[Any]) -> None:
+        """Every key of ``keys`` may have changed (their values were handed out)."""
+        with self.lock:
+            for key in keys:
+                self.deletes.discard(key)
+                self.dirty.pop(key, None)
+                self.dirty[key] = None
 
     def deleted(self, key: Any) -> None:
         with self.lock:
@@ -167,7 +194,10 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         self._warm_log = ChangeLog()
 
     def __getitem__(self, key: K) -> V:
-        return self._data[key]
+        value = self._data[key]
+        if self._warm_log.reads_write:
+            self._warm_log.wrote(key)
+        return value
 
     def __setitem__(self, key: K, value: V) -> None:
         self._data[key] = value
@@ -212,7 +242,9 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         return f"TrackedDict({self._data!r})"
 
     def get(self, key: K, default: Any = None) -> Any:
-        return self._data.get(key, default)
+        if key in self._data:
+            return self[key]
+        return default
 
     def clear(self) -> None:
         log = self._warm_log
@@ -228,14 +260,18 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         # so that it never overwrites a value the live service just wrote.
         before = len(self._data)
         value = self._data.setdefault(key, default)
-        if len(self._data) != before:
+        if len(self._data) != before or self._warm_log.reads_write:
             self._warm_log.wrote(key)
         return value
 
     def items(self) -> Any:
+        if self._warm_log.reads_write:
+            self._warm_log.wrote_all(self._data)
         return self._data.items()
 
     def values(self) -> Any:
+        if self._warm_log.reads_write:
+            self._warm_log.wrote_all(self._data)
         return self._data.values()
 
     def keys(self) -> Any:
@@ -249,6 +285,10 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         """Return and reset the changes since the last checkpoint."""
         return self._warm_log.take()
 
+    def mark_changed(self, key: K) -> None:
+        """Record that the value under ``key`` was changed in place (see :func:`mark_changed`)."""
+        mark_changed(self, key)
+
 
 def _tracking_class(cls: Any) -> type:
     """A subclass of ``cls`` that records writes, deletions and evictions."""
@@ -256,10 +296,34 @@ def _tracking_class(cls: Any) -> type:
     if cached is not None:
         return cached
     namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": f"Tracked{cls.__name__}"}
+    namespace.update(_writes(cls))
+    namespace.update(_removals(cls))
+    if hasattr(cls, "expire"):
+        namespace["expire"] = _tracking_expire(cls)
+    tracking = type(f"Tracked{cls.__name__}", (cls,), namespace)
+    _TRACKING_CLASSES[cls] = tracking
+    return tracking
+
+
+def _writes(cls: Any) -> dict[str, Callable[..., Any]]:
+    """A tracking subclass's writes, and its reads (writes when values can change in place)."""
 
     def __setitem__(self: Any, key: Any, value: Any) -> None:  # noqa: N807
         cls.__setitem__(self, key, value)
         self._warm_log.wrote(key)
+
+    def __getitem__(self: Any, key: Any) -> Any:  # noqa: N807
+        # get(), values() and items() of a cache read through here too.
+        value = cls.__getitem__(self, key)
+        if self._warm_log.reads_write:
+            self._warm_log.wrote(key)
+        return value
+
+    return {"__setitem__": __setitem__, "__getitem__": __getitem__}
+
+
+def _removals(cls: Any) -> dict[str, Callable[..., Any]]:
+    """A tracking subclass's deletions, evictions and clear()."""
 
     # During a background restore, which the service's lock (given with
     # state(lock=...)) serialises with these calls, a removed key must stay
@@ -290,14 +354,7 @@ def _tracking_class(cls: Any) -> type:
             log.cleared = True
             log.removed_all = log.removed is not None
 
-    namespace.update(
-        __setitem__=__setitem__, __delitem__=__delitem__, pop=pop, popitem=popitem, clear=clear
-    )
-    if hasattr(cls, "expire"):
-        namespace["expire"] = _tracking_expire(cls)
-    tracking = type(f"Tracked{cls.__name__}", (cls,), namespace)
-    _TRACKING_CLASSES[cls] = tracking
-    return tracking
+    return {"__delitem__": __delitem__, "pop": pop, "popitem": popitem, "clear": clear}
 
 
 _TRACKING_CLASSES: dict[Any, type] = {}
@@ -342,6 +399,36 @@ def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
     mapping.__class__ = _tracking_class(cls)
     setattr(mapping, LOG_ATTRIBUTE, ChangeLog())
     return mapping
+
+
+def mark_changed(mapping: object, key: Any) -> None:
+    """Record that the value under ``key`` of a tracked mapping was changed in place.
+
+    A tracked mapping records writes made through it. A value changed in
+    place (``rows[k].price = x``) is not a write; when the contract's value
+    type can change in place, reads already count as writes, so this is
+    only needed for a change made through a reference kept elsewhere. The
+    cheapest rule: frozen Structs (``msgspec.Struct, frozen=True``) with no
+    list, dict or set fields, replaced rather than mutated.
+
+    >>> d = TrackedDict(a=[1])
+    >>> d.mark_clean()
+    >>> mark_changed(d, "a")
+    >>> d.take_changes().upserts
+    ['a']
+    """
+    log = change_log(mapping)
+    if log is None:
+        msg = f"Expected a tracked mapping (TrackedDict or track()), got {type(mapping).__name__}"
+        raise TypeError(msg)
+    log.wrote(key)
+
+
+def watch_reads(mapping: object, mutable_values: bool) -> None:
+    """Make reads of a tracked mapping count as writes when its values can change in place."""
+    log = change_log(mapping)
+    if log is not None:
+        log.reads_write = mutable_values
 
 
 def is_tracked(mapping: object) -> bool:

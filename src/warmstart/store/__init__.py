@@ -14,13 +14,30 @@ from warmstart.store._reader import Reader as Reader
 from warmstart.store._records import check_namespace as check_namespace
 from warmstart.store._snapshot import Section, SectionStats, Snapshot
 from warmstart.store._snapshot import paused_gc as paused_gc
-from warmstart.store._store import GenerationInfo
+from warmstart.store._store import GenerationInfo, SaveResult
 from warmstart.store._store import Store as Store  # its public path: warmstart.Store
 from warmstart.store._verify import Problem, VerifyReport
 
-__all__ = ("GenerationInfo", "Problem", "Section", "SectionStats", "Snapshot", "VerifyReport")
+__all__ = (
+    "GenerationInfo",
+    "Problem",
+    "SaveResult",
+    "Section",
+    "SectionStats",
+    "Snapshot",
+    "VerifyReport",
+)
 
-claim("warmstart.store", GenerationInfo, Problem, Section, SectionStats, Snapshot, VerifyReport)
+claim(
+    "warmstart.store",
+    GenerationInfo,
+    Problem,
+    SaveResult,
+    Section,
+    SectionStats,
+    Snapshot,
+    VerifyReport,
+)
 
 
 def __dir__() -> tuple[str, ...]:

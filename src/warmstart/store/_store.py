@@ -39,11 +39,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import xxhash
 
 from warmstart.codec import SEAL_MARKER, Codec
 from warmstart.delta import CompactionPolicy
@@ -68,7 +70,7 @@ from warmstart.store._snapshot import Snapshot
 from warmstart.store._tables import Tables
 from warmstart.store._verify import VerifyReport, verify
 
-__all__ = ("GenerationInfo", "Store")
+__all__ = ("GenerationInfo", "SaveResult", "Store")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -92,21 +94,40 @@ class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True):
     head: bool
 
 
-#: A marker file is named ``<namespace hex>.<name>``: a file name holds 255
-#: bytes, so namespaces longer than this (in hex) are named by a hash instead.
-_MAX_MARKER_HEX = 200
-_MAX_MARKER_NAME = 40
+_OPEN_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._forked()  # noqa: SLF001 - this module's own class
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: A marker file is ``<32 hex digits>.<name>``: within a file name's 255 bytes.
+_MAX_MARKER_NAME = 200
 
 
 def _marker_prefix(namespace: str) -> str:
-    """The file name prefix of a namespace's markers (short enough for any namespace)."""
-    raw = check_namespace(namespace).hex()
-    if len(raw) <= _MAX_MARKER_HEX:
-        return f"{raw}."
-    import hashlib  # noqa: PLC0415 - only long namespaces pay for it
+    """Markers of a namespace are named by its digest: a name's hex would not fit.
 
-    # "h" is no hex digit: a hashed prefix never equals a spelled-out one.
-    return f"h{hashlib.blake2b(check_namespace(namespace), digest_size=16).hexdigest()}."
+    A namespace may have 255 bytes; hex-encoded it made file names longer
+    than a file system allows, and that namespace never booted warm (issue 14).
+    """
+    return xxhash.xxh3_128_hexdigest(check_namespace(namespace)) + "."
+
+
+class SaveResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.checkpoint` did: the generation, and each section's fate."""
+
+    namespace: str
+    #: The generation committed; None when no section could be prepared.
+    generation: int | None
+    saved: tuple[str, ...] = ()
+    #: Sections kept from the head as they were (asked for, or failed now).
+    carried: tuple[str, ...] = ()
+    #: Section -> why it could not be saved.
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def _marker_key(namespace: str, name: str) -> bytes:
@@ -194,10 +215,11 @@ class Store:
         self._baselines = Baselines(os.path.realpath(self.path))
         self._saving_locks: dict[str, threading.Lock] = {}
         self._saving_guard = threading.Lock()
+        _OPEN_STORES.add(self)
 
     def _check_sealing(self, *, readonly: bool) -> None:
         """Refuse to write a keyed store without its secret; seal a keyed 0.1 store."""
-        if self._env.format == SEALED_FORMAT and not self.codec.keyed and not readonly:
+        if self._env.store_format == SEALED_FORMAT and not self.codec.keyed and not readonly:
             msg = (
                 f"Expected a secret to open the keyed store at {str(self.path)!r} for "
                 f"writing (its records are MAC'd, store format 2); pass secret="
@@ -205,9 +227,9 @@ class Store:
             raise StoreFormatError(msg)
         # A keyed store written by 0.1: its heads and quarantine records carry
         # no MAC. Sealed once here, where the secret is known (issue 17).
-        legacy = self._env.format != SEALED_FORMAT and self.codec.keyed and not readonly
+        legacy = self._env.store_format != SEALED_FORMAT and self.codec.keyed and not readonly
         if legacy and self._tables.write(self._tables.seal_legacy):
-            self._env.format = SEALED_FORMAT
+            self._env.store_format = SEALED_FORMAT
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -222,7 +244,13 @@ class Store:
 
     def close(self) -> None:
         """Close the environment; open snapshots must be closed first."""
+        _OPEN_STORES.discard(self)
         self._env.close()
+
+    def _forked(self) -> None:
+        # A save a parent thread was running holds its lock forever in a child.
+        self._saving_locks = {}
+        self._saving_guard = threading.Lock()
 
     @property
     def readonly(self) -> bool:
@@ -270,6 +298,7 @@ class Store:
         watermark: Any = None,
         tags: Mapping[str, str] | None = None,
         mode: SaveMode = "auto",
+        carry: Collection[str] = (),
     ) -> int:
         """Commit one generation of ``namespace`` and return its number.
 
@@ -288,6 +317,10 @@ class Store:
                 otherwise; ``"delta"`` also diffs untracked mappings against
                 fingerprints kept from the last save (costs memory, see the
                 docs); ``"full"`` always writes a fresh base.
+            carry: sections of the head generation to keep in the new one as
+                they are (by reference: their chunks are already stored), for
+                state this process did not load (an object not built in this
+                run). Names also in ``sections`` are saved, not carried.
 
         Raises:
             EncodeError: a value is not of its contract's type, refers to
@@ -296,13 +329,55 @@ class Store:
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
+        result = self._checkpoint(namespace, sections, watermark, tags, mode, carry, None)
+        assert result.generation is not None
+        return result.generation
+
+    def checkpoint(
+        self,
+        namespace: str,
+        sections: Sections,
+        *,
+        watermark: Any = None,
+        tags: Mapping[str, str] | None = None,
+        mode: SaveMode = "auto",
+        carry: Collection[str] = (),
+        isolate: bool = True,
+    ) -> SaveResult:
+        """:meth:`save`, where one bad section costs only itself, and a result says so.
+
+        A section that cannot be read or encoded is left out and, when the
+        head holds it, carried forward as it was; the others are saved. The
+        result says what was saved, carried and failed (and why). Nothing is
+        committed when no section could be prepared. ``isolate=False`` raises
+        at the first bad section instead, as :meth:`save` does.
+
+        Raises:
+            StoreFullError, ReadOnlyStoreError: as for :meth:`save`.
+        """
+        failed: dict[str, str] | None = {} if isolate else None
+        return self._checkpoint(namespace, sections, watermark, tags, mode, carry, failed)
+
+    def _checkpoint(
+        self,
+        namespace: str,
+        sections: Sections,
+        watermark: Any,
+        tags: Mapping[str, str] | None,
+        mode: SaveMode,
+        carry: Collection[str],
+        failed: dict[str, str] | None,
+    ) -> SaveResult:
         check_namespace(namespace)
         try:
             _prepare.check_metadata(watermark, tags, mode)
+            if isinstance(carry, str):
+                msg = f"Expected carry as a collection of section names, got {carry!r}"
+                raise TypeError(msg)
             # Saves of one namespace in this process run one at a time: each takes
             # change logs and advances the baseline the next one builds on.
             with self._saving(namespace):
-                return self._save(namespace, sections, watermark, tags, mode)
+                return self._save(namespace, sections, watermark, tags, mode, carry, failed)
         except RecursionError as exc:
             # msgpack encoding recurses: a value that refers to itself (or nests
             # deeper than the interpreter's limit) exhausts the stack (issue 17).
@@ -323,10 +398,15 @@ class Store:
         watermark: Any,
         tags: Mapping[str, str] | None,
         mode: SaveMode,
-    ) -> int:
+        carry: Collection[str],
+        failed: dict[str, str] | None,
+    ) -> SaveResult:
         # Built per save: ``compaction`` may be changed on an open store.
         how = Encoding(self.codec, self.compaction, self._baselines)
-        prepared = _prepare.prepare(how, namespace, sections, mode)
+        prepared = _prepare.prepare(how, namespace, sections, mode, failed=failed)
+        if not prepared and failed:
+            return SaveResult(namespace=namespace, generation=None, failed=failed)
+        carried = set(carry) | set(failed or ())
 
         def commit(txn: Any) -> Manifest:
             return _commit.commit(
@@ -338,6 +418,7 @@ class Store:
                 tags=tags,
                 keep=self.keep,
                 now=self.clock,
+                carry=carried,
             )
 
         try:
@@ -350,13 +431,22 @@ class Store:
                     extra={"namespace": namespace},
                 )
                 _prepare.put_back(prepared)
-                prepared = _prepare.prepare(how, namespace, sections, mode, full=True)
+                prepared = _prepare.prepare(
+                    how, namespace, sections, mode, full=True, failed=failed
+                )
                 manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
             raise
         self._baselines.committed(namespace, manifest, prepared, mode)
-        return manifest.generation
+        saved = {p.name for p in prepared}
+        return SaveResult(
+            namespace=namespace,
+            generation=manifest.generation,
+            saved=tuple(p.name for p in prepared),
+            carried=tuple(s.name for s in manifest.sections if s.name not in saved),
+            failed=failed or {},
+        )
 
     # -- reading --------------------------------------------------------------
 
@@ -546,11 +636,16 @@ class Store:
             check_generation(generation)
         return self._tables.write(lambda txn: self._tables.release(txn, namespace, generation))
 
-    def _marker_file(self, namespace: str, name: str) -> Path:
+    def marker_file(self, namespace: str, name: str) -> Path:
+        """Where marker ``name`` of ``namespace`` lives (for an owner that rewrites it in place).
+
+        Raises:
+            ValueError: a name with ``/``, a leading dot, or over 200 characters.
+        """
         if not name or "/" in name or name.startswith(".") or len(name) > _MAX_MARKER_NAME:
             msg = (
-                f"Expected a marker name of at most {_MAX_MARKER_NAME} characters without "
-                f"'/' or a leading dot, got {name!r}"
+                f"Expected a marker name of at most {_MAX_MARKER_NAME} characters without '/' "
+                f"or a leading dot, got {name!r}"
             )
             raise ValueError(msg)
         return self.path / "markers" / f"{_marker_prefix(namespace)}{name}"
@@ -565,22 +660,31 @@ class Store:
         if self.readonly:
             msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
             raise ReadOnlyStoreError(msg)
-        target = self._marker_file(namespace, name)
+        target = self.marker_file(namespace, name)
         if value is None:
             target.unlink(missing_ok=True)
             return
         target.parent.mkdir(mode=0o700, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}")
-        if self._sealed_markers:
-            value = self.codec.seal(SEAL_MARKER, _marker_key(namespace, name), value)
-        partial.write_bytes(value)
+        partial.write_bytes(self.marker_bytes(namespace, name, value))
         partial.replace(target)  # atomic: a reader sees the whole marker or none
+
+    def marker_bytes(self, namespace: str, name: str, value: bytes) -> bytes:
+        """What :meth:`set_marker` writes for ``value``: sealed in a keyed store.
+
+        An owner that rewrites its marker in place (see :meth:`marker_file`)
+        writes these bytes; a MAC is as long for every value of one length,
+        so the file keeps its size.
+        """
+        if self._sealed_markers:
+            return self.codec.seal(SEAL_MARKER, _marker_key(namespace, name), value)
+        return value
 
     @property
     def _sealed_markers(self) -> bool:
         # A marker makes a boot quarantine a generation: in a keyed store one
         # forged by someone without the secret must not (issue 17).
-        return self.codec.keyed and self._env.format == SEALED_FORMAT
+        return self.codec.keyed and self._env.store_format == SEALED_FORMAT
 
     def markers(self, namespace: str) -> dict[str, bytes]:
         """Every marker of ``namespace``, by name.
@@ -714,7 +818,7 @@ class Store:
             # gone: a namespace created again under that name must not inherit them.
             self._tables.forget_namespace(txn, namespace)
             for name in self.markers(namespace):
-                self._marker_file(namespace, name).unlink(missing_ok=True)
+                self.marker_file(namespace, name).unlink(missing_ok=True)
             return True
 
         dropped = self._tables.write(body)
