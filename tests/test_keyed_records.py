@@ -270,7 +270,8 @@ class TestMarkers:
     def test_forged_marker_does_not_quarantine(self, store_path: Path) -> None:
         """A "restoring" marker planted without the secret does not trip the breaker."""
         three_generations(store_path)
-        marker = store_path / "markers" / f"{NS.encode().hex()}.restoring-999999-deadbeef"
+        with open_store(store_path) as store:
+            marker = store.marker_file(NS, "restoring-999999-deadbeef")
         marker.parent.mkdir(exist_ok=True)
         marker.write_bytes(struct.pack(">Qd", 3, 0.0))
         report = booted(store_path)
@@ -287,6 +288,26 @@ class TestMarkers:
         assert report.status == "cold"
         with open_store(store_path) as store:
             assert list(store.quarantined(NS)) == [3]
+
+    def test_a_marker_rewritten_in_place_stays_authentic(self, store_path: Path) -> None:
+        """The breaker rewrites its marker in place (pwrite): each rewrite carries its MAC.
+
+        A bare pwrite of the 17-byte state over a sealed marker left the old
+        MAC behind it: the marker read as forged (ignored), so a boot that
+        died in its second restore tripped no breaker.
+        """
+        from warmstart.boot._breaker import CrashLoopBreaker  # the boot wing's own
+
+        three_generations(store_path)
+        with open_store(store_path) as store:
+            breaker = CrashLoopBreaker(NS)
+            breaker.mark(store, 2, 1.0)  # created whole
+            breaker.mark(store, 3, 2.0)  # rewritten in place
+            assert store.markers(NS)[breaker.name] == struct.pack(">QdB", 3, 2.0, 1)
+            breaker.clear(store)
+            assert store.markers(NS)[breaker.name] == struct.pack(">QdB", 3, 2.0, 0)
+            breaker.close(store)
+            assert store.markers(NS) == {}
 
 
 def to_legacy(path: Path) -> None:
