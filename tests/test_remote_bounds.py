@@ -185,3 +185,32 @@ def test_redis_reads_by_range(redis: Any) -> None:
         remote.get(["v"], limit=MiB)
     assert remote.get(["v", "missing"], limit=3 * MiB) == {"v": b"z" * (3 * MiB)}
     remote.close()
+
+
+class TestReaderRecords:
+    """Reader records (issue 18) are remote objects too: read capped, a batch at a time."""
+
+    def test_an_oversized_record_is_skipped_unread(self, tmp_path: Path) -> None:
+        """A sparse 768 MiB record beside genuine ones: skipped, the others read."""
+        from warmstart.remote import get_readers, put_reader
+
+        remote = FileRemote(tmp_path / "remote", fsync=False)
+        for i in range(70):  # more than one batch
+            put_reader(remote, "svc", "host", f"{i}-00", b"record %d" % i)
+        put_reader(remote, "svc", "host", "666-00", b"x")
+        planted = next((tmp_path / "remote").rglob("host.666-00"))
+        with planted.open("r+b") as f:
+            f.truncate(768 * MiB)  # sparse: no disk used
+        used, found = peak(lambda: dict(get_readers(remote, "svc")))
+        assert sorted(found.values()) == sorted(b"record %d" % i for i in range(70))
+        assert used < 2 * MiB, used
+
+    def test_reads_stop_at_a_total(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past the total the rest is not read: what a boot keeps decoded stays bounded."""
+        from warmstart.remote import _handoff, get_readers, put_reader
+
+        remote = FileRemote(tmp_path / "remote", fsync=False)
+        for i in range(10):
+            put_reader(remote, "svc", "host", f"{i}-00", bytes(1000))
+        monkeypatch.setattr(_handoff, "MAX_READERS_BYTES", 4500)
+        assert len(list(get_readers(remote, "svc"))) == 4
