@@ -148,6 +148,42 @@ class TestSlotHeads:
         # Old slots go once two newer ones exist.
         assert len(files.list("n/@ws/head/")) == 2
 
+    def test_a_listing_that_misses_slots_never_rewinds_the_head(self, tmp_path):
+        """Slots a listing drops (obstore's LocalStore does under churn) are found by name."""
+        from obstore.store import LocalStore
+
+        class Forgetful(ObjectStoreRemote):
+            """Lists nothing twice in a row, or all but the newest slot, as LocalStore can."""
+
+            empty = 0
+            newest = False
+
+            def list(self, prefix: str) -> dict[str, float | None]:
+                listed = super().list(prefix)
+                if self.empty:
+                    self.empty -= 1
+                    return {}
+                return dict(sorted(listed.items())[:-1]) if self.newest else listed
+
+        key = "n/@ws/head"
+        (tmp_path / "r").mkdir()
+        remote = Forgetful(LocalStore(str(tmp_path / "r")))
+        for value, expected in ((b"one", None), (b"two", b"one"), (b"three", b"two")):
+            remote.swap_head(key, expected, value)
+        for value, expected in ((b"four", b"three"), (b"five", b"four")):
+            FileRemote(tmp_path / "r").swap_head(key, expected, value)
+        # Slots 1-3 are gone: a listing that comes back empty is not "never set".
+        remote.empty = 2
+        assert remote.get_head(key) == b"five"
+        remote.empty = 2
+        with pytest.raises(RemoteConflictError):
+            remote.swap_head(key, None, b"rewound")
+        # A listing without the newest slot: the next numbers are probed by name.
+        remote.newest = True
+        assert remote.get_head(key) == b"five"
+        remote.swap_head(key, b"five", b"six")
+        assert FileRemote(tmp_path / "r").get_head(key) == b"six"
+
     def test_temporary_files_are_not_listed(self, tmp_path):
         """A crash's leftover temporary file is invisible to list."""
         remote = FileRemote(tmp_path / "r")

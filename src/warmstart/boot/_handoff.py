@@ -30,7 +30,6 @@ the running one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -132,14 +131,14 @@ def _read_line(conn: socket.socket) -> dict[str, Any] | None:
         data += chunk
     line = data.split(b"\n", 1)[0]
     try:
-        value = json.loads(line)
+        value = msgspec.json.decode(line)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    conn.sendall(json.dumps(message).encode() + b"\n")
+    conn.sendall(msgspec.json.encode(message) + b"\n")
 
 
 # -- asking -----------------------------------------------------------------------
@@ -291,7 +290,7 @@ def _connect_all(
         return {}
     import socket  # noqa: PLC0415 - only a boot with someone to ask pays for it
 
-    line = json.dumps(request).encode() + b"\n"
+    line = msgspec.json.encode(request) + b"\n"
     pending: dict[int, _Pending] = {}
     for name in names:
         instance = name[len(prefix) : -len(".sock")]
@@ -321,7 +320,7 @@ def _connect_all(
 
 def _local_answer(item: _Pending, seconds: float) -> HandoffAnswer:
     try:
-        value = json.loads(item.data.split(b"\n", 1)[0]) if item.data else None
+        value = msgspec.json.decode(item.data.split(b"\n", 1)[0]) if item.data else None
     except ValueError:
         value = None
     if not isinstance(value, dict):

@@ -37,12 +37,11 @@ from __future__ import annotations
 import collections
 import enum
 import functools
-import inspect
 import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from warmstart._containers import check_container
 from warmstart.boot._capture import attach_to_current
@@ -50,6 +49,9 @@ from warmstart.boot._warm import MethodMemo, State, WarmSpec
 from warmstart.contract import Contract
 from warmstart.delta import TrackedDict
 from warmstart.errors import ContractError
+
+if TYPE_CHECKING:
+    import inspect
 
 __all__ = ("CacheInfo", "cached", "cachedmethod")
 
@@ -91,6 +93,8 @@ class _Keys:
     """How one function's arguments become a key of its contract's key type."""
 
     def __init__(self, func: Callable[..., Any], contract: Contract[Any], *, method: bool) -> None:
+        import inspect  # noqa: PLC0415 - kept off the import path (~4 ms)
+
         params = list(inspect.signature(func).parameters.values())
         if method:
             params = params[1:]  # self
@@ -184,6 +188,8 @@ def _element_types(arg: Any) -> frozenset[type]:
 
 
 def _annotation_name(annotation: Any) -> str:
+    import inspect  # noqa: PLC0415 - kept off the import path (~4 ms)
+
     if annotation is inspect.Parameter.empty:
         return "..."
     if isinstance(annotation, str):
@@ -403,6 +409,8 @@ def _wrap(
     memo = _Memo(func, contract, keys or _CallerKeys(contract))
     make_key = _key_function(keys, key)
     wrapper: Any
+    import inspect  # noqa: PLC0415 - kept off the import path (~4 ms)
+
     if inspect.iscoroutinefunction(func):
         wrapper = _async_wrapper(func, memo, make_key, ops)
     else:
@@ -661,6 +669,8 @@ def _method_wrapper(  # noqa: C901 - the sync and async forms side by side
     ops_of: Callable[[Any], _Ops],
 ) -> Callable[..., Any]:
     admit = memo.admit
+    import inspect  # noqa: PLC0415 - kept off the import path (~4 ms)
+
     if inspect.iscoroutinefunction(method):
         import asyncio  # noqa: PLC0415 - only async memos pay for asyncio
 

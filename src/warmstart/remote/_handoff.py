@@ -22,12 +22,13 @@ the store directory), and across hosts a successor gets the newest push.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import msgspec
 
 from warmstart.errors import IntegrityError
 from warmstart.remote._layout import escape, namespace_dir
@@ -141,9 +142,8 @@ def ask_remote(
     reply = f"{_channel(remote, namespace)}/reply/{request['id']}"
     answers: list[dict[str, Any]] = []
     with remote.errors("ask for a hand-off"):  # type: ignore[attr-defined]
-        listeners = int(
-            client.publish(_channel(remote, namespace), json.dumps({**request, "reply": reply}))
-        )
+        asking = msgspec.json.encode({**request, "reply": reply})
+        listeners = int(client.publish(_channel(remote, namespace), asking))
         try:
             while len(answers) < listeners:
                 remaining = deadline - (time.monotonic() - started)
@@ -162,7 +162,7 @@ def ask_remote(
 
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = msgspec.json.decode(raw)
     except ValueError:
         value = None
     return value if isinstance(value, dict) else {"status": "failed", "error": "malformed answer"}
@@ -272,7 +272,7 @@ class RemoteListener:
             try:
                 client = self._remote.pubsub_client()
                 pipe = client.pipeline(transaction=False)
-                pipe.rpush(reply_to, json.dumps(answer))
+                pipe.rpush(reply_to, msgspec.json.encode(answer))
                 pipe.pexpire(reply_to, REPLY_TTL_MS)
                 pipe.execute()
             except Exception as exc:
