@@ -11,8 +11,7 @@ what decoding takes with ``tracemalloc``.
 
 from __future__ import annotations
 
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 import forge
 import warmstart
-from conftest import RECORDS, make_records
+from conftest import RECORDS, make_records, peak
 from warmstart import _budget, cli
 from warmstart.codec import Codec, digest
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest, decode_manifest
@@ -51,20 +50,6 @@ class Blob(msgspec.Struct):
 
 
 BLOBS = warmstart.Contract("blob", Blob, key=str)
-
-
-def peak(call: Callable[[], Any]) -> tuple[int, Any]:
-    """(peak bytes traced while ``call`` runs, its result or the exception it raised)."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        try:
-            result: Any = call()
-        except Exception as exc:
-            result = exc
-        return tracemalloc.get_traced_memory()[1], result
-    finally:
-        tracemalloc.stop()
 
 
 def planted(
@@ -221,7 +206,13 @@ class TestLegitimateLargeChunks:
     ) -> None:
         """For each shape, the walk's estimate is at least what msgspec allocates (measured)."""
         estimate = _budget.estimate(payload, contract._profile)
-        used, decoded = peak(lambda: contract.decode_entries(payload, contract.write_schema))
+        # tracemalloc also counts other threads' allocations (a leftover
+        # boot's timer, a listener): decoding's own cost is the least peak.
+        runs = [
+            peak(lambda: contract.decode_entries(payload, contract.write_schema)) for _ in "abc"
+        ]
+        used = min(used for used, _ in runs)
+        decoded = runs[0][1]
         assert not isinstance(decoded, Exception), decoded
         assert estimate >= used, (estimate >> 20, used >> 20)
         assert estimate <= 8 * max(used, 1 * MiB)  # and not absurdly above it

@@ -21,7 +21,7 @@ import pytest
 
 import forge
 import warmstart
-from conftest import RECORDS, make_records
+from conftest import RECORDS, make_records, tables_of
 from warmstart import cli
 from warmstart.codec import MAX_PAYLOAD, Codec
 from warmstart.errors import StoreError
@@ -402,16 +402,6 @@ def test_remote_head_of_another_namespace_is_refused(tmp_path: Path) -> None:
 
 
 # -- found by the fuzz campaign (tests/reliability/test_fuzz_hostile.py) -------------------
-
-
-def tables_of(store: warmstart.Store) -> dict[str, dict[bytes, bytes]]:
-    """Every record of the store's four tables."""
-    out: dict[str, dict[bytes, bytes]] = {}
-    with store._env.read() as txn:
-        for name, db in store._env.dbs.items():
-            with txn.cursor(db=db) as cur:
-                out[name] = {bytes(k): bytes(v) for k, v in cur}
-    return out
 
 
 def test_remote_head_naming_a_path_outside_its_namespace(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ Real servers: redis-server, moto, directories.
 from __future__ import annotations
 
 import os
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import msgspec
 import pytest
 
 import warmstart
+from conftest import peak
 from remote_workers.servers import (  # noqa: F401 - fixtures
     Backend,
     _backend,
@@ -43,19 +42,6 @@ class Blob(msgspec.Struct):
 
 
 BLOBS = warmstart.Contract("blob", Blob, key=str)
-
-
-def peak(call: Callable[[], Any]) -> tuple[int, Any]:
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        try:
-            result: Any = call()
-        except Exception as exc:
-            result = exc
-        return tracemalloc.get_traced_memory()[1], result
-    finally:
-        tracemalloc.stop()
 
 
 def in_process(remote: Remote) -> bool:

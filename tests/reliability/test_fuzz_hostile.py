@@ -36,7 +36,7 @@ import msgspec
 import pytest
 from _hostile import mutate_archive, mutate_remote
 
-from conftest import RECORDS, make_records
+from conftest import RECORDS, make_records, tables_of
 from warmstart import Contract, Store, TrackedDict, WarmstartError, _budget
 from warmstart.cli._raw_entries import first_entries
 from warmstart.codec import MAX_PAYLOAD, Codec
@@ -67,16 +67,6 @@ CONTRACTS = {"records": RECORDS, "docs": DOCS}
 def bound(largest: int) -> int:
     """The documented peak for a case whose largest record or object is ``largest`` bytes."""
     return BUDGET + MAX_PAYLOAD + BATCHES + 3 * largest + SLACK
-
-
-def dump(store: Store) -> dict[str, dict[bytes, bytes]]:
-    """Every record of the four tables, as stored."""
-    out: dict[str, dict[bytes, bytes]] = {}
-    with store._env.read() as txn:
-        for name, db in store._env.dbs.items():
-            with txn.cursor(db=db) as cur:
-                out[name] = {bytes(k): bytes(v) for k, v in cur}
-    return out
 
 
 class Campaign:
@@ -135,7 +125,7 @@ def run_case(
     then everything is read back (errors there are the library refusing to
     use what it took in, which is fine as long as they are WarmstartError).
     """
-    before = dump(store)
+    before = tables_of(store)
     tracemalloc.start()
     tracemalloc.reset_peak()
     accepted = False
@@ -165,7 +155,7 @@ def run_case(
     campaign.worst_ratio = max(campaign.worst_ratio, ratio)
     assert ratio <= 1, f"seed {campaign.seed} ({what}): peak {peak >> 20} MiB over the bound"
     if not accepted:
-        after = dump(store)
+        after = tables_of(store)
         assert after == before, f"seed {campaign.seed} ({what}): a refused input changed the store"
     return accepted
 

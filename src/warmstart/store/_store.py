@@ -543,29 +543,26 @@ class Store:
     ) -> Snapshot:
         """A snapshot of the first of ``candidates`` that verifies, reporting every skip."""
         tables = self._tables
+
+        def skip(candidate: int, why: str) -> None:
+            reason = f"generation {candidate}: {why}"
+            skipped.append(reason)
+            log.warning(
+                "namespace %r: skipping %s",
+                namespace,
+                reason,
+                extra={"namespace": namespace, "generation": candidate},
+            )
+
         for candidate in candidates:
             if candidate in quarantined:
-                reason = f"generation {candidate}: quarantined: {quarantined[candidate]}"
-                skipped.append(reason)
-                log.warning(
-                    "namespace %r: skipping %s",
-                    namespace,
-                    reason,
-                    extra={"namespace": namespace, "generation": candidate},
-                )
+                skip(candidate, f"quarantined: {quarantined[candidate]}")
                 continue
             try:
                 manifest = tables.manifest(txn, nsid, candidate, namespace)
                 self._verify_chunks(txn, nsid, manifest)
             except IntegrityError as exc:
-                reason = f"generation {candidate}: {exc}"
-                skipped.append(reason)
-                log.warning(
-                    "namespace %r: skipping %s",
-                    namespace,
-                    reason,
-                    extra={"namespace": namespace, "generation": candidate},
-                )
+                skip(candidate, str(exc))
                 continue
             if skipped:
                 log.warning(
