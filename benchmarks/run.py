@@ -38,6 +38,7 @@ BENCHMARKS = (
     "import",
     "hotpaths",
     "values",
+    "hostile",
 )
 
 
@@ -71,6 +72,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
     from benchmarks.handoff import bench_handoff
+    from benchmarks.hostile import bench_hostile
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
     from benchmarks.lifecycle import bench_lifecycle
@@ -102,6 +104,7 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
         "values": lambda: bench_values(sizes.records, sizes.store_repeats, workdir),
+        "hostile": lambda: bench_hostile(sizes.records < Sizes.full().records, workdir / "hostile"),
     }
     reports = []
     for name in names:

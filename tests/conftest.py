@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -25,6 +27,30 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def peak(call: Callable[[], Any]) -> tuple[int, Any]:
+    """(peak bytes traced while ``call`` runs, its result or the exception it raised)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        try:
+            result: Any = call()
+        except Exception as exc:
+            result = exc
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def tables_of(store: warmstart.Store) -> dict[str, dict[bytes, bytes]]:
+    """Every record of the store's four tables, as stored (to show a refusal changed nothing)."""
+    out: dict[str, dict[bytes, bytes]] = {}
+    with store._env.read() as txn:
+        for name, db in store._env.dbs.items():
+            with txn.cursor(db=db) as cur:
+                out[name] = {bytes(k): bytes(v) for k, v in cur}
+    return out
 
 
 class Record(msgspec.Struct):

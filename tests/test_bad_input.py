@@ -218,11 +218,12 @@ def test_contract_definition_errors_are_contract_errors(kwargs: dict[str, Any]) 
         warmstart.Contract("row", Row, **kwargs)
 
 
-def test_compatibility_given_contracts_raises_clear_error() -> None:
+def test_compatibility_given_something_else_raises_clear_error() -> None:
+    """compatibility() takes contracts or schemas (issue 17); anything else is a TypeError."""
     v2 = warmstart.Contract("row", Row, version=2, upgraders={1: lambda old: old})
-    with pytest.raises((TypeError, warmstart.WarmstartError)) as info:
-        warmstart.compatibility(ROWS, v2)  # type: ignore[arg-type]
-    assert not isinstance(info.value, AttributeError)
+    assert warmstart.compatibility(ROWS, v2).ok
+    with pytest.raises(TypeError, match="Contract or a Schema"):
+        warmstart.compatibility(ROWS, "row:v2")  # type: ignore[arg-type]
 
 
 # -- state(), @warm and boot -------------------------------------------------

@@ -83,6 +83,16 @@ def test_hotpaths(tmp_path: Path) -> None:
     assert len(report.tables) == 4
 
 
+def test_hostile(tmp_path: Path) -> None:
+    """Issue 17's inputs, small: refused, each within its bound (a fresh process each)."""
+    from benchmarks.hostile import bench_hostile
+
+    report = bench_hostile(True, tmp_path)
+    _well_formed(report)
+    assert all(check.passed for check in report.checks), report.checks
+    assert not any("FOREIGN" in row["outcome"] for row in report.raw["rows"])
+
+
 def test_lifecycle(tmp_path: Path) -> None:
     from benchmarks.lifecycle import attach_seconds, data_file_growth
 

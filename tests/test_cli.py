@@ -395,7 +395,13 @@ class TestCompat:
         """A changed field type is incompatible: exit 1 with the reason."""
         proc = run("compat", "contracts_mod:OLD", "contracts_mod:BREAKING", cwd=project)
         assert proc.returncode == 1
-        assert "field 'price' changed type from float (v1) to str (v1)" in proc.stdout
+        # Same version on both sides: the roles are named, and the fix (issue 17).
+        assert (
+            "field 'price' changed type from float (the writer) to str (the reader)" in proc.stdout
+        )
+        assert "same version, different schema: bump the version and add an upgrader" in (
+            proc.stdout
+        )
         data = json.loads(
             run(
                 "compat", "contracts_mod:OLD", "contracts_mod:BREAKING", "--json", cwd=project

@@ -30,7 +30,7 @@ from warmstart.codec import (
     Codec,
     digest,
 )
-from warmstart.errors import DecodeError, IntegrityError
+from warmstart.errors import DecodeError, EncodeError, IntegrityError
 
 SECRET = b"s3cret-key-for-tests"
 COMPRESSIBLE = b"warm state " * 200
@@ -158,9 +158,11 @@ class TestRoundTrip:
 
 class TestEncodeLimits:
     def test_payload_over_cap_is_refused(self) -> None:
-        """encode refuses a payload over MAX_PAYLOAD with a ValueError naming both sizes."""
-        with pytest.raises(ValueError, match=f"at most {MAX_PAYLOAD} bytes, got {MAX_PAYLOAD + 1}"):
+        """encode refuses a payload over MAX_PAYLOAD with an EncodeError naming both sizes."""
+        pattern = f"at most {MAX_PAYLOAD} bytes .64 MiB. once encoded, got {MAX_PAYLOAD + 1}"
+        with pytest.raises(EncodeError, match=pattern) as info:
             Codec().encode(bytes(MAX_PAYLOAD + 1))
+        assert isinstance(info.value, ValueError)  # still caught by `except ValueError`
 
     def test_empty_secret_is_refused(self) -> None:
         """An empty secret is a mistake, not 'no key'."""

@@ -164,8 +164,8 @@ class TestOpen:
         with open_store(store_path) as store:
             store.save("svc", {"records": (RECORDS, make_records(3))})
         with raw_env(store_path) as (env, dbs), env.begin(write=True) as txn:
-            txn.put(b"store-format", b"2", db=dbs["meta"])
-        with pytest.raises(StoreFormatError, match=r"Expected store format 1, got b'2'"):
+            txn.put(b"store-format", b"3", db=dbs["meta"])
+        with pytest.raises(StoreFormatError, match=r"Expected store format 1 or 2, got b'3'"):
             open_store(store_path, readonly=readonly)
 
     def test_refuses_garbage_format(self, store_path: Path) -> None:
@@ -613,12 +613,15 @@ class TestVerify:
         with open_store(store_path, secret=b"right secret") as store:
             save_n(store, 2)
             assert store.verify().ok
-        for secret in (b"wrong secret", None):
-            with open_store(store_path, secret=secret) as store:
+        for secret, readonly in ((b"wrong secret", False), (None, True)):
+            with open_store(store_path, secret=secret, readonly=readonly) as store:
                 report = store.verify()
                 assert not report.ok
                 with pytest.raises(CheckpointNotFoundError, match="none did"):
                     store.load("svc")
+        # Writing without the secret would add unsealed records (issue 17): refused.
+        with pytest.raises(StoreFormatError, match="pass secret="):
+            open_store(store_path)
 
     def test_keyed_store_rejects_unkeyed_checkpoints(self, store_path: Path) -> None:
         """A store opened with a secret refuses checkpoints written without one."""

@@ -15,7 +15,10 @@ A frame wraps one encoded payload (msgpack produced by a contract) as::
 
 A frame's identity is the xxh3-128 digest of all of its bytes; the store keys
 chunks by it. xxhash only guards against accidents; a store opened with a
-secret also writes and requires the MAC, which guards against tampering.
+secret also writes and requires the MAC, which guards against tampering. The
+small records that are not frames (heads, quarantine records, markers) are
+*sealed* by a keyed codec: the value is followed by a BLAKE2b MAC over the
+record's purpose, key and value (:meth:`Codec.seal`).
 
 Frames are untrusted input: every malformed, truncated, extended or hostile
 frame raises :class:`~warmstart.errors.IntegrityError` and nothing else, and
@@ -37,14 +40,15 @@ import msgspec
 import xxhash
 import zstandard
 
-from warmstart.errors import IntegrityError
+from warmstart.errors import EncodeError, IntegrityError
 
 __all__ = ("MAX_PAYLOAD", "Codec", "digest")
 
 #: What a msgspec decoder may raise for bytes it cannot read. Which class one
 #: bad string raises is the dependency's detail (UnicodeDecodeError before
 #: msgspec 0.23, DecodeError since): catch both wherever untrusted bytes decode.
-DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError)
+#: Containers nested past the interpreter's recursion limit raise RecursionError.
+DECODE_FAILURES = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 
 
 def decode_record(decoder: Any, data: bytes | memoryview, what: str) -> Any:
@@ -75,6 +79,11 @@ MAC_SIZE = 32
 MAX_PAYLOAD = 64 * 1024 * 1024
 # Payloads smaller than this are stored raw: zstd's frame overhead would win.
 MIN_COMPRESS = 64
+#: What a sealed record is (BLAKE2b personalisation, at most 16 bytes): a
+#: MAC made for one kind of record never passes for another.
+SEAL_HEAD = b"warmstart-head"
+SEAL_QUARANTINE = b"warmstart-quar"
+SEAL_MARKER = b"warmstart-marker"
 
 
 def _blake2b(data: bytes | memoryview, **kwargs: Any) -> Any:
@@ -157,11 +166,20 @@ class Codec:
         return mac
 
     def encode(self, payload: bytes) -> bytes:
-        """Wrap ``payload`` in a frame (compressed when it pays, MAC'd when keyed)."""
+        """Wrap ``payload`` in a frame (compressed when it pays, MAC'd when keyed).
+
+        Raises:
+            EncodeError: the payload is over :data:`MAX_PAYLOAD` (a value, a
+                chunk, a watermark or tags too large for one frame).
+        """
         size = len(payload)
         if size > MAX_PAYLOAD:
-            msg = f"Expected a payload of at most {MAX_PAYLOAD} bytes, got {size}"
-            raise ValueError(msg)
+            msg = (
+                f"Expected a payload of at most {MAX_PAYLOAD} bytes (64 MiB) once encoded, "
+                f"got {size}: a value, a chunk of values, a watermark or tags too large "
+                f"for one frame"
+            )
+            raise EncodeError(msg)
         flags = 0
         body = payload
         if size >= MIN_COMPRESS:
@@ -228,6 +246,64 @@ class Codec:
         elif self._mac_key is not None:
             msg = "Expected a MAC on every frame of a keyed store, found none"
             raise IntegrityError(msg)
+
+    # -- sealed records --------------------------------------------------------
+
+    def seal(self, purpose: bytes, key: bytes, value: bytes) -> bytes:
+        """``value`` followed by its MAC, bound to ``purpose`` and ``key``; unkeyed: ``value``.
+
+        For the small records that decide what a load returns (heads,
+        quarantine records, the boot's markers): the MAC covers the record's
+        key too, so a record moved under another key (another namespace,
+        another generation) fails, and ``purpose`` (BLAKE2b's personalisation)
+        keeps a MAC made for one kind of record from passing for another.
+
+        >>> codec = Codec(secret=b"k")
+        >>> sealed = codec.seal(SEAL_HEAD, b"svc", b"value")
+        >>> codec.unseal(SEAL_HEAD, b"svc", sealed)
+        b'value'
+        >>> codec.unseal(SEAL_HEAD, b"other", sealed)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        warmstart.IntegrityError: Expected a record MAC'd with this store's secret, ...
+        """
+        if self._mac_key is None:
+            return value
+        return value + self._seal_mac(purpose, key, value)
+
+    def unseal(self, purpose: bytes, key: bytes, stored: bytes | memoryview) -> bytes:
+        """The value of a record made by :meth:`seal`, its MAC checked; unkeyed: ``stored``.
+
+        Raises:
+            IntegrityError: the MAC is missing or does not match.
+        """
+        raw = bytes(stored)
+        if self._mac_key is None:
+            return raw
+        if len(raw) < MAC_SIZE:
+            msg = (
+                f"Expected a record MAC'd with this store's secret ({MAC_SIZE} bytes or more), "
+                f"got {len(raw)} bytes: it was forged, or written without the secret"
+            )
+            raise IntegrityError(msg)
+        value, mac = raw[:-MAC_SIZE], raw[-MAC_SIZE:]
+        if not _compare_digest(self._seal_mac(purpose, key, value), mac):
+            msg = (
+                "Expected a record MAC'd with this store's secret, got a mismatch: it was "
+                "forged, moved from another key, or written without the secret"
+            )
+            raise IntegrityError(msg)
+        return value
+
+    def _seal_mac(self, purpose: bytes, key: bytes, value: bytes) -> bytes:
+        assert self._mac_key is not None
+        h = _blake2b(
+            len(key).to_bytes(4, "big"), key=self._mac_key, digest_size=MAC_SIZE, person=purpose
+        )
+        h.update(key)
+        h.update(value)
+        mac: bytes = h.digest()
+        return mac
 
     def _check_header(self, view: memoryview) -> tuple[int, int, int]:
         if len(view) < HEADER.size:

@@ -30,12 +30,15 @@ others.
 from __future__ import annotations
 
 import builtins
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
+from warmstart._budget import UNTYPED, Profile, chunk_entries, profile_of
+from warmstart._budget import check as check_budget
 from warmstart._types import Family, analyse, describe
 from warmstart.codec import DECODE_FAILURES
 from warmstart.errors import (
@@ -280,6 +283,25 @@ class Contract(Generic[T]):
         # A newer NamedTuple writer's trailing fields are cut off (arrays are read by position).
         self._width = len(self.schema.fields) if self.family.kind == "namedtuple" else None
 
+    @functools.cached_property
+    def _profile(self) -> Profile:
+        """What decoding this contract's chunks may cost, per element (``_budget``)."""
+        pair: Any = tuple.__class_getitem__((self.key, self.type))  # keys and values
+        return profile_of(pair)
+
+    @functools.cached_property
+    def _plain_profile(self) -> Profile:
+        """The same, decoding values as plain data first (older versions, upgraders)."""
+        typed = self._profile
+        return UNTYPED._replace(
+            small_int=max(UNTYPED.small_int, typed.small_int),
+            number=max(UNTYPED.number, typed.number),
+            string=max(UNTYPED.string, typed.string),
+            array=max(UNTYPED.array, typed.array),
+            array_item=max(UNTYPED.array_item, typed.array_item),
+            map_min=typed.map_min,
+        )
+
     def _write_schema(self, write_type: Any) -> Schema:
         self._staged_schema: Schema | None = None
         if builtins.type(self.write_version) is not int:
@@ -440,22 +462,46 @@ class Contract(Generic[T]):
             return "upgrade"
         problems = read_problems(writer, self.schema)
         if problems:
+            got = (
+                "data of the same version with another schema"
+                if writer.version == self.version
+                else f"v{writer.version}"
+            )
             msg = (
                 f"Expected data readable by contract {self.name!r} v{self.version}, "
-                f"got v{writer.version}: {'; '.join(problems)}"
+                f"got {got}: {'; '.join(problems)}"
             )
             raise IncompatibleVersionError(msg)
         return "typed"
 
-    def decode_entries(self, payload: bytes, writer: Schema) -> DecodedEntries[T]:
+    def decode_entries(
+        self,
+        payload: bytes,
+        writer: Schema,
+        *,
+        entries: int | None = None,
+        where: str = "a chunk",
+    ) -> DecodedEntries[T]:
         """Decode one chunk payload written with ``writer``.
 
+        Before anything is built, the payload is held to what it claims and
+        to a memory bound (issue 17): the number of keys its header declares
+        must be ``entries`` (the manifest's count, when given), and decoding
+        it may not build more than ``_budget.MAX_DECODED`` bytes of objects.
+
         Raises:
-            IntegrityError: the payload is not a chunk at all (malformed).
+            IntegrityError: the payload is not a chunk at all (malformed), does
+                not hold ``entries`` entries, or would take more memory than
+                the bound allows.
             IncompatibleVersionError: see :meth:`plan`.
             DecodeError: an entry is invalid and ``on_invalid="fail"``.
         """
-        if self.plan(writer) == "typed" and not self._cuts(writer):
+        plan = self.plan(writer)
+        chunk_entries(payload, where, entries)
+        typed = plan == "typed" and not self._cuts(writer)
+        # The slow path decodes values as plain data first (upgraders see those).
+        check_budget(payload, self._profile if typed else self._plain_profile, where)
+        if typed:
             try:
                 seq, keys, values, deleted, expires = self._typed.decode(payload)
             except DECODE_FAILURES:

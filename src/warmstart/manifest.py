@@ -21,7 +21,9 @@ from typing import Any, Literal
 import msgspec
 import xxhash
 
-from warmstart.codec import Codec, decode_record, digest
+from warmstart._budget import MAX_CHUNK_ENTRIES, Profile, profile_of
+from warmstart._budget import check as check_budget
+from warmstart.codec import HEADER, MAC_SIZE, MAX_PAYLOAD, Codec, decode_record, digest
 from warmstart.errors import IntegrityError
 from warmstart.schema import Schema
 
@@ -136,6 +138,11 @@ _encoder = msgspec.msgpack.Encoder(order="deterministic")
 _decoder = msgspec.msgpack.Decoder(Manifest)
 
 
+@functools.cache
+def _profile() -> Profile:
+    return profile_of(Manifest)
+
+
 def encode_manifest(codec: Codec, manifest: Manifest) -> bytes:
     """Encode a manifest as its digest followed by its frame."""
     frame = codec.encode(_encoder.encode(manifest))
@@ -146,12 +153,49 @@ def decode_manifest(codec: Codec, stored: bytes | memoryview) -> Manifest:
     """Verify and decode a stored manifest.
 
     Raises:
-        IntegrityError: the manifest is damaged, tampered with, or malformed.
+        IntegrityError: the manifest is damaged, tampered with, malformed, or
+            would take more memory to decode than ``_budget.MAX_DECODED``.
     """
     view = memoryview(stored)
     payload = codec.decode(view[16:], digest=bytes(view[:16]))
+    check_budget(payload, _profile(), "a manifest")  # bounded before it is built (issue 17)
     manifest: Manifest = decode_record(_decoder, payload, "a manifest")
     if manifest.format > MANIFEST_FORMAT:
         msg = f"Expected manifest format <= {MANIFEST_FORMAT}, got {manifest.format}"
         raise IntegrityError(msg)
+    _check_numbers(manifest)
     return manifest
+
+
+#: Largest frame a chunk reference may name: a payload at the cap, stored raw, MAC'd.
+_MAX_FRAME = HEADER.size + MAX_PAYLOAD + MAC_SIZE
+
+
+def _check_numbers(manifest: Manifest) -> None:
+    """Refuse numbers no writer produces: they could only lie to what reads them.
+
+    A generation from 1 below 2**64, and per chunk reference a 16-byte
+    digest, at most ``MAX_CHUNK_ENTRIES`` entries and sizes a frame can have
+    (issue 17: an unkeyed archive's manifest could claim anything, and an
+    import committed a generation that then never loaded).
+    """
+    if not 1 <= manifest.generation < 1 << 64:
+        msg = f"Expected a generation number from 1 in a manifest, got {manifest.generation}"
+        raise IntegrityError(msg)
+    for section in manifest.sections:
+        if section.entries < 0:
+            msg = f"Expected a count of entries in section {section.name!r}, got {section.entries}"
+            raise IntegrityError(msg)
+        for ref in section.chunks:
+            if not (
+                len(ref.digest) == 16
+                and 0 <= ref.entries <= MAX_CHUNK_ENTRIES
+                and 0 <= ref.raw_bytes <= MAX_PAYLOAD
+                and 0 <= ref.stored_bytes <= _MAX_FRAME
+                and 0 <= ref.sequence < 1 << 64
+            ):
+                msg = (
+                    f"Expected chunk references a frame can have in section {section.name!r}, "
+                    f"got {ref}: the manifest is damaged or forged"
+                )
+                raise IntegrityError(msg)

@@ -19,7 +19,8 @@ schemas*, not by trying, whether it can read data written by another release.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import msgspec
 import msgspec.inspect as mi
@@ -256,46 +257,61 @@ def type_readable(written: str, reader: str) -> bool:
     )
 
 
-def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> list[str]:  # noqa: C901
+#: What a reader is told when a Struct changed but its contract version did not.
+SAME_VERSION = "same version, different schema: bump the version and add an upgrader"
+
+
+def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> list[str]:
     """Why a reader of ``reader`` cannot decode data written with ``writer``.
 
     Decided from the two schemas: every field the reader requires must be
     written, and every field both know must be of a readable type. Fields the
     reader does not know are ignored (tolerant reader). With ``fields=False``
     only the key type is checked (upgraders reshape values, never keys).
+
+    When both schemas carry the same version, the problems end with
+    :data:`SAME_VERSION`: the Struct changed without a version bump.
     """
+    same = writer.version == reader.version
+    # "required by v1 but not written by v1" says nothing: name the roles instead.
+    roles = ("the writer", "the reader") if same else (f"v{writer.version}", f"v{reader.version}")
     problems: list[str] = []
     if not type_readable(writer.key, reader.key):
         problems.append(f"key type changed from {writer.key} to {reader.key}")
-    if not fields:
-        return problems
+    if fields:
+        problems.extend(_value_problems(writer, reader, roles))
+    if problems and same:
+        problems.append(SAME_VERSION)
+    return problems
+
+
+def _value_problems(writer: Schema, reader: Schema, roles: tuple[str, str]) -> list[str]:
+    by_writer, by_reader = roles
     if _shape(writer) != _shape(reader):
-        problems.append(
-            f"values changed from {writer.kind} (v{writer.version}) to {reader.kind} "
-            f"(v{reader.version}): {_shape(writer)} and {_shape(reader)} are read differently"
-        )
-        return problems
+        kinds = f"{writer.kind} ({by_writer}) to {reader.kind} ({by_reader})"
+        shapes = f"{_shape(writer)} and {_shape(reader)}"
+        return [f"values changed from {kinds}: {shapes} are read differently"]
     if reader.kind == "value":
-        if not type_readable(writer.value, reader.value):
-            problems.append(
-                f"value type changed from {writer.value} (v{writer.version}) "
-                f"to {reader.value} (v{reader.version})"
-            )
-        return problems
+        if type_readable(writer.value, reader.value):
+            return []
+        return [
+            f"value type changed from {writer.value} ({by_writer}) to {reader.value} ({by_reader})"
+        ]
     if reader.kind == "namedtuple":
-        return problems + _positional_problems(writer, reader)
+        return _positional_problems(writer, reader, roles)
+    problems: list[str] = []
     for field in reader.fields:
         written = writer.field(field.name)
         if written is None:
             if field.required:
                 problems.append(
-                    f"field {field.name!r} is required by v{reader.version} "
-                    f"but not written by v{writer.version}"
+                    f"field {field.name!r} is required by {by_reader} "
+                    f"but not written by {by_writer}"
                 )
         elif not type_readable(written.type, field.type):
             problems.append(
-                f"field {field.name!r} changed type from {written.type} (v{writer.version}) "
-                f"to {field.type} (v{reader.version})"
+                f"field {field.name!r} changed type from {written.type} ({by_writer}) "
+                f"to {field.type} ({by_reader})"
             )
     return problems
 
@@ -308,62 +324,118 @@ def _shape(schema: Schema) -> str:
     )
 
 
-def _positional_problems(writer: Schema, reader: Schema) -> list[str]:
+def _positional_problems(writer: Schema, reader: Schema, roles: tuple[str, str]) -> list[str]:
     """NamedTuples are arrays: fields match by position (a rename changes nothing on the wire).
 
     A newer writer's extra trailing fields are cut off by the reader; fields
     the writer lacks must be optional for the reader.
     """
+    by_writer, by_reader = roles
     problems: list[str] = []
     for i, field in enumerate(reader.fields):
         if i >= len(writer.fields):
             if field.required:
                 problems.append(
-                    f"field {field.name!r} (position {i}) is required by v{reader.version} "
-                    f"but not written by v{writer.version}"
+                    f"field {field.name!r} (position {i}) is required by {by_reader} "
+                    f"but not written by {by_writer}"
                 )
         elif not type_readable(writer.fields[i].type, field.type):
             problems.append(
                 f"field {field.name!r} (position {i}) changed type from "
-                f"{writer.fields[i].type} (v{writer.version}) to {field.type} (v{reader.version})"
+                f"{writer.fields[i].type} ({by_writer}) to {field.type} ({by_reader})"
             )
     return problems
 
 
-def compatibility(old: Schema, new: Schema, *, upgrades: bool = False) -> Compatibility:
-    """Say whether each direction between two schemas is compatible, and why.
+class ContractLike(Protocol):
+    """What :func:`compatibility` reads from a :class:`~warmstart.Contract`."""
+
+    @property
+    def schema(self) -> Schema: ...  # what it reads
+    @property
+    def write_schema(self) -> Schema: ...  # what it writes
+    @property
+    def upgraders(self) -> Mapping[int, Any]: ...
+
+
+def compatibility(
+    old: Schema | ContractLike, new: Schema | ContractLike, *, upgrades: bool = False
+) -> Compatibility:
+    """Say whether each direction between two contracts or schemas is compatible, and why.
 
     Args:
-        old: the schema in service now (or stored in a checkpoint).
-        new: the schema about to be deployed.
-        upgrades: the new contract has an upgrader chain from ``old``'s version;
-            then a new reader can read old data whatever the fields, since the
-            upgraders produce the new shape (but not a changed key type:
-            upgraders see values only).
+        old: the contract (or schema) in service now, or a schema stored in a
+            checkpoint.
+        new: the contract (or schema) about to be deployed.
+        upgrades: for schemas: the new contract has an upgrader chain from
+            ``old``'s version; then a new reader can read old data whatever
+            the fields, since the upgraders produce the new shape (but not a
+            changed key type: upgraders see values only). Contracts bring
+            their own upgraders, so it is ignored for them.
+
+    Given contracts, each side writes its ``write_schema`` (staged exposure
+    included) and reads its ``schema`` as :meth:`Contract.plan` would:
+    an older version only through a complete upgrader chain, and only data
+    of its own contract name.
 
     Rules, in the spirit of Avro/Protobuf resolution: an added optional field
     is compatible both ways; an added required field is backward compatible
     only with an upgrader (old data lacks it) and stays forward compatible
     (the old reader ignores it); removing a field the old reader requires
     breaks forward; a changed type breaks a direction unless it is a widening
-    there (int to float, X to X | None).
+    there (int to float, X to X | None). A Struct that changed under the same
+    version is reported as such (:data:`SAME_VERSION`).
 
     A :class:`~warmstart.Contract` reads an older version only through its
     upgrader chain (a version bump may change what a field means, not only its
-    shape), so ``backward`` without ``upgrades`` says whether an identity
-    upgrader (``lambda old: old``) would do.
+    shape), so for schemas ``backward`` without ``upgrades`` says whether an
+    identity upgrader (``lambda old: old``) would do.
+
+    >>> import msgspec
+    >>> from warmstart import Contract
+    >>> class V1(msgspec.Struct):
+    ...     name: str
+    >>> class V1b(msgspec.Struct):
+    ...     name: str
+    ...     size: int
+    >>> result = compatibility(Contract("item", V1), Contract("item", V1b))
+    >>> result.backward, result.reasons[-1]
+    (False, 'backward: same version, different schema: bump the version and add an upgrader')
     """
-    given: list[object] = [old, new]
-    for one in given:
-        if not isinstance(one, Schema):
-            msg = (
-                f"Expected schemas (a contract's .write_schema, or a stored one), "
-                f"got {type(one).__name__}"
-            )
-            raise TypeError(msg)
-    reasons: list[str] = []
-    back = read_problems(old, new, fields=not upgrades)
-    reasons.extend(f"backward: {p}" for p in back)
-    fwd = read_problems(new, old)
-    reasons.extend(f"forward: {p}" for p in fwd)
+    back = _reading(old, new, upgrades=upgrades)
+    fwd = _reading(new, old, upgrades=False)
+    reasons = [f"backward: {p}" for p in back] + [f"forward: {p}" for p in fwd]
     return Compatibility(backward=not back, forward=not fwd, reasons=tuple(reasons))
+
+
+def _side(one: object) -> tuple[Schema, Schema, Mapping[int, Any] | None]:
+    """(what it writes, what it reads, its upgraders or None for a bare schema)."""
+    if isinstance(one, Schema):
+        return one, one, None
+    writes = getattr(one, "write_schema", None)
+    reads = getattr(one, "schema", None)
+    upgraders = getattr(one, "upgraders", None)
+    if isinstance(writes, Schema) and isinstance(reads, Schema) and isinstance(upgraders, Mapping):
+        return writes, reads, upgraders
+    msg = (
+        f"Expected a warmstart.Contract or a Schema (a contract's .write_schema, or a "
+        f"stored one), got {type(one).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def _reading(writer_side: object, reader_side: object, *, upgrades: bool) -> list[str]:
+    """Why ``reader_side`` cannot read what ``writer_side`` writes."""
+    writer, _, _ = _side(writer_side)
+    _, reader, upgraders = _side(reader_side)
+    if upgraders is None:  # a bare schema: the caller says whether upgraders exist
+        return read_problems(writer, reader, fields=not upgrades)
+    problems: list[str] = []
+    if writer.contract != reader.contract:
+        problems.append(f"contract name changed from {writer.contract!r} to {reader.contract!r}")
+    chained = False
+    if writer.version < reader.version:
+        missing = [v for v in range(writer.version, reader.version) if v not in upgraders]
+        problems.extend(f"no upgrader v{v}->v{v + 1}" for v in missing)
+        chained = not missing
+    return problems + read_problems(writer, reader, fields=not chained)

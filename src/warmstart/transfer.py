@@ -30,28 +30,35 @@ nothing. See docs/transfer.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import struct
+import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple, Protocol
 
 import msgspec
 import xxhash
 
-from warmstart.codec import MAX_PAYLOAD, decode_record, digest
+from warmstart._budget import check as check_budget
+from warmstart._budget import profile_of
+from warmstart.codec import MAX_PAYLOAD, Codec, decode_record, digest
 from warmstart.errors import (
     CheckpointNotFoundError,
     IntegrityError,
     ReadOnlyStoreError,
     StoreError,
+    StoreFullError,
 )
 from warmstart.manifest import ChunkRef, Manifest, decode_manifest
 from warmstart.progress import Meter, OnProgress
-from warmstart.store import Inbound, Reader, Store
+from warmstart.store import Inbound, Reader, Store, check_namespace
 
-__all__ = ("ExportReport", "ImportReport", "export", "import_archive")
+__all__ = ("Archive", "ExportReport", "ImportReport", "export", "import_archive", "open_archive")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -217,7 +224,7 @@ def export(
     with store.read() as reader:
         head = reader.head(namespace)
         if head is None:
-            msg = f"Expected namespace {namespace!r} in {str(store.path)!r}, found none"
+            msg = reader.missing(namespace)
             raise CheckpointNotFoundError(msg)
         chosen = head[0] if generation is None else generation
         raw_manifest, manifest = _stored_manifest(reader, namespace, chosen, where)
@@ -292,7 +299,32 @@ def _unique_refs(manifest: Manifest) -> list[ChunkRef]:
 def _write_archive(
     out: Path, header: bytes, frames: Iterator[tuple[bytes, memoryview]], count: int
 ) -> int:
-    """Write the archive to a temporary file, fsync it and rename it over ``out``."""
+    """Write the archive to a temporary file, fsync it and rename it over ``out``.
+
+    Raises:
+        StoreError: the file cannot be written (no such directory, no
+            permission); ``StoreFullError`` when the disk is full. ``out`` is
+            untouched and no temporary file is left.
+    """
+    try:
+        return _write_file(out, header, frames, count)
+    except OSError as exc:
+        # The temporary file's name means nothing to the caller: name ``out``.
+        if not out.parent.is_dir():
+            msg = (
+                f"Expected a directory to write the archive {str(out)!r} into, "
+                f"{str(out.parent)!r} is not one"
+            )
+            raise StoreError(msg) from exc
+        reason = exc.strerror or type(exc).__name__
+        msg = f"Expected to write the archive {str(out)!r}, got: {reason}; it was not written"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise (StoreFullError if full else StoreError)(msg) from exc
+
+
+def _write_file(
+    out: Path, header: bytes, frames: Iterator[tuple[bytes, memoryview]], count: int
+) -> int:
     tmp = out.with_name(f".{out.name}.{os.urandom(4).hex()}.tmp")
     # Archives hold the service's state: readable by their owner only, like the store.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -351,9 +383,155 @@ class _Scan(msgspec.Struct):
     chunks: list[tuple[bytes, int, int]]
 
 
+class Archive:
+    """An archive whose structure and every record digest check out.
+
+    Obtained from :func:`open_archive`; :func:`import_archive` takes one (or
+    a path). Nothing about the target store is checked yet: the manifest's
+    MAC is checked against the target's secret by :meth:`manifest` and at
+    import. Close it (or use it as a context manager) when done; an archive
+    read from a pipe is held in a temporary file until then.
+
+    Attributes:
+        path: where it was read from.
+        namespace, generation, lineage: what the archive holds, as its
+            header says (the manifest is checked to say the same).
+        since: the generation an incremental archive builds on, or None.
+        keyed: whether the source store had a secret.
+        chunks, chunk_bytes: chunk frames the archive ships.
+    """
+
+    def __init__(self, path: Path, file: IO[bytes], scan: _Scan, where: str) -> None:
+        _OPENED[self] = _Opened(file, scan, where)
+        self.path = path
+        header = scan.header
+        self.namespace = header.namespace
+        self.generation = header.generation
+        self.lineage = header.lineage
+        self.since = header.since
+        self.keyed = header.keyed
+        self.chunks = len(scan.chunks)
+        self.chunk_bytes = sum(n for _, _, n in scan.chunks)
+        self.exported_at = header.exported_at
+        self.library_version = header.library_version
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Archive({str(self.path)!r}, namespace={self.namespace!r}, "
+            f"generation={self.generation}, chunks={self.chunks})"
+        )
+
+    def close(self) -> None:
+        """Close the file (a pipe's temporary copy is deleted)."""
+        _OPENED[self].file.close()
+
+    def manifest(self, codec: Codec) -> Manifest:
+        """The archive's manifest, verified with ``codec`` (the target store's).
+
+        Raises:
+            IntegrityError: the manifest is damaged, MAC'd under another
+                secret (or none), names an invalid namespace, or disagrees
+                with the header or the chunks shipped.
+        """
+        opened = _OPENED[self]
+        return _archive_manifest(codec, opened.scan, opened.where)
+
+
+class _Opened(NamedTuple):
+    """What an :class:`Archive` reads from, kept out of its public attributes."""
+
+    file: IO[bytes]
+    scan: _Scan
+    where: str
+
+
+_OPENED: weakref.WeakKeyDictionary[Archive, _Opened] = weakref.WeakKeyDictionary()
+
+
+def open_archive(in_path: str | os.PathLike[str]) -> Archive:
+    """Read an archive and check its structure and every digest, writing nothing.
+
+    A regular file is read in place; anything else (a pipe, ``/dev/stdin``)
+    is read once, in order, and kept in a temporary file for the import.
+
+    Raises:
+        CheckpointNotFoundError: there is no such file.
+        StoreError: the path cannot be read (a directory, no permission).
+        IntegrityError: it is not an archive, or it is truncated or damaged.
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.wsa"
+    >>> _ = bad.write_bytes(b"not an archive")
+    >>> open_archive(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    warmstart.IntegrityError: Expected archive magic b'WSTA', got b'not ' - archive ...
+    """
+    path = Path(in_path)
+    where = f"archive {str(path)!r}"
+    f = _open_input(path, where)
+    try:
+        regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+        if regular:
+            scan = _scan(f, os.fstat(f.fileno()).st_size, where)
+            return Archive(path, f, scan, where)
+        # A pipe is read once: keep a copy to read the chunks from at import.
+        spool = tempfile.TemporaryFile(prefix="warmstart-import-")  # noqa: SIM115 - kept open
+        try:
+            with f:
+                scan = _scan(_Tee(f, spool), None, where)
+        except BaseException:
+            spool.close()
+            raise
+        return Archive(path, spool, scan, where)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _open_input(path: Path, where: str) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        msg = f"Expected an archive file at {str(path)!r}, found none"
+        raise CheckpointNotFoundError(msg) from None
+    except IsADirectoryError:
+        msg = f"Expected an archive file at {str(path)!r}, it is a directory"
+        raise StoreError(msg) from None
+    except OSError as exc:
+        msg = f"Expected to read the {where}: {exc.strerror or exc}"
+        raise StoreError(msg) from exc
+
+
+class _Tee:
+    """Reads a stream and keeps a copy of every byte read in ``copy``."""
+
+    def __init__(self, stream: IO[bytes], copy: IO[bytes]) -> None:
+        self._stream = stream
+        self._copy = copy
+
+    def read(self, n: int) -> bytes:
+        parts = []
+        while n > 0:  # a pipe returns what it holds: read until n or its end
+            data = self._stream.read(n)
+            if not data:
+                break
+            parts.append(data)
+            n -= len(data)
+        data = b"".join(parts)
+        self._copy.write(data)
+        return data
+
+
 def import_archive(
     store: Store,
-    in_path: str | os.PathLike[str],
+    in_path: str | os.PathLike[str] | Archive,
     *,
     namespace: str | None = None,
     progress: OnProgress | None = None,
@@ -369,17 +547,20 @@ def import_archive(
     them.
 
     Generation numbers never move backwards: the import keeps its source
-    generation number when that is newer than the target's head, and becomes
-    ``head + 1`` otherwise. Either way it becomes the head, keeps its
-    ``created_at`` and watermark (so staleness checks see the state's real
-    age), and carries a tag ``imported-from`` = ``"namespace@generation"``.
-    If the target already holds an identical generation (same lineage, same
-    chunks), nothing changes and the status is ``"present"``.
+    generation number when that is newer than the target's head (and below
+    2**48: a larger foreign number would leave the namespace no room to go
+    on), and becomes ``head + 1`` otherwise. Either way it becomes the head,
+    keeps its ``created_at`` and watermark (so staleness checks see the
+    state's real age), and carries a tag ``imported-from`` =
+    ``"namespace@generation"``. If the target already holds an identical
+    generation (same lineage, same chunks), nothing changes and the status is
+    ``"present"``.
 
     Args:
         store: the target store, opened writable (and with the source's secret
             when the source is keyed).
-        in_path: the archive file.
+        in_path: the archive: a file, a pipe (``/dev/stdin``), or an
+            :class:`Archive` from :func:`open_archive` (not closed here).
         namespace: import under another namespace (the source's by default).
         progress: called after each chunk with a :class:`~warmstart.progress.Progress`.
 
@@ -390,8 +571,10 @@ def import_archive(
         IntegrityError: the archive is truncated, damaged or tampered with, or
             was written by a store with another secret (or none); the target's
             heads, manifests and loadable generations are unchanged.
-        CheckpointNotFoundError: an incremental archive needs chunks of its
-            ``since`` generation that the target lacks (the message names them).
+        CheckpointNotFoundError: no such archive file, or an incremental
+            archive needs chunks of its ``since`` generation that the target
+            lacks (the message names them).
+        StoreError: the archive cannot be read (a directory, no permission).
         ReadOnlyStoreError: the target is read-only.
 
     >>> import msgspec, tempfile, pathlib
@@ -409,27 +592,35 @@ def import_archive(
     >>> first.status, again.status, again.chunks_written
     ('imported', 'present', 0)
     """
-    started = time.perf_counter()
-    path = Path(in_path)
-    where = f"archive {str(path)!r}"
     if store.readonly:
         msg = f"Expected a writable target store, {str(store.path)!r} is open read-only"
         raise ReadOnlyStoreError(msg)
-    with path.open("rb") as f:
-        scan = _scan(f, where)
-        manifest = _archive_manifest(store, scan, where)
-        target = manifest.namespace if namespace is None else namespace
-        present, have = _plan(store, target, manifest)
-        meter = Meter(progress, "import", scan.header.chunk_bytes, len(scan.chunks))
-        written: dict[bytes, int] = {}
-        if present is None:
-            status, generation = _write_and_commit(
-                store, f, target, manifest, scan, have, meter, written, where
-            )
-        else:
-            status, generation = "present", present
-            meter.skip(scan.header.chunk_bytes, len(scan.chunks))
-            meter.emit()
+    if namespace is not None:
+        check_namespace(namespace)
+    if isinstance(in_path, Archive):
+        return _import(store, in_path, namespace, progress)
+    with open_archive(in_path) as archive:
+        return _import(store, archive, namespace, progress)
+
+
+def _import(
+    store: Store, archive: Archive, namespace: str | None, progress: OnProgress | None
+) -> ImportReport:
+    started = time.perf_counter()
+    f, scan, where = _OPENED[archive]
+    manifest = archive.manifest(store.codec)
+    target = manifest.namespace if namespace is None else namespace
+    present, have = _plan(store, target, manifest)
+    meter = Meter(progress, "import", archive.chunk_bytes, archive.chunks)
+    written: dict[bytes, int] = {}
+    if present is None:
+        status, generation = _write_and_commit(
+            store, f, target, manifest, scan, have, meter, written, where
+        )
+    else:
+        status, generation = "present", present
+        meter.skip(archive.chunk_bytes, archive.chunks)
+        meter.emit()
     return ImportReport(
         namespace=target,
         generation=generation,
@@ -459,12 +650,21 @@ def _write_and_commit(
     shipped = {d for d, _, _ in scan.chunks}
     _check_available(store, target, manifest, scan.header, shipped, have)
     todo = [c for c in scan.chunks if c[0] not in have]
-    meter.skip(scan.header.chunk_bytes - sum(n for _, _, n in todo), len(scan.chunks) - len(todo))
+    total = sum(n for _, _, n in scan.chunks)
+    meter.skip(total - sum(n for _, _, n in todo), len(scan.chunks) - len(todo))
     meter.emit()
+    # Every chunk is checked before the first is written: an archive refused
+    # for a bad chunk leaves the target as it was (issue 17).
+    for _ in _frames(store, f, todo, where):
+        pass
     source = f"{manifest.namespace}@{manifest.generation}"
     inbound = store.inbound(target, manifest, tag=IMPORTED_FROM, source=source)
     for _ in range(_COMMIT_ATTEMPTS):
-        written.update(_write_chunks(store, inbound, f, todo, meter, where))
+        try:
+            written.update(_write_chunks(store, inbound, f, todo, meter, where))
+        except IntegrityError:
+            inbound.discard()  # the file changed under the import: take back what it wrote
+            raise
         outcome = inbound.commit()
         if isinstance(outcome, tuple):
             status, generation = outcome
@@ -483,9 +683,15 @@ def _write_and_commit(
     raise StoreError(msg)
 
 
-def _scan(f: IO[bytes], where: str) -> _Scan:
-    """Check an archive's structure and every digest, without writing anything."""
-    size = os.fstat(f.fileno()).st_size
+class _Reading(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def _scan(f: _Reading, size: int | None, where: str) -> _Scan:
+    """Check an archive's structure and every digest, without writing anything.
+
+    ``size`` is the file's size, or None for a stream (read to its end).
+    """
     hasher = _check_preamble(f.read(_PREAMBLE.size), size, where)
     offset = _PREAMBLE.size
     header: _Header | None = None
@@ -495,13 +701,17 @@ def _scan(f: IO[bytes], where: str) -> _Scan:
         tag, declared, body = _read_record(f, offset, size, where)
         body_at = offset + _RECORD.size
         if tag == TAG_END:
-            _check_trailer(body, offset, body_at + len(body), size, len(chunks), hasher, where)
+            _check_trailer(f, body, offset, body_at + len(body), size, len(chunks), hasher, where)
             break
         hasher.update(_RECORD.pack(tag, len(body), declared))
         hasher.update(body)
         if tag == TAG_HEADER and header is None:
             header = _decode_header(body, where)
         elif tag == TAG_CHUNK and header is not None and declared not in seen:
+            if len(chunks) >= header.chunks:
+                # Checked as records come: a stream is not read past what it claims.
+                msg = f"Expected {header.chunks} chunks as the header says, got more - in {where}"
+                raise IntegrityError(msg)
             seen.add(declared)
             chunks.append((declared, body_at, len(body)))
         else:
@@ -512,17 +722,19 @@ def _scan(f: IO[bytes], where: str) -> _Scan:
     if header is None:
         msg = f"Expected a header record in {where}, found none"
         raise IntegrityError(msg)
+    # ``chunk_bytes`` is only informative: progress counts the bytes actually shipped.
     if header.chunks != len(chunks):
         msg = f"Expected {header.chunks} chunks as the header says, got {len(chunks)} - in {where}"
         raise IntegrityError(msg)
     return _Scan(header, chunks)
 
 
-def _check_preamble(preamble: bytes, size: int, where: str) -> Any:
+def _check_preamble(preamble: bytes, size: int | None, where: str) -> Any:
     """Check the preamble and return the whole-archive hasher fed with it."""
     if len(preamble) < _PREAMBLE.size:
+        got = len(preamble) if size is None else size
         msg = (
-            f"Expected a warmstart archive of at least {_PREAMBLE.size} bytes, got {size} - {where}"
+            f"Expected a warmstart archive of at least {_PREAMBLE.size} bytes, got {got} - {where}"
         )
         raise IntegrityError(msg)
     magic, version = _PREAMBLE.unpack(preamble)
@@ -540,25 +752,35 @@ def _check_preamble(preamble: bytes, size: int, where: str) -> Any:
     return xxhash.xxh3_128(preamble)
 
 
-def _read_record(f: IO[bytes], offset: int, size: int, where: str) -> tuple[bytes, bytes, bytes]:
+def _read_record(
+    f: _Reading, offset: int, size: int | None, where: str
+) -> tuple[bytes, bytes, bytes]:
     """Read the record at ``offset`` and check its digest: (tag, digest, body)."""
     record = f.read(_RECORD.size)
     if len(record) < _RECORD.size:
+        end = offset + len(record)
         msg = (
             f"Expected a record or the trailer at byte {offset} of {where}, "
-            f"the file ends at byte {size} (truncated)"
+            f"the {'stream' if size is None else 'file'} ends at byte {end} (truncated)"
         )
         raise IntegrityError(msg)
     tag, length, declared = _RECORD.unpack(record)
     body_at = offset + _RECORD.size
     # Checked before reading: a damaged length must not make us allocate it.
-    if length > MAX_RECORD or body_at + length > size:
+    room = MAX_RECORD if size is None else max(0, min(MAX_RECORD, size - body_at))
+    if length > room:
         msg = (
-            f"Expected a record of at most {min(MAX_RECORD, size - body_at)} bytes at byte "
-            f"{offset} of {where}, it declares {length} (truncated or damaged)"
+            f"Expected a record of at most {room} bytes at byte {offset} of {where}, "
+            f"it declares {length} (truncated or damaged)"
         )
         raise IntegrityError(msg)
     body = f.read(length)
+    if len(body) < length:
+        msg = (
+            f"Expected a record of {length} bytes at byte {offset} of {where}, the stream "
+            f"ends after {len(body)} (truncated)"
+        )
+        raise IntegrityError(msg)
     found = digest(body)
     if found != declared:
         msg = (
@@ -570,7 +792,14 @@ def _read_record(f: IO[bytes], offset: int, size: int, where: str) -> tuple[byte
 
 
 def _check_trailer(
-    body: bytes, offset: int, end: int, size: int, chunks: int, hasher: Any, where: str
+    f: _Reading,
+    body: bytes,
+    offset: int,
+    end: int,
+    size: int | None,
+    chunks: int,
+    hasher: Any,
+    where: str,
 ) -> None:
     if len(body) != _TRAILER.size:
         msg = (
@@ -579,11 +808,10 @@ def _check_trailer(
         )
         raise IntegrityError(msg)
     count, length, whole = _TRAILER.unpack(body)
-    if end != size:
-        msg = (
-            f"Expected the archive to end at byte {end} after its trailer, got {size} bytes "
-            f"- {where}"
-        )
+    extra = (size or end) != end or bool(f.read(1))
+    if extra:
+        got = "more" if size is None else f"{size} bytes"
+        msg = f"Expected the archive to end at byte {end} after its trailer, got {got} - {where}"
         raise IntegrityError(msg)
     if count != chunks or length != offset or whole != hasher.digest():
         msg = (
@@ -595,26 +823,34 @@ def _check_trailer(
 
 
 def _decode_header(body: bytes, where: str) -> _Header:
-    header: _Header = decode_record(_header_decoder, body, f"an archive header in {where}")
+    what = f"an archive header in {where}"
+    check_budget(body, profile_of(_Header), what)
+    header: _Header = decode_record(_header_decoder, body, what)
     return header
 
 
-def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:
+def _archive_manifest(codec: Codec, scan: _Scan, where: str) -> Manifest:
     """Verify the archive's manifest with the target's codec and cross-check the header."""
     header = scan.header
-    if header.keyed != store.codec.keyed:
+    if header.keyed != codec.keyed:
         has, wants = ("keyed", "without") if header.keyed else ("unkeyed", "with")
         msg = (
-            f"Expected an archive from a store {'with' if store.codec.keyed else 'without'} a "
-            f"secret like {str(store.path)!r}, got a {has} one - {where}; open the target "
+            f"Expected an archive from a store {'with' if codec.keyed else 'without'} a "
+            f"secret like the target, got a {has} one - {where}; open the target "
             f"{wants} the source's secret"
         )
         raise IntegrityError(msg)
     try:
-        manifest = decode_manifest(store.codec, header.manifest)
+        manifest = decode_manifest(codec, header.manifest)
     except IntegrityError as exc:
         msg = f"Expected a valid manifest in {where}: {exc}"
         raise IntegrityError(msg) from exc
+    try:
+        check_namespace(manifest.namespace)
+    except ValueError as exc:
+        # Every digest checks out, but no store can hold such a namespace.
+        msg = f"Expected a manifest of a valid namespace in {where}: {exc}"
+        raise IntegrityError(msg) from None
     claimed = (header.namespace, header.generation, header.lineage)
     actual = (manifest.namespace, manifest.generation, manifest.lineage)
     if claimed != actual:
@@ -635,6 +871,17 @@ def _archive_manifest(store: Store, scan: _Scan, where: str) -> Manifest:
             f"{len(required - shipped)} are missing - in {where}"
         )
         raise IntegrityError(msg)
+    # What the manifest says of each chunk must hold of the frame shipped: a
+    # generation whose sizes lie would be committed, and then never load.
+    sizes = {d: n for d, _, n in scan.chunks}
+    for section in manifest.sections:
+        for ref in section.chunks:
+            if ref.digest in sizes and sizes[ref.digest] != ref.stored_bytes:
+                msg = (
+                    f"Expected chunk {ref.digest.hex()} of {ref.stored_bytes} bytes as the "
+                    f"manifest says, the archive ships {sizes[ref.digest]} - in {where}"
+                )
+                raise IntegrityError(msg)
     return manifest
 
 
@@ -667,6 +914,24 @@ def _check_available(
     raise CheckpointNotFoundError(msg)
 
 
+def _frames(
+    store: Store, f: IO[bytes], todo: list[tuple[bytes, int, int]], where: str
+) -> Iterator[tuple[bytes, bytes]]:
+    """(digest, frame) for each chunk of ``todo``, read from the archive and verified."""
+    for chunk_digest, offset, length in todo:
+        f.seek(offset)
+        frame = f.read(length)
+        if len(frame) != length:
+            msg = f"Expected {length} bytes at byte {offset} of {where}, the file changed"
+            raise IntegrityError(msg)
+        try:
+            store.codec.verify(frame, digest=chunk_digest)
+        except IntegrityError as exc:
+            msg = f"Expected a valid chunk {chunk_digest.hex()} at byte {offset} of {where}: {exc}"
+            raise IntegrityError(msg) from exc
+        yield chunk_digest, frame
+
+
 def _write_chunks(
     store: Store,
     inbound: Inbound,
@@ -687,21 +952,11 @@ def _write_chunks(
             batch.clear()
             pending = 0
 
-    for chunk_digest, offset, length in todo:
-        f.seek(offset)
-        frame = f.read(length)
-        if len(frame) != length:
-            msg = f"Expected {length} bytes at byte {offset} of {where}, the file changed"
-            raise IntegrityError(msg)
-        try:
-            store.codec.verify(frame, digest=chunk_digest)
-        except IntegrityError as exc:
-            msg = f"Expected a valid chunk {chunk_digest.hex()} at byte {offset} of {where}: {exc}"
-            raise IntegrityError(msg) from exc
+    for chunk_digest, frame in _frames(store, f, todo, where):
         batch.append((chunk_digest, frame))
-        pending += length
+        pending += len(frame)
         if pending >= _BATCH_BYTES:
             flush()
-        meter.advance(length)
+        meter.advance(len(frame))
     flush()
     return written

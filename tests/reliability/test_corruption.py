@@ -258,7 +258,9 @@ class TestChunkCorruption:
                 assert snapshot.generation == 2
                 assert check_snapshot(snapshot) == []
                 assert "MAC" in snapshot.fallback[0]
-        with warmstart.Store(victim, secret=forger_secret, sync=False) as store:
+        # (Without any secret, a keyed store opens read-only only: issue 17.)
+        readonly = forger_secret is None
+        with warmstart.Store(victim, secret=forger_secret, sync=False, readonly=readonly) as store:
             assert not store.verify().ok  # and the forger cannot read the victim's own
 
     @pytest.mark.slow

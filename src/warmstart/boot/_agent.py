@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -366,13 +366,13 @@ class Agent:
             return record
 
     def _decode_remote(
-        self, remote: Remote, get_readers: Callable[..., dict[str, bytes]]
+        self, remote: Remote, get_readers: Callable[..., Iterable[tuple[str, bytes]]]
     ) -> list[Instance]:
         from warmstart.remote import delete_readers  # noqa: PLC0415 - optional tier
 
         now = self.settings.clock()
         found, expired = [], []
-        for key, raw in get_readers(remote, self.settings.namespace).items():
+        for key, raw in get_readers(remote, self.settings.namespace):
             try:
                 record: Instance = _decoder.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):

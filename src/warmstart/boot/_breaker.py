@@ -3,23 +3,26 @@
 Private to the boot wing. Before restoring, a boot leaves a "restoring"
 marker in the store (``restoring-<pid>-<token>``: the generation, the time,
 and a state byte) and sets it idle when the restore is done. The file is
-created once per boot and rewritten in place (one ``pwrite`` of 17 bytes):
-a boot that attaches 100,000 objects marks and clears 100,000 times, and
-creating and removing a file each time cost a millisecond apiece. A later boot that finds the
-marker of a process that is gone knows that process died while restoring:
-it quarantines that generation for inspection and starts cold once, rather
-than crash again on the same data. A marker of a process still alive is
-another worker restoring right now, and is left alone.
+created once per boot and rewritten in place (one ``pwrite`` of 17 bytes,
+and their MAC in a keyed store): a boot that attaches 100,000 objects marks
+and clears 100,000 times, and creating and removing a file each time cost a
+millisecond apiece. A later boot that finds the marker of a process that is
+gone knows that process died while restoring: it quarantines that generation
+for inspection and starts cold once, rather than crash again on the same data.
+A marker of a process still alive is another worker restoring right now, and
+is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import struct
 import threading
+from collections.abc import Callable
 
 from warmstart.errors import WarmstartError
 from warmstart.metrics import BootReport
@@ -49,6 +52,7 @@ class CrashLoopBreaker:
         self._lock = threading.Lock()
         self._fd: int | None = None  # the marker file, once created
         self._state = (0, 0.0)
+        self._seal: Callable[[bytes], bytes] = bytes  # the store's marker_bytes, once marked
 
     def check(self, store: Store, report: BootReport) -> str | None:
         """A boot that died while restoring left its marker: quarantine that generation.
@@ -102,8 +106,10 @@ class CrashLoopBreaker:
         if self._fd is None:
             store.set_marker(self.namespace, self.name, marker)  # created whole, atomically
             self._fd = os.open(store.marker_file(self.namespace, self.name), os.O_WRONLY)
+            # Rewrites in place carry the MAC a keyed store checks (issue 17).
+            self._seal = functools.partial(store.marker_bytes, self.namespace, self.name)
         else:
-            os.pwrite(self._fd, marker, 0)
+            os.pwrite(self._fd, self._seal(marker), 0)
 
     def clear(self, store: Store | None) -> None:
         """Restoring stopped: say "idle" (the file stays until :meth:`close`)."""
@@ -111,7 +117,7 @@ class CrashLoopBreaker:
             marked, self.marked = self.marked, False
         if marked and store is not None and self._fd is not None:
             with contextlib.suppress(OSError):
-                os.pwrite(self._fd, _STATE.pack(*self._state, 0), 0)
+                os.pwrite(self._fd, self._seal(_STATE.pack(*self._state, 0)), 0)
 
     def close(self, store: Store | None) -> None:
         """The boot is done: remove its marker."""

@@ -43,10 +43,23 @@ def secret(args: argparse.Namespace) -> bytes | None:
 def open_store(
     args: argparse.Namespace, path: str, *, readonly: bool = True, create: bool = False
 ) -> Store:
-    """Open the store at ``path`` with the command's secret; only ``create`` may make one."""
+    """Open the store at ``path`` with the command's secret; only ``create`` may make one.
+
+    ``path`` may name the store's ``data.mdb`` itself (tab completion lands
+    there): the store is its directory.
+    """
+    path = store_dir(path)
     # Only `import` may create a store: `gc` or `drop` on a mistyped path
     # must not leave an empty store behind.
     if not readonly and not create and not (Path(path) / "data.mdb").is_file():
         msg = f"Expected a store at {path!r}, found no data.mdb"
         raise StoreError(msg)
     return Store(path, readonly=readonly, secret=secret(args))
+
+
+def store_dir(path: str) -> str:
+    """The store directory ``path`` names: itself, or the directory of its ``data.mdb``."""
+    given = Path(path)
+    if given.name == "data.mdb" and given.is_file():
+        return str(given.parent)
+    return path

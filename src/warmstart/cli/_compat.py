@@ -36,6 +36,11 @@ class _Side:
         self.reader = reader
         self.contract = contract
 
+    @property
+    def checked(self) -> Contract[Any] | Schema:
+        """What :func:`warmstart.compatibility` is given for this side."""
+        return self.contract if self.contract is not None else self.writer
+
     def describe(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
@@ -49,9 +54,11 @@ class _Side:
 def cmd_compat(args: argparse.Namespace) -> int:
     old = _resolve(args, args.old)
     new = _resolve(args, args.new)
-    backward = _read_problems(old.writer, new)
-    forward = _read_problems(new.writer, old)
-    reasons = [f"backward: {r}" for r in backward] + [f"forward: {r}" for r in forward]
+    # The library's own check: what a Contract would decide at a restore.
+    result = compatibility(old.checked, new.checked)
+    backward = [r.removeprefix("backward: ") for r in result.reasons if r.startswith("backward")]
+    forward = [r.removeprefix("forward: ") for r in result.reasons if r.startswith("forward")]
+    reasons = list(result.reasons)
     wanted = {"both": (True, True), "backward": (True, False), "forward": (False, True)}
     need_back, need_fwd = wanted[args.direction]
     ok = not (need_back and backward) and not (need_fwd and forward)
@@ -84,31 +91,6 @@ def cmd_compat(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  - {problem}")
     return EXIT_OK if ok else EXIT_PROBLEM
-
-
-def _read_problems(writer: Schema, reader: _Side) -> list[str]:
-    """Why ``reader`` cannot read data written with ``writer``, as its contract would decide."""
-    problems: list[str] = []
-    if writer.contract != reader.reader.contract:
-        problems.append(
-            f"contract name changed from {writer.contract!r} to {reader.reader.contract!r}"
-        )
-    upgrades = False
-    if reader.contract is not None and writer.version < reader.reader.version:
-        # Contract.plan refuses an older version without a complete upgrader chain,
-        # whatever the fields say; with one, the upgraders produce the new shape.
-        missing = [
-            v
-            for v in range(writer.version, reader.reader.version)
-            if v not in reader.contract.upgraders
-        ]
-        problems.extend(f"no upgrader v{v}->v{v + 1} in {reader.spec}" for v in missing)
-        upgrades = not missing
-    result = compatibility(writer, reader.reader, upgrades=upgrades)
-    problems.extend(
-        r.removeprefix("backward: ") for r in result.reasons if r.startswith("backward: ")
-    )
-    return problems
 
 
 def _resolve(args: argparse.Namespace, spec: str) -> _Side:

@@ -7,7 +7,9 @@ and ``pull`` in ``warmstart.remote.cli``). Read commands (``ls``, ``inspect``,
 ``verify``, ``compat``, ``check``, ``export``, ``stats``) open stores read-only, so they
 are safe on a live store and work on read-only volumes. Every command takes
 ``--json`` for machine-readable output; errors are one line on stderr (a
-traceback only with ``--debug``). Exit codes:
+traceback only with ``--debug``), and with ``--json`` also a JSON document
+``{"ok": false, "exit": 2, "error": {"type", "message"}}`` on stdout. Exit
+codes:
 
 * ``0``: done, nothing wrong found;
 * ``1``: a problem was found (``verify``), contracts are incompatible
@@ -49,6 +51,7 @@ from warmstart.cli._common import (
     UsageError,
 )
 from warmstart.cli._compat import cmd_compat
+from warmstart.cli._format import emit_json
 from warmstart.cli._inspect import cmd_inspect
 from warmstart.cli._store import cmd_drop, cmd_gc, cmd_ls, cmd_stats, cmd_verify
 from warmstart.cli._transfer import cmd_export, cmd_import
@@ -93,7 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"warmstart: error: {_one_line(exc)}", file=sys.stderr)
+        if args.json:
+            # A script reading --json output gets the error as JSON too (issue 17).
+            emit_json({"ok": False, "exit": EXIT_ERROR, "error": _error(exc)})
         return EXIT_ERROR
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    """An error as JSON: its class and its one-line message."""
+    return {"type": type(exc).__name__, "message": " ".join(str(exc).split())}
 
 
 def _one_line(exc: BaseException) -> str:

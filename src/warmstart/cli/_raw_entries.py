@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from warmstart._budget import UNTYPED, chunk_entries
+from warmstart._budget import check as check_budget
 from warmstart.codec import DECODE_FAILURES, Codec
 from warmstart.delta import FoldedChain
 from warmstart.errors import IntegrityError
@@ -70,6 +72,10 @@ def _raw_payloads(store: Store, namespace: str) -> Callable[[tuple[Any, ...]], I
         with store.read() as reader:
             for ref, frame in reader.frames(namespace, refs):
                 payload = codec.decode(frame, digest=ref.digest)
+                where = f"chunk {ref.digest.hex()}"
+                # Untyped decoding builds everything: bound it first (issue 17).
+                chunk_entries(payload, where, ref.entries)
+                check_budget(payload, UNTYPED, where)
                 try:
                     decoded = msgspec.msgpack.decode(payload)
                 except DECODE_FAILURES as exc:

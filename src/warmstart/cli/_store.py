@@ -88,6 +88,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{fmt.plural(report.namespaces, 'namespace')}, "
         f"{fmt.plural(report.generations, 'generation')}, "
         f"{fmt.plural(report.chunks, 'chunk')} verified, {report.orphans} orphaned"
+        + (
+            f", {report.unaccounted} unaccounted for (a manifest is unreadable)"
+            if report.unaccounted
+            else ""
+        )
     )
     if report.ok:
         print(f"ok: {summary}")
@@ -131,9 +136,13 @@ def cmd_drop(args: argparse.Namespace) -> int:
                 print("not dropped", file=sys.stderr)
                 return EXIT_PROBLEM
         dropped = store.drop(args.namespace)
-    if not dropped:
-        msg = f"Expected namespace {args.namespace!r} in {args.path!r}, found none"
-        raise CheckpointNotFoundError(msg)
+        if not dropped:
+            held = ", ".join(map(repr, store.namespaces())) or "no namespace"
+            msg = (
+                f"Expected namespace {args.namespace!r} in {args.path!r}, found none "
+                f"(it holds {held})"
+            )
+            raise CheckpointNotFoundError(msg)
     if args.json:
         fmt.emit_json({"path": args.path, "dropped": args.namespace})
     else:
@@ -152,12 +161,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"path          {data['path']}")
     print(
-        f"file          {fmt.size(data['file_bytes'])} (map {fmt.size(data['map_size'])}, "
-        f"page {data['page_size']} B)"
+        f"disk          {fmt.size(data['disk_bytes'])} used by data.mdb "
+        f"(file size {fmt.size(data['file_bytes'])})"
+    )
+    print(
+        f"map           {fmt.size(data['map_size'])} of address space reserved, not memory "
+        f"or disk (page {data['page_size']} B)"
     )
     print(f"transactions  {data['last_txnid']}")
     print(f"readers       {data['readers']} of {data['max_readers']}")
-    print(f"orphaned      {fmt.plural(data['orphaned_chunks'], 'chunk')}")
+    orphaned = data["orphaned_chunks"]
+    print(
+        "orphaned      "
+        + (
+            "unknown (a manifest is unreadable: run `warmstart verify`)"
+            if orphaned is None
+            else fmt.plural(orphaned, "chunk")
+        )
+    )
     print()
     tables = [(name, t["entries"], fmt.size(t["bytes"])) for name, t in data["tables"].items()]
     print(fmt.table(("TABLE", "ENTRIES", "SIZE"), tables, numeric={1, 2}))
@@ -185,13 +206,19 @@ def _stats(store: Store, path: str) -> dict[str, Any]:
     tables: dict[str, dict[str, int]] = lmdb_stats["tables"]
     namespaces = []
     referenced = 0
+    unreadable = False  # then which chunks are orphans is unknown
     for namespace in store.namespaces():
         generations = store.generations(namespace)
+        # generations() leaves out what it cannot read: a smaller count than
+        # the manifests stored means some chunks may belong to a damaged one.
+        with store.read() as reader:
+            unreadable |= len(generations) < len(reader.generations(namespace))
         chunks: dict[bytes, int] = {}
         for g in generations:
             try:
                 manifest = store.manifest(namespace, g.generation)
             except WarmstartError:
+                unreadable = True
                 continue  # `warmstart verify` reports it
             chunks.update((c.digest, c.stored_bytes) for s in manifest.sections for c in s.chunks)
         head = next((g for g in generations if g.head), None)
@@ -210,5 +237,7 @@ def _stats(store: Store, path: str) -> dict[str, Any]:
         "path": path,
         **lmdb_stats,
         "namespaces": namespaces,
-        "orphaned_chunks": max(0, tables["chunks"]["entries"] - referenced),
+        "orphaned_chunks": (
+            None if unreadable else max(0, tables["chunks"]["entries"] - referenced)
+        ),
     }

@@ -1,7 +1,9 @@
 """The ``warmstart export`` and ``import`` commands: a generation to and from an archive.
 
 Private; used by ``cli``. Both draw a progress line with an ETA when stderr
-is a terminal. ``import`` is the one command that may create its target store.
+is a terminal. ``import`` is the one command that may create its target store,
+and does so only once the archive has checked out; it reads ``-`` (or a pipe
+such as ``/dev/stdin``) as well as a file.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import argparse
 
 from warmstart.cli import _format as fmt
-from warmstart.cli._common import EXIT_OK, open_store
-from warmstart.transfer import export, import_archive
+from warmstart.cli._common import EXIT_OK, open_store, secret
+from warmstart.codec import Codec
+from warmstart.transfer import export, import_archive, open_archive
 
 __all__ = ()
 
@@ -47,10 +50,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    # "-" is stdin; a pipe is read once and kept in a temporary file.
+    source = "/dev/stdin" if args.archive == "-" else args.archive
     line = fmt.progress()
     try:
-        with open_store(args, args.path, readonly=False, create=True) as store:
-            report = import_archive(store, args.archive, namespace=args.namespace, progress=line)
+        with open_archive(source) as archive:
+            # Checked before the target is opened: `import` may create its
+            # store, and a file that is no archive (or keyed under another
+            # secret) must not leave an empty store behind.
+            archive.manifest(Codec(secret=secret(args)))
+            with open_store(args, args.path, readonly=False, create=True) as store:
+                report = import_archive(store, archive, namespace=args.namespace, progress=line)
     finally:
         if line is not None:
             line.close()

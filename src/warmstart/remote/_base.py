@@ -18,9 +18,19 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from warmstart.codec import MAX_PAYLOAD
+from warmstart.errors import IntegrityError
 from warmstart.remote._errors import RemoteConflictError, RemoteError
 
 __all__ = ()
+
+#: Largest value warmstart stores on a remote: a frame (chunk or manifest) of
+#: the payload cap plus its header, MAC and digest. Reads refuse larger values
+#: before reading them whole (issue 17: a 768 MiB object cost a pull 768 MiB).
+MAX_OBJECT = MAX_PAYLOAD + 4096
+#: Largest head record read: it lists the retained generations (about 60
+#: bytes each), so 4 MiB holds tens of thousands.
+MAX_HEAD = 4 * 1024 * 1024
 
 _SLOT_DIGITS = 20
 #: A reader re-lists this often if the slot it listed was deleted under it.
@@ -29,11 +39,20 @@ _SLOT_READS = 8
 _SECRET_WORDS = ("secret", "password", "token", "credential")
 
 
+def too_large(url: str, key: str, size: int | str, limit: int) -> IntegrityError:
+    """The error for a remote value over the size it may have: not read, refused."""
+    msg = (
+        f"Expected {key!r} on {url} to hold at most {limit} bytes, it holds {size}: "
+        f"damaged or hostile, refused without reading it"
+    )
+    return IntegrityError(msg)
+
+
 class Primitives(Protocol):
     """The plain operations slot heads are built on."""
 
     def put(self, items: Mapping[str, bytes], *, overwrite: bool = False) -> set[str]: ...
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]: ...
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]: ...
     def list(self, prefix: str) -> dict[str, float | None]: ...
     def delete_keys(self, keys: Sequence[str]) -> None: ...
@@ -112,17 +131,22 @@ def _current(remote: Primitives, key: str) -> tuple[int, bytes | None]:
     for _ in range(_SLOT_READS):
         slots = _slots(remote, key) or _slots(remote, key) or _slots(remote, key)
         number = slots[-1] if slots else 0
-        value = remote.get([_slot(key, number)]).get(_slot(key, number)) if number else None
+        value = _read_slot(remote, key, number) if number else None
         if number and value is None:
             continue  # deleted after the listing: list again
         while True:
-            following = _slot(key, number + 1)
-            newer = remote.get([following]).get(following)
+            newer = _read_slot(remote, key, number + 1)
             if newer is None:
                 return number, value
             number, value = number + 1, newer
     msg = f"Expected to read head {key!r}, but its slots kept changing under {_SLOT_READS} reads"
     raise RemoteError(msg)
+
+
+def _read_slot(remote: Primitives, key: str, number: int) -> bytes | None:
+    """One head slot, capped: a hostile object there is refused unread (issue 17)."""
+    name = _slot(key, number)
+    return remote.get([name], limit=MAX_HEAD).get(name)
 
 
 def slot_get_head(remote: Primitives, key: str) -> bytes | None:

@@ -30,11 +30,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from warmstart.remote._base import (
+    MAX_OBJECT,
     check_key,
     check_prefix,
     checked_delete,
     slot_get_head,
     slot_swap_head,
+    too_large,
 )
 from warmstart.remote._errors import RemoteError, RemoteUnavailableError
 
@@ -135,15 +137,25 @@ class FileRemote:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The values of the keys that exist."""
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]:
+        """The values of the keys that exist; one over ``limit`` bytes is refused unread."""
         out: dict[str, bytes] = {}
         with self._errors("read"):
             for key in keys:
                 try:
-                    out[key] = self._path(key).read_bytes()
+                    f = self._path(key).open("rb")
                 except (FileNotFoundError, NotADirectoryError):
                     continue
+                with f:
+                    size = os.fstat(f.fileno()).st_size
+                    if size > limit:
+                        raise too_large(self.url, key, size, limit)
+                    # Values are replaced by rename, never in place: an open file
+                    # that grows is being written by someone else.
+                    data = f.read(size)
+                    if f.read(1):
+                        raise too_large(self.url, key, f"more than {size}", limit)
+                out[key] = data
         return out
 
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
+from warmstart.errors import IntegrityError
 from warmstart.remote._layout import escape, namespace_dir
 from warmstart.remote._protocol import Remote
 
@@ -41,6 +42,17 @@ log = logging.getLogger("warmstart.remote")
 REPLY_TTL_MS = 60_000
 #: Longest wait between two reconnection attempts of a listener.
 _MAX_BACKOFF = 30.0
+#: A reader record holds one boot's reader schemas (a few kB); a larger one
+#: is refused unread (remote objects are untrusted input, issue 17).
+MAX_READER = 256 * 1024
+#: Records read per namespace, the newest first, and their bytes in all: a
+#: remote planted with millions of keys must not make every boot read them
+#: all, and what the boot keeps decoded stays bounded (a typed decode builds
+#: at most about 30 bytes of objects per byte of a record).
+MAX_READERS = 1024
+MAX_READERS_BYTES = 8 * 1024 * 1024
+#: Records fetched at once: what a boot holds undecoded is one batch.
+_BATCH = 64
 
 
 # -- reader records -------------------------------------------------------------
@@ -60,10 +72,41 @@ def put_reader(remote: Remote, namespace: str, host: str, name: str, record: byt
     remote.put({reader_key(namespace, host, name): record}, overwrite=True)
 
 
-def get_readers(remote: Remote, namespace: str) -> dict[str, bytes]:
-    """Every reader record of ``namespace``, by key."""
-    keys = sorted(remote.list(_readers_dir(namespace)))
-    return remote.get(keys) if keys else {}
+def get_readers(remote: Remote, namespace: str) -> Iterator[tuple[str, bytes]]:
+    """(key, record) of the newest :data:`MAX_READERS` reader records of ``namespace``.
+
+    Fetched a batch at a time, so the caller decodes one batch before the
+    next is read; a record over :data:`MAX_READER` bytes is skipped unread
+    (and logged), not allowed to hide the others; past
+    :data:`MAX_READERS_BYTES` in all, the rest are not read.
+    """
+    listed = remote.list(_readers_dir(namespace))
+    keys = sorted(listed, key=lambda k: listed[k] or 0.0, reverse=True)[:MAX_READERS]
+    total = 0
+    for start in range(0, len(keys), _BATCH):
+        for key, raw in _fetch(remote, keys[start : start + _BATCH]):
+            total += len(raw)
+            if total > MAX_READERS_BYTES:
+                log.warning(
+                    "reader records of %r: more than %d bytes, the rest not read",
+                    namespace,
+                    MAX_READERS_BYTES,
+                )
+                return
+            yield key, raw
+
+
+def _fetch(remote: Remote, batch: list[str]) -> list[tuple[str, bytes]]:
+    try:
+        return list(remote.get(batch, limit=MAX_READER).items())
+    except IntegrityError:
+        found: list[tuple[str, bytes]] = []
+        for key in batch:  # find the oversized one(s); keep the rest
+            try:
+                found.extend(remote.get([key], limit=MAX_READER).items())
+            except IntegrityError as exc:
+                log.warning("reader record %r skipped: %s", key, exc)
+        return found
 
 
 def delete_readers(remote: Remote, keys: list[str]) -> None:

@@ -6,6 +6,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from warmstart.remote._base import MAX_OBJECT
 from warmstart.remote._file import FileRemote
 
 __all__ = ("Remote", "open_remote")
@@ -42,8 +43,13 @@ class Remote(Protocol):
         Without ``overwrite`` a key that exists is left alone (put if absent).
         """
 
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The values of the keys that exist (missing keys are left out)."""
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]:
+        """The values of the keys that exist (missing keys are left out).
+
+        A value over ``limit`` bytes is refused with ``IntegrityError``
+        without being read whole: its size is checked first (a file's stat,
+        Redis ``STRLEN``, an object store's ranged read).
+        """
 
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]:
         """For each key that exists, its last-modified time (None if unknown)."""
@@ -62,7 +68,7 @@ class Remote(Protocol):
         """
 
     def get_head(self, key: str) -> bytes | None:
-        """The current value of a head, or None."""
+        """The current value of a head, or None (one over ``MAX_HEAD`` bytes is refused)."""
 
     def swap_head(
         self, key: str, expected: bytes | None, new: bytes, *, require: Sequence[str] = ()

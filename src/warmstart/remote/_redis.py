@@ -26,7 +26,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from warmstart.errors import MissingExtraError
-from warmstart.remote._base import check_key, check_prefix, redact
+from warmstart.remote._base import (
+    MAX_HEAD,
+    MAX_OBJECT,
+    check_key,
+    check_prefix,
+    redact,
+    too_large,
+)
 from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 
 __all__ = ("RedisRemote",)
@@ -184,17 +191,28 @@ class RedisRemote:
                         written.add(key)
         return written
 
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """``GET`` the keys, pipelined; missing keys are left out."""
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]:
+        """The keys' values, pipelined; missing keys are left out.
+
+        ``STRLEN`` and ``GETRANGE 0 limit`` (not ``GET``): a value over
+        ``limit`` bytes is refused having sent at most ``limit + 1`` of them,
+        and a batch holds about 8 MiB of values whatever the keys hold. An
+        empty value counts as missing (warmstart never writes one).
+        """
         out: dict[str, bytes] = {}
         with self._errors("read values"):
-            for batch in _batches(list(keys), lambda _: _BATCH_BYTES // 32):
+            for batch in _batches(list(keys), lambda _: max(limit, 1)):
                 pipe = self._client.pipeline(transaction=False)
                 for key in batch:
-                    pipe.get(self._key(key))
-                for key, value in zip(batch, pipe.execute()):
-                    if value is not None:
-                        out[key] = bytes(value)
+                    pipe.strlen(self._key(key))
+                    pipe.getrange(self._key(key), 0, limit)
+                replies = pipe.execute()
+                for i, key in enumerate(batch):
+                    size, value = replies[2 * i], bytes(replies[2 * i + 1])
+                    if size > limit or len(value) > limit:
+                        raise too_large(self.url, key, max(size, len(value)), limit)
+                    if value:
+                        out[key] = value
         return out
 
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]:
@@ -244,10 +262,8 @@ class RedisRemote:
                     raise RemoteConflictError(msg)
 
     def get_head(self, key: str) -> bytes | None:
-        """``GET`` the head."""
-        with self._errors("read a head"):
-            value = self._client.get(self._key(key))
-        return None if value is None else bytes(value)
+        """The head's value (at most ``MAX_HEAD`` bytes), or None."""
+        return self.get([key], limit=MAX_HEAD).get(key)
 
     def swap_head(
         self, key: str, expected: bytes | None, new: bytes, *, require: Sequence[str] = ()

@@ -37,6 +37,8 @@ from typing import Any, Literal, TypeVar
 
 from warmstart.errors import MissingExtraError
 from warmstart.remote._base import (
+    MAX_HEAD,
+    MAX_OBJECT,
     check_key,
     check_prefix,
     checked_delete,
@@ -44,6 +46,7 @@ from warmstart.remote._base import (
     redact,
     slot_get_head,
     slot_swap_head,
+    too_large,
 )
 from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 
@@ -229,17 +232,34 @@ class ObjectStoreRemote:
         with self._errors("store objects"):
             return {k for k in self._map(one, list(items.items())) if k is not None}
 
-    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The objects that exist."""
+    def get(self, keys: Sequence[str], *, limit: int = MAX_OBJECT) -> dict[str, bytes]:
+        """The objects that exist; one over ``limit`` bytes is refused unread.
+
+        Each is read with a range request for its first ``limit + 1`` bytes,
+        so a larger object costs ``limit + 1`` bytes, not its size.
+        """
 
         def one(key: str) -> tuple[str, bytes | None]:
             try:
-                return key, bytes(self._obs.get(self._store, check_key(key)).bytes())
+                return key, self._bounded(key, limit)[0]
             except (FileNotFoundError, self._obs.exceptions.NotFoundError):
                 return key, None
 
         with self._errors("read objects"):
             return {k: v for k, v in self._map(one, list(keys)) if v is not None}
+
+    def _bounded(self, key: str, limit: int) -> tuple[bytes, Any]:
+        """(the object's bytes, its metadata), read through a range of ``limit + 1`` bytes.
+
+        Raises:
+            IntegrityError: the object is larger than ``limit``.
+        """
+        found = self._obs.get(self._store, check_key(key), options={"range": (0, limit + 1)})
+        size = found.meta.get("size")
+        data = bytes(found.bytes())
+        if len(data) > limit or (isinstance(size, int) and size > limit):
+            raise too_large(self.url, key, max(len(data), size or 0), limit)
+        return data, found.meta
 
     def stat(self, keys: Sequence[str]) -> dict[str, float | None]:
         """Last-modified times of the objects that exist (one listing for many keys)."""
@@ -294,7 +314,7 @@ class ObjectStoreRemote:
         """The head's value, or None."""
         if self.conditional == "slots":
             return slot_get_head(self, key)
-        return self.get([key]).get(key)
+        return self.get([key], limit=MAX_HEAD).get(key)
 
     def swap_head(
         self, key: str, expected: bytes | None, new: bytes, *, require: Sequence[str] = ()
@@ -306,9 +326,9 @@ class ObjectStoreRemote:
         conflict = f"Expected head {key!r} to hold the value read before, another writer moved it"
         with self._errors("read a head"):
             try:
-                found = self._obs.get(self._store, check_key(key))
-                value: bytes | None = bytes(found.bytes())
-                etag = found.meta["e_tag"]
+                found, meta = self._bounded(key, MAX_HEAD)
+                value: bytes | None = found
+                etag = meta["e_tag"]
             except (FileNotFoundError, exceptions.NotFoundError):
                 value, etag = None, None
         if value != expected:

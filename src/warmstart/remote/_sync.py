@@ -56,23 +56,24 @@ from warmstart.codec import Codec
 from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
 from warmstart.progress import Meter, OnProgress
+from warmstart.remote._base import MAX_OBJECT
 from warmstart.remote._errors import RemoteConflictError, RemoteError
 from warmstart.remote._layout import (
     RESERVED,
     Layout,
     batches,
     check_cancel,
+    check_head,
     check_keyed,
     decode_head,
     manifest_name,
     namespace_dir,
     opened,
     remote_manifest,
-    unescape,
     unique_refs,
 )
 from warmstart.remote._reports import PullReport, PushReport, RemoteHead
-from warmstart.store import Store
+from warmstart.store import Inbound, Store
 
 if TYPE_CHECKING:
     from warmstart.remote._protocol import Remote
@@ -192,6 +193,7 @@ def _push(
 
     on_remote: set[bytes] = set()
     if head is not None:
+        check_head(head, layout, remote.url)
         check_keyed(head, store.codec, remote.url)
         if head.signature == identity:
             return report("present")
@@ -538,16 +540,30 @@ def list_remote(remote: Remote | str) -> list[RemoteHead]:
             # "@" is escaped in namespace parts: the first "/@ws/" ends the namespace.
             directory, found, rest = key.partition(marker)
             if found and (rest == "head" or rest.startswith("head/")):
-                directories.add(directory)
+                directories.add(directory + marker)
         heads = []
         for directory in sorted(directories):
-            namespace = "/".join(unescape(p) for p in directory.split("/"))
+            # A long part is stored hashed: the head record names the namespace.
             try:
-                raw = rem.get_head(Layout(namespace).head)
+                raw = rem.get_head(directory + "head")
             except ValueError:
-                continue  # not a namespace this library wrote
-            if raw is not None:
-                heads.append(decode_head(raw, rem.url))
+                continue  # not a key this library wrote
+            if raw is None:
+                continue
+            head = decode_head(raw, rem.url)
+            try:
+                ours = namespace_dir(head.namespace) == directory
+            except ValueError:
+                ours = False
+            if not ours:
+                log.warning(
+                    "%s: the head under %r names namespace %r: skipped",
+                    rem.url,
+                    directory,
+                    head.namespace,
+                )
+                continue
+            heads.append(head)
     return sorted(heads, key=lambda h: h.namespace)
 
 
@@ -627,6 +643,7 @@ def _pull_head(
         msg = f"Expected namespace {namespace!r} on {remote.url}, found no head"
         raise CheckpointNotFoundError(msg)
     head = decode_head(raw_head, remote.url)
+    check_head(head, layout, remote.url)
     check_keyed(head, store.codec, remote.url)
     try:
         manifest = remote_manifest(remote, layout, store.codec, head.manifest)
@@ -663,28 +680,11 @@ def _pull_head(
     local = [r for r in refs if r.digest in have]
     meter.skip(sum(r.stored_bytes for r in local), len(local))
     meter.emit()
-    frames = _download(remote, layout, store.codec, need, raw_head, head.generation, meter, cancel)
-    fetched = dict.fromkeys(frames, 0)
     source = f"{remote.url}#{head.generation}"
     inbound = store.inbound(namespace, manifest, tag=PULLED_FROM, source=source)
-    for _ in range(_ATTEMPTS):
-        check_cancel(cancel)
-        outcome = inbound.commit(frames.items())
-        if isinstance(outcome, tuple):
-            break
-        # A concurrent local save collected chunks this pull counted on: fetch them.
-        again = [r for r in refs if r.digest in outcome]
-        more = _download(
-            remote, layout, store.codec, again, raw_head, head.generation, None, cancel
-        )
-        frames.update(more)
-        fetched.update(dict.fromkeys(more, 0))
-    else:
-        msg = (
-            f"Expected to commit {namespace!r} from {remote.url}, but concurrent saves "
-            f"collected its chunks {_ATTEMPTS} times; pull again"
-        )
-        raise StoreError(msg)
+    outcome, fetched = _fetch_and_commit(
+        inbound, store.codec, remote, layout, (head.generation, raw_head), refs, need, meter, cancel
+    )
     adopted, generation = outcome
     status: Literal["pulled", "present"] = "pulled" if adopted == "adopted" else "present"
     log.info(
@@ -706,6 +706,55 @@ def _pull_head(
     )
 
 
+def _fetch_and_commit(
+    inbound: Inbound,
+    codec: Codec,
+    remote: Remote,
+    layout: Layout,
+    pulled: tuple[int, bytes],
+    refs: list[ChunkRef],
+    need: list[ChunkRef],
+    meter: Meter,
+    cancel: threading.Event | None,
+) -> tuple[tuple[Literal["adopted", "present"], int], set[bytes]]:
+    """Fetch, verify and write ``need`` a batch at a time, then commit: (outcome, fetched).
+
+    As import does, through the store's one inbound path: a pull holds one
+    batch in memory (about 8 MiB), not every chunk it lacks (issue 17).
+    """
+    generation, raw_head = pulled  # the remote head being pulled, and its record
+    fetched: set[bytes] = set()
+    todo = need
+    pace: Meter | None = meter  # chunks fetched again are not progress
+    for _ in range(_ATTEMPTS):
+        try:
+            for batch in batches(todo):
+                check_cancel(cancel)
+                frames = _download(remote, layout, codec, batch, raw_head, generation, pace)
+                inbound.put(frames.items())
+                fetched.update(frames)
+        except _SupersededError:
+            raise  # the newer head is pulled next, and may use what was written
+        except IntegrityError:
+            # Refused data leaves the store as it was; an interruption (a
+            # deadline, Ctrl-C, an unreachable remote) keeps the batches.
+            inbound.discard()
+            raise
+        check_cancel(cancel)
+        outcome = inbound.commit()
+        if isinstance(outcome, tuple):
+            return outcome, fetched
+        # A concurrent local save collected chunks this pull wrote or counted
+        # on (unreferenced until the commit): fetch them again.
+        todo = [r for r in refs if r.digest in outcome]
+        pace = None
+    msg = (
+        f"Expected to commit {layout.namespace!r} from {remote.url}, but concurrent saves "
+        f"collected its chunks {_ATTEMPTS} times; pull again"
+    )
+    raise StoreError(msg)
+
+
 def _local_state(
     store: Store, namespace: str, manifest: Manifest
 ) -> tuple[int | None, float | None, set[bytes]]:
@@ -722,36 +771,37 @@ def _download(
     remote: Remote,
     layout: Layout,
     codec: Codec,
-    refs: list[ChunkRef],
+    batch: list[ChunkRef],
     head_raw: bytes,
     generation: int,
     meter: Meter | None,
-    cancel: threading.Event | None,
 ) -> dict[bytes, bytes]:
-    """Fetch chunk frames and verify each (digest, MAC, size); nothing is written."""
+    """Fetch one batch of chunk frames and verify each (digest, MAC, size); nothing is written.
+
+    No object larger than the largest chunk the batch expects is read whole.
+    """
     frames: dict[bytes, bytes] = {}
-    for batch in batches(refs):
-        check_cancel(cancel)
-        got = remote.get([layout.chunk(r.digest) for r in batch])
-        for ref in batch:
-            key = layout.chunk(ref.digest)
-            frame = got.get(key)
-            where = f"chunk {ref.digest.hex()} of remote generation {generation} on {remote.url}"
-            if frame is None:
-                if remote.get_head(layout.head) != head_raw:
-                    msg = f"{where} was retired by newer pushes while pulling"
-                    raise _SupersededError(msg)
-                msg = f"Expected {where}, it is missing (was the remote evicted or pruned by hand?)"
-                raise IntegrityError(msg)
-            try:
-                codec.verify(frame, digest=ref.digest)
-            except IntegrityError as exc:
-                msg = f"Expected a valid {where}: {exc}"
-                raise IntegrityError(msg) from exc
-            if len(frame) != ref.stored_bytes:
-                msg = f"Expected {where} of {ref.stored_bytes} bytes, got {len(frame)}"
-                raise IntegrityError(msg)
-            frames[ref.digest] = frame
-            if meter is not None:
-                meter.advance(len(frame))
+    limit = min(max(r.stored_bytes for r in batch), MAX_OBJECT)
+    got = remote.get([layout.chunk(r.digest) for r in batch], limit=max(limit, 0))
+    for ref in batch:
+        key = layout.chunk(ref.digest)
+        frame = got.get(key)
+        where = f"chunk {ref.digest.hex()} of remote generation {generation} on {remote.url}"
+        if frame is None:
+            if remote.get_head(layout.head) != head_raw:
+                msg = f"{where} was retired by newer pushes while pulling"
+                raise _SupersededError(msg)
+            msg = f"Expected {where}, it is missing (was the remote evicted or pruned by hand?)"
+            raise IntegrityError(msg)
+        try:
+            codec.verify(frame, digest=ref.digest)
+        except IntegrityError as exc:
+            msg = f"Expected a valid {where}: {exc}"
+            raise IntegrityError(msg) from exc
+        if len(frame) != ref.stored_bytes:
+            msg = f"Expected {where} of {ref.stored_bytes} bytes, got {len(frame)}"
+            raise IntegrityError(msg)
+        frames[ref.digest] = frame
+        if meter is not None:
+            meter.advance(len(frame))
     return frames

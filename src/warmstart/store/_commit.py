@@ -26,7 +26,7 @@ from warmstart._version import version
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
 from warmstart.manifest import Manifest, SectionManifest
 from warmstart.store._prepare import Prepared, StaleBaseError
-from warmstart.store._records import MAX_GEN
+from warmstart.store._records import MAX_FOREIGN_GEN, MAX_GEN
 from warmstart.store._retention import retain
 from warmstart.store._tables import Tables
 
@@ -134,8 +134,8 @@ def adopt(
 
     Inside the caller's write transaction: if every chunk the manifest
     references is present, writes the manifest and the head. The head never moves backwards: the
-    generation keeps its number when that is newer than the head, else it
-    becomes head + 1; ``tags[tag]`` records ``source``.
+    generation keeps its number when that is newer than the head (and at most
+    ``MAX_FOREIGN_GEN``), else it becomes head + 1; ``tags[tag]`` records ``source``.
 
     Returns ("adopted" or "present", generation), or the digests still
     missing (nothing of the manifest or head was written then).
@@ -149,7 +149,9 @@ def adopt(
     if missing:
         return missing
     _, newest = _tip(tables, txn, namespace, nsid)
-    newer = newest < manifest.generation
+    # A foreign number is kept only with room left above it: one at 2**64 - 1
+    # (from a hostile archive) would leave no number for any later commit.
+    newer = newest < manifest.generation <= MAX_FOREIGN_GEN
     generation = manifest.generation if newer else _next_generation(tables, namespace, newest)
     adopted = msgspec.structs.replace(
         manifest,

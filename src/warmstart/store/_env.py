@@ -33,7 +33,12 @@ __all__ = ()
 log = logging.getLogger("warmstart.store")
 
 R = TypeVar("R")
-STORE_FORMAT = 1
+#: Store formats: 1, records as 0.1 wrote them (every unkeyed store); 2, a
+#: keyed store whose heads, quarantine records and markers are sealed (MAC'd
+#: with its secret, issue 17). The layout is otherwise the same.
+PLAIN_FORMAT = 1
+SEALED_FORMAT = 2
+FORMATS = (PLAIN_FORMAT, SEALED_FORMAT)
 FORMAT_KEY = b"store-format"
 DB_NAMES = (b"meta", b"heads", b"manifests", b"chunks")
 #: Map all of ``max_map_size`` at open: it takes address space, not memory or
@@ -61,8 +66,12 @@ class _Handle:
         sync: bool,
         max_map_size: int,
         max_readers: int = 256,
+        initial_format: int = PLAIN_FORMAT,
     ) -> None:
         self.path = Path(path)
+        self.initial_format = initial_format
+        #: The format the store had when this process opened it (see ``FORMATS``).
+        self.format = initial_format
         self.readonly = readonly
         self.sync = sync
         self.max_map_size = max_map_size
@@ -93,6 +102,12 @@ class _Handle:
         self._open()
 
     def _open(self) -> None:
+        if self.path.name == "data.mdb" and self.path.is_file():
+            msg = (
+                f"Expected a store directory, got its file {str(self.path)!r}; "
+                f"open {str(self.path.parent)!r}"
+            )
+            raise StoreError(msg)
         if self.readonly:
             if not (self.path / "data.mdb").exists():
                 msg = f"Expected a store at {str(self.path)!r}, found no data.mdb"
@@ -197,27 +212,26 @@ class _Handle:
     def _check_format(self) -> None:
         with self.read() as txn:
             stored = txn.get(FORMAT_KEY, db=self.dbs["meta"]) if self.dbs["meta"] else None
+            stored = None if stored is None else bytes(stored)
         if stored is None:
+            self.format = self.initial_format
             if not self.readonly:
-                self.write(
-                    lambda txn: txn.put(FORMAT_KEY, str(STORE_FORMAT).encode(), db=self.dbs["meta"])
-                )
+                value = str(self.initial_format).encode()
+                self.write(lambda txn: txn.put(FORMAT_KEY, value, db=self.dbs["meta"]))
             return
-        try:
-            found = int(bytes(stored))
-        except ValueError:
-            found = None
-        if found != STORE_FORMAT:
+        found = read_format(stored)
+        if found is None:
             why = (
                 "it is not a format number: the record is damaged"
-                if found is None
+                if not stored.isdigit()
                 else "it was written by another warmstart release"
             )
             msg = (
-                f"Expected store format {STORE_FORMAT}, got {bytes(stored)!r} - in "
+                f"Expected store format {' or '.join(map(str, FORMATS))}, got {stored!r} - in "
                 f"{str(self.path)!r}; {why}"
             )
             raise StoreFormatError(msg)
+        self.format = found
 
     def _ensure_process(self) -> None:
         if os.getpid() != self.pid:
@@ -333,6 +347,17 @@ class _Handle:
             self.env.close()
 
 
+def read_format(stored: bytes | None) -> int | None:
+    """The format a ``store-format`` record names, or None if it names none this release reads."""
+    if stored is None:
+        return None
+    try:
+        found = int(stored)
+    except ValueError:
+        return None
+    return found if found in FORMATS else None
+
+
 def _is_permission(exc: lmdb.Error) -> bool:
     text = str(exc).lower()
     return "permission" in text or "read-only" in text or "no such file" in text
@@ -398,6 +423,7 @@ class Env:
         sync: bool,
         max_map_size: int,
         max_readers: int = 256,
+        initial_format: int = PLAIN_FORMAT,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -414,6 +440,7 @@ class Env:
                     sync=sync,
                     max_map_size=max_map_size,
                     max_readers=max_readers,
+                    initial_format=initial_format,
                 )
                 _HANDLES[self._key] = handle
             elif handle.readonly and not readonly:
@@ -425,6 +452,15 @@ class Env:
     def env(self) -> Any:
         """The LMDB environment (shared)."""
         return self._handle.env
+
+    @property
+    def store_format(self) -> int:
+        """The store's format (see ``FORMATS``), shared by every store of the path."""
+        return self._handle.format
+
+    @store_format.setter
+    def store_format(self, value: int) -> None:
+        self._handle.format = value
 
     @property
     def dbs(self) -> dict[str, Any]:

@@ -40,6 +40,10 @@ class Reader:
             return None
         return self._tables.head(self._txn, namespace)
 
+    def missing(self, namespace: str) -> str:
+        """The message for a namespace this store lacks, naming those it holds."""
+        return self._tables.missing_namespace(self._txn, namespace)
+
     def generations(self, namespace: str) -> list[int]:
         """Generations stored for ``namespace``, newest first."""
         nsid = self._nsid(namespace)
@@ -54,7 +58,7 @@ class Reader:
         """
         nsid = self._nsid(namespace)
         if nsid is None:
-            msg = f"Expected namespace {namespace!r} in {self._tables.where}, found none"
+            msg = self._tables.missing_namespace(self._txn, namespace)
             raise CheckpointNotFoundError(msg)
         return self._tables.stored_manifest(self._txn, nsid, generation, namespace)
 

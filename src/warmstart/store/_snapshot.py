@@ -176,7 +176,12 @@ class Snapshot:
         contract.plan(section.schema)  # fail fast, before any chunk is read
         for ref in section.chunks if refs is None else refs:
             payload = self._codec.decode(self._frame_of(self._txn, ref))
-            yield ref, contract.decode_entries(payload, section.schema)
+            where = f"chunk {ref.digest.hex()} of section {name!r}"
+            # Held to the manifest's entry count and to the decode bound (issue 17).
+            yield (
+                ref,
+                contract.decode_entries(payload, section.schema, entries=ref.entries, where=where),
+            )
 
     def read(
         self,

@@ -47,24 +47,30 @@ from typing import Any
 import msgspec
 import xxhash
 
-from warmstart.codec import Codec
+from warmstart.codec import SEAL_MARKER, Codec
 from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
     CheckpointNotFoundError,
+    EncodeError,
     IntegrityError,
     ReadOnlyStoreError,
+    StoreFormatError,
 )
 from warmstart.manifest import ChunkRef, Manifest
 from warmstart.store import _commit, _prepare, _retention
-from warmstart.store._env import Env
+from warmstart.store._env import PLAIN_FORMAT, SEALED_FORMAT, Env
 from warmstart.store._inbound import Inbound
 from warmstart.store._prepare import Baselines, Encoding, SaveMode, Sections, StaleBaseError
 from warmstart.store._reader import Reader
-from warmstart.store._records import check_generation, check_namespace, shown
+from warmstart.store._records import (
+    check_generation,
+    check_namespace,
+)
 from warmstart.store._snapshot import Snapshot
 from warmstart.store._tables import Tables
+from warmstart.store._verify import VerifyReport, verify
 
-__all__ = ("GenerationInfo", "Problem", "SaveResult", "Store", "VerifyReport")
+__all__ = ("GenerationInfo", "SaveResult", "Store")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -124,38 +130,9 @@ class SaveResult(msgspec.Struct, frozen=True, kw_only=True):
     failed: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Problem(msgspec.Struct, frozen=True, kw_only=True):
-    """One thing :meth:`Store.verify` found wrong."""
-
-    namespace: str
-    generation: int | None
-    what: str
-    chunk: str | None = None
-
-
-class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of :meth:`Store.verify`."""
-
-    problems: tuple[Problem, ...] = ()
-    namespaces: int = 0
-    generations: int = 0
-    chunks: int = 0
-    orphans: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing was found wrong."""
-        return not self.problems
-
-
-class _Verification(msgspec.Struct):
-    """What :meth:`Store.verify` counts as it goes (frozen into a VerifyReport)."""
-
-    problems: list[Problem] = msgspec.field(default_factory=list)
-    namespaces: int = 0
-    generations: int = 0
-    chunks: int = 0
-    orphans: int = 0
+def _marker_key(namespace: str, name: str) -> bytes:
+    """What a marker's MAC binds it to: its namespace and name."""
+    return check_namespace(namespace) + b"\x00" + name.encode()
 
 
 def _check_options(
@@ -222,12 +199,37 @@ class Store:
         self.codec = Codec(level=compression_level, secret=secret)
         self.compaction = compaction or CompactionPolicy()
         self.clock = clock
-        self._env = Env(self.path, readonly=readonly, sync=sync, max_map_size=max_map_size)
+        self._env = Env(
+            self.path,
+            readonly=readonly,
+            sync=sync,
+            max_map_size=max_map_size,
+            initial_format=SEALED_FORMAT if secret is not None else PLAIN_FORMAT,
+        )
         self._tables = Tables(self._env, self.codec)
+        try:
+            self._check_sealing(readonly=readonly)
+        except BaseException:
+            self._env.close()
+            raise
         self._baselines = Baselines(os.path.realpath(self.path))
         self._saving_locks: dict[str, threading.Lock] = {}
         self._saving_guard = threading.Lock()
         _OPEN_STORES.add(self)
+
+    def _check_sealing(self, *, readonly: bool) -> None:
+        """Refuse to write a keyed store without its secret; seal a keyed 0.1 store."""
+        if self._env.store_format == SEALED_FORMAT and not self.codec.keyed and not readonly:
+            msg = (
+                f"Expected a secret to open the keyed store at {str(self.path)!r} for "
+                f"writing (its records are MAC'd, store format 2); pass secret="
+            )
+            raise StoreFormatError(msg)
+        # A keyed store written by 0.1: its heads and quarantine records carry
+        # no MAC. Sealed once here, where the secret is known (issue 17).
+        legacy = self._env.store_format != SEALED_FORMAT and self.codec.keyed and not readonly
+        if legacy and self._tables.write(self._tables.seal_legacy):
+            self._env.store_format = SEALED_FORMAT
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -321,7 +323,9 @@ class Store:
                 run). Names also in ``sections`` are saved, not carried.
 
         Raises:
-            EncodeError: a value is not of its contract's type.
+            EncodeError: a value is not of its contract's type, refers to
+                itself, or is too large for a frame (64 MiB once encoded, as
+                are the watermark and tags).
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
@@ -365,14 +369,23 @@ class Store:
         failed: dict[str, str] | None,
     ) -> SaveResult:
         check_namespace(namespace)
-        _prepare.check_metadata(watermark, tags, mode)
-        if isinstance(carry, str):
-            msg = f"Expected carry as a collection of section names, got {carry!r}"
-            raise TypeError(msg)
-        # Saves of one namespace in this process run one at a time: each takes
-        # change logs and advances the baseline the next one builds on.
-        with self._saving(namespace):
-            return self._save(namespace, sections, watermark, tags, mode, carry, failed)
+        try:
+            _prepare.check_metadata(watermark, tags, mode)
+            if isinstance(carry, str):
+                msg = f"Expected carry as a collection of section names, got {carry!r}"
+                raise TypeError(msg)
+            # Saves of one namespace in this process run one at a time: each takes
+            # change logs and advances the baseline the next one builds on.
+            with self._saving(namespace):
+                return self._save(namespace, sections, watermark, tags, mode, carry, failed)
+        except RecursionError as exc:
+            # msgpack encoding recurses: a value that refers to itself (or nests
+            # deeper than the interpreter's limit) exhausts the stack (issue 17).
+            msg = (
+                f"Expected values and a watermark msgpack can encode, got one that refers "
+                f"to itself or nests too deeply ({exc}) - in namespace {namespace!r}"
+            )
+            raise EncodeError(msg) from exc
 
     def _saving(self, namespace: str) -> threading.Lock:
         with self._saving_guard:
@@ -464,30 +477,92 @@ class Store:
     def _load(self, txn: Any, namespace: str, generation: int | None) -> Snapshot:
         tables = self._tables
         nsid = tables.nsid(txn, namespace, create=False)
-        candidates = [] if nsid is None else tables.generations(txn, nsid)
+        stored = [] if nsid is None else tables.generations(txn, nsid)
         if generation is not None:
-            candidates = [g for g in candidates if g == generation]
-        else:
-            quarantined = tables.quarantined(txn, namespace)
-            candidates = [g for g in candidates if g not in quarantined]
-        if nsid is None or not candidates:
-            which = "any generation" if generation is None else f"generation {generation}"
-            msg = f"Expected {which} of namespace {namespace!r} in {str(self.path)!r}, found none"
-            raise CheckpointNotFoundError(msg)
-        skipped: list[str] = []
+            if nsid is None:
+                raise CheckpointNotFoundError(tables.missing_namespace(txn, namespace))
+            if generation not in stored:
+                msg = (
+                    f"Expected generation {generation} of namespace {namespace!r} in "
+                    f"{str(self.path)!r}, found none (it holds {stored or 'none'})"
+                )
+                raise CheckpointNotFoundError(msg)
+            return self._first_good(txn, namespace, nsid, [generation], [], {})
+        skipped = self._head_problems(txn, namespace, stored)
+        if nsid is None or not stored:
+            if skipped:
+                msg = f"Expected a generation of namespace {namespace!r}, found none: " + "; ".join(
+                    skipped
+                )
+                raise CheckpointNotFoundError(msg, skipped=tuple(skipped))
+            raise CheckpointNotFoundError(tables.missing_namespace(txn, namespace))
+        quarantined = tables.quarantined(txn, namespace)
+        return self._first_good(txn, namespace, nsid, stored, skipped, quarantined)
+
+    def _head_problems(self, txn: Any, namespace: str, stored: list[int]) -> list[str]:
+        """Why the head record cannot be taken at its word: each is a reported skip.
+
+        Whatever load returns must be the head generation or say why not
+        (issue 17): a head record that is damaged or forged, missing beside
+        stored generations, or naming a generation whose manifest is gone
+        (deleted newer manifests) means newer generations may have been lost.
+        """
+        newest = stored[0] if stored else None
+        try:
+            head = self._tables.head(txn, namespace)
+        except IntegrityError as exc:
+            return [f"head record: {exc}; generations after {newest} may be missing"]
+        if head is None:
+            if newest is None:
+                return []  # a namespace never saved
+            return [
+                f"head record: missing beside generations up to {newest}; newer ones may be lost"
+            ]
+        if newest is None or head[0] > newest:
+            return [f"generation {head[0]}: named by the head, but its manifest is missing"]
+        if head[0] < newest:
+            # Newer manifests than the head: a replayed old head; the newest that
+            # verifies is still loaded, so nothing is skipped (verify reports it).
+            log.warning(
+                "namespace %r: the head names generation %d, generation %d is stored",
+                namespace,
+                head[0],
+                newest,
+                extra={"namespace": namespace},
+            )
+        return []
+
+    def _first_good(
+        self,
+        txn: Any,
+        namespace: str,
+        nsid: bytes,
+        candidates: list[int],
+        skipped: list[str],
+        quarantined: dict[int, str],
+    ) -> Snapshot:
+        """A snapshot of the first of ``candidates`` that verifies, reporting every skip."""
+        tables = self._tables
+
+        def skip(candidate: int, why: str) -> None:
+            reason = f"generation {candidate}: {why}"
+            skipped.append(reason)
+            log.warning(
+                "namespace %r: skipping %s",
+                namespace,
+                reason,
+                extra={"namespace": namespace, "generation": candidate},
+            )
+
         for candidate in candidates:
+            if candidate in quarantined:
+                skip(candidate, f"quarantined: {quarantined[candidate]}")
+                continue
             try:
                 manifest = tables.manifest(txn, nsid, candidate, namespace)
                 self._verify_chunks(txn, nsid, manifest)
             except IntegrityError as exc:
-                reason = f"generation {candidate}: {exc}"
-                skipped.append(reason)
-                log.warning(
-                    "namespace %r: skipping %s",
-                    namespace,
-                    reason,
-                    extra={"namespace": namespace, "generation": candidate},
-                )
+                skip(candidate, str(exc))
                 continue
             if skipped:
                 log.warning(
@@ -588,20 +663,58 @@ class Store:
             return
         target.parent.mkdir(mode=0o700, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}")
-        partial.write_bytes(value)
+        partial.write_bytes(self.marker_bytes(namespace, name, value))
         partial.replace(target)  # atomic: a reader sees the whole marker or none
 
+    def marker_bytes(self, namespace: str, name: str, value: bytes) -> bytes:
+        """What :meth:`set_marker` writes for ``value``: sealed in a keyed store.
+
+        An owner that rewrites its marker in place (see :meth:`marker_file`)
+        writes these bytes; a MAC is as long for every value of one length,
+        so the file keeps its size.
+        """
+        if self._sealed_markers:
+            return self.codec.seal(SEAL_MARKER, _marker_key(namespace, name), value)
+        return value
+
+    @property
+    def _sealed_markers(self) -> bool:
+        # A marker makes a boot quarantine a generation: in a keyed store one
+        # forged by someone without the secret must not (issue 17).
+        return self.codec.keyed and self._env.store_format == SEALED_FORMAT
+
     def markers(self, namespace: str) -> dict[str, bytes]:
-        """Every marker of ``namespace``, by name."""
+        """Every marker of ``namespace``, by name.
+
+        In a keyed store a marker is sealed with the secret: one without a
+        valid MAC (forged, or left by 0.1) is ignored and logged.
+        """
         folder = self.path / "markers"
         prefix = _marker_prefix(namespace)
         found: dict[str, bytes] = {}
         if not folder.is_dir():
             return found
         for entry in folder.iterdir():
-            if entry.name.startswith(prefix):
-                with contextlib.suppress(FileNotFoundError):
-                    found[entry.name[len(prefix) :]] = entry.read_bytes()
+            if not entry.name.startswith(prefix):
+                continue
+            name = entry.name[len(prefix) :]
+            try:
+                value = entry.read_bytes()
+            except FileNotFoundError:
+                continue  # cleared meanwhile
+            if self._sealed_markers:
+                try:
+                    value = self.codec.unseal(SEAL_MARKER, _marker_key(namespace, name), value)
+                except IntegrityError as exc:
+                    log.warning(
+                        "namespace %r: marker %r ignored: %s",
+                        namespace,
+                        name,
+                        exc,
+                        extra={"namespace": namespace},
+                    )
+                    continue
+            found[name] = value
         return found
 
     # -- listing --------------------------------------------------------------
@@ -662,8 +775,7 @@ class Store:
         with tables.read() as txn:
             nsid = tables.nsid(txn, namespace, create=False)
             if nsid is None or not tables.has_head(txn, namespace):
-                msg = f"Expected namespace {namespace!r} in {str(self.path)!r}, found none"
-                raise CheckpointNotFoundError(msg)
+                raise CheckpointNotFoundError(tables.missing_namespace(txn, namespace))
             if generation is not None:
                 return tables.manifest(txn, nsid, generation, namespace)
             head = tables.head(txn, namespace)
@@ -721,103 +833,11 @@ class Store:
     def verify(self) -> VerifyReport:
         """Check every chunk digest (and MAC) and every manifest's references.
 
-        Damaged heads, namespace ids and manifest keys are reported too.
+        Damaged heads, namespace ids and manifest keys are reported too, and
+        so is every head a load would not take at its word: a head record
+        that is forged (in a keyed store, one without a valid MAC) or
+        missing beside stored generations, a head naming a generation that
+        is not the newest stored, or a quarantined head; and quarantine
+        records a keyed store ignores because their MAC does not match.
         """
-        report = _Verification()
-        with self._tables.read() as txn:
-            for raw, namespace in list(self._tables.head_keys(txn)):
-                if namespace is None:
-                    what = f"head key {raw!r} names no namespace: it is damaged"
-                    report.problems.append(
-                        Problem(namespace=shown(raw), generation=None, what=what)
-                    )
-                    continue
-                report.namespaces += 1
-                self._verify_namespace(txn, namespace, report)
-        return VerifyReport(
-            problems=tuple(report.problems),
-            namespaces=report.namespaces,
-            generations=report.generations,
-            chunks=report.chunks,
-            orphans=report.orphans,
-        )
-
-    def _verify_records(
-        self, txn: Any, namespace: str, report: _Verification
-    ) -> tuple[bytes, list[int]] | None:
-        """Check the id, head and manifest keys; (id, generations) if the id is usable."""
-        tables = self._tables
-        try:
-            nsid = tables.nsid(txn, namespace, create=False)
-        except IntegrityError as exc:
-            report.problems.append(
-                Problem(namespace=namespace, generation=None, what=f"namespace id: {exc}")
-            )
-            return None
-        if nsid is None:
-            report.problems.append(
-                Problem(namespace=namespace, generation=None, what="namespace has a head but no id")
-            )
-            return None
-        generations, malformed = tables.manifest_keys(txn, nsid)
-        report.problems.extend(
-            Problem(
-                namespace=namespace, generation=None, what=f"manifest key {key.hex()} is malformed"
-            )
-            for key in malformed
-        )
-        try:
-            head = tables.head(txn, namespace)
-        except IntegrityError as exc:
-            report.problems.append(
-                Problem(namespace=namespace, generation=None, what=f"head: {exc}")
-            )
-        else:
-            newest = generations[0] if generations else None
-            if head is not None and head[0] != newest:
-                what = f"head names generation {head[0]}, the newest stored is {newest}"
-                report.problems.append(Problem(namespace=namespace, generation=head[0], what=what))
-        return nsid, generations
-
-    def _verify_namespace(self, txn: Any, namespace: str, report: _Verification) -> None:
-        found = self._verify_records(txn, namespace, report)
-        if found is None:
-            return
-        nsid, generations = found
-        referenced: dict[bytes, list[int | None]] = {}  # digest -> generations using it
-        for generation in generations:
-            report.generations += 1
-            try:
-                manifest = self._tables.manifest(txn, nsid, generation, namespace)
-            except (IntegrityError, CheckpointNotFoundError) as exc:
-                report.problems.append(
-                    Problem(namespace=namespace, generation=generation, what=f"manifest: {exc}")
-                )
-                continue
-            for ref_digest in manifest.digests():
-                referenced.setdefault(ref_digest, []).append(generation)
-                if self._tables.chunk(txn, nsid, ref_digest) is None:
-                    report.problems.append(
-                        Problem(
-                            namespace=namespace,
-                            generation=generation,
-                            what="referenced chunk is missing",
-                            chunk=ref_digest.hex(),
-                        )
-                    )
-        for chunk_digest, frame in self._tables.chunks(txn, nsid):
-            report.chunks += 1
-            try:
-                self.codec.verify(frame, digest=chunk_digest)
-            except IntegrityError as exc:
-                # Name each generation the damage breaks (None for an orphan chunk).
-                for user in referenced.get(chunk_digest) or [None]:
-                    report.problems.append(
-                        Problem(
-                            namespace=namespace,
-                            generation=user,
-                            what=f"chunk: {exc}",
-                            chunk=chunk_digest.hex(),
-                        )
-                    )
-            report.orphans += chunk_digest not in referenced
+        return verify(self._tables)

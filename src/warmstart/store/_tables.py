@@ -9,6 +9,13 @@ the library reads through ``Store``, ``Snapshot`` and ``Reader``.
 What is read back is untrusted input: a damaged record raises
 ``IntegrityError`` naming it, and a malformed key is logged and skipped where
 a caller can go on without it.
+
+In a keyed store (format 2) the records that decide what a load returns and
+are not frames, heads and quarantine records, are sealed with the store's
+secret (``Codec.seal``): one written without it (forged, or by a 0.1
+process) reads as damaged (a head) or is ignored (a quarantine record). The
+format is read in every transaction, so a process sees another one upgrade
+the store as soon as it commits.
 """
 
 from __future__ import annotations
@@ -17,19 +24,23 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from warmstart.codec import Codec
-from warmstart.errors import IntegrityError
+from warmstart.codec import MAC_SIZE, SEAL_HEAD, SEAL_QUARANTINE, Codec
+from warmstart.errors import CheckpointNotFoundError, IntegrityError, StoreFormatError
 from warmstart.manifest import ChunkRef, Manifest, encode_manifest
 from warmstart.store import _records as records
-from warmstart.store._env import Env
+from warmstart.store._env import FORMAT_KEY, SEALED_FORMAT, Env, read_format
 
 __all__ = ("Tables",)
 
 log = logging.getLogger("warmstart.store")  # one logger for the whole store
 
 R = TypeVar("R")
+#: How a transaction reads heads and quarantine records: "sealed" (a keyed
+#: store of format 2: MACs checked), "plain" (format 1), "stripped" (format 2
+#: read without the secret: MACs skipped, unverified; such a reader may not write).
+Sealing = Literal["sealed", "plain", "stripped"]
 
 
 class Tables:
@@ -53,6 +64,47 @@ class Tables:
     def _db(self, name: str) -> Any:
         return self.env.dbs[name]
 
+    # -- sealed records -----------------------------------------------------------
+
+    def sealing(self, txn: Any) -> Sealing:
+        """How ``txn`` reads and writes heads and quarantine records (see ``Sealing``)."""
+        meta = self._db("meta")
+        stored = None if meta is None else txn.get(FORMAT_KEY, db=meta)
+        if read_format(None if stored is None else bytes(stored)) != SEALED_FORMAT:
+            return "plain"
+        return "sealed" if self.codec.keyed else "stripped"
+
+    def _opened(self, txn: Any, purpose: bytes, key: bytes, raw: Any, what: str) -> bytes:
+        """The value of a head or quarantine record, its MAC checked in a sealed store.
+
+        Raises:
+            IntegrityError: the record's MAC is missing or wrong (``what`` names it).
+        """
+        mode = self.sealing(txn)
+        if mode == "plain":
+            return bytes(raw)
+        if mode == "stripped":
+            if len(raw) < MAC_SIZE:
+                msg = f"Expected {what} in {self.where} to end with a MAC, it is too short"
+                raise IntegrityError(msg)
+            return bytes(raw[:-MAC_SIZE])
+        try:
+            return self.codec.unseal(purpose, key, raw)
+        except IntegrityError as exc:
+            msg = f"Expected {what} in {self.where} to be authentic: {exc}"
+            raise IntegrityError(msg) from None
+
+    def _sealed(self, txn: Any, purpose: bytes, key: bytes, value: bytes) -> bytes:
+        """``value`` as written: sealed in a keyed store of format 2."""
+        mode = self.sealing(txn)
+        if mode == "stripped":
+            msg = (
+                f"Expected a secret to write to the keyed store at {self.where}: its "
+                f"records are MAC'd; open it with the store's secret"
+            )
+            raise StoreFormatError(msg)
+        return self.codec.seal(purpose, key, value) if mode == "sealed" else value
+
     # -- namespace ids ----------------------------------------------------------
 
     def nsid(self, txn: Any, namespace: str, *, create: bool) -> bytes | None:
@@ -75,6 +127,18 @@ class Tables:
         txn.put(key, nsid, db=meta)
         return nsid
 
+    def unmake_namespace(self, txn: Any, namespace: str, nsid: bytes) -> None:
+        """Forget a namespace id given by mistake; give its number back if it was the last."""
+        self.forget_namespace(txn, namespace)
+        meta = self._db("meta")
+        counter = txn.get(records.NS_NEXT, db=meta)
+        if counter is not None and bytes(counter) == nsid:
+            previous = records.NSID.unpack(nsid)[0] - 1
+            if previous:
+                txn.put(records.NS_NEXT, records.NSID.pack(previous), db=meta)
+            else:
+                txn.delete(records.NS_NEXT, db=meta)
+
     def namespace_ids(self, txn: Any) -> Iterator[tuple[bytes, int | None]]:
         """(namespace as stored, its id or None if damaged) for every id record."""
         return records.namespace_ids(txn, self._db("meta"))
@@ -93,13 +157,17 @@ class Tables:
         """The namespace's head record: (generation, lineage), or None if it has none.
 
         Raises:
-            IntegrityError: the record is too short to hold a generation.
+            IntegrityError: the record is too short to hold a generation, or
+                (in a keyed store) its MAC is missing or wrong.
         """
         heads = self._db("heads")
-        raw = None if heads is None else txn.get(records.check_namespace(namespace), db=heads)
+        key = records.check_namespace(namespace)
+        raw = None if heads is None else txn.get(key, db=heads)
         if raw is None:
             return None
-        return records.decode_head(bytes(raw), namespace, self.where)
+        what = f"the head record of namespace {namespace!r}"
+        value = self._opened(txn, SEAL_HEAD, key, raw, what)
+        return records.decode_head(value, namespace, self.where)
 
     def readable_head(self, txn: Any, namespace: str) -> tuple[int, str] | None:
         """The head, or None (logged) when its record is damaged: for reads that go on."""
@@ -114,6 +182,19 @@ class Tables:
         heads = self._db("heads")
         key = records.check_namespace(namespace)
         return heads is not None and txn.get(key, db=heads) is not None
+
+    def namespace_names(self, txn: Any) -> list[str]:
+        """Every namespace that has a head, sorted (damaged head keys left out)."""
+        return sorted(name for _, name in self.head_keys(txn) if name is not None)
+
+    def missing_namespace(self, txn: Any, namespace: str) -> str:
+        """The message for a namespace this store does not hold, naming those it does."""
+        names = self.namespace_names(txn)
+        shown = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+        return (
+            f"Expected namespace {namespace!r} in {self.where}, found none "
+            f"(it holds {shown or 'no namespace'})"
+        )
 
     def head_keys(self, txn: Any) -> Iterator[tuple[bytes, str | None]]:
         """(key, the namespace it names or None if it names none) for every head."""
@@ -167,11 +248,9 @@ class Tables:
             db=self._db("manifests"),
         )
         self.release(txn, manifest.namespace, manifest.generation)
-        txn.put(
-            records.check_namespace(manifest.namespace),
-            records.GEN.pack(manifest.generation) + manifest.lineage.encode(),
-            db=self._db("heads"),
-        )
+        key = records.check_namespace(manifest.namespace)
+        value = records.encode_head(manifest.generation, manifest.lineage)
+        txn.put(key, self._sealed(txn, SEAL_HEAD, key, value), db=self._db("heads"))
 
     def expire(self, txn: Any, nsid: bytes, namespace: str, generation: int) -> None:
         """Delete a generation's manifest and its quarantine record."""
@@ -224,6 +303,16 @@ class Tables:
         for key, frame in records.prefixed(txn, self._db("chunks"), nsid, values=True):
             yield key[len(nsid) :], frame
 
+    def chunk_digests(self, txn: Any, nsid: bytes) -> Iterator[bytes]:
+        """The digest of every chunk stored under ``nsid``."""
+        for key, _ in records.prefixed(txn, self._db("chunks"), nsid):
+            yield key[len(nsid) :]
+
+    def delete_chunks(self, txn: Any, nsid: bytes, digests: set[bytes]) -> int:
+        """Delete these chunks of a namespace; return how many were there."""
+        chunks = self._db("chunks")
+        return sum(bool(txn.delete(nsid + digest, db=chunks)) for digest in digests)
+
     def sweep(self, txn: Any, nsid: bytes, marked: set[bytes]) -> int:
         """Delete the namespace's chunks whose digest is not ``marked``; return how many."""
         chunks = self._db("chunks")
@@ -237,21 +326,37 @@ class Tables:
     # -- quarantine ---------------------------------------------------------------
 
     def quarantined(self, txn: Any, namespace: str) -> dict[int, str]:
-        """Quarantined generations and why; a malformed key is skipped and logged."""
-        found, malformed = records.quarantine_entries(txn, self._db("meta"), namespace)
-        for key in malformed:
-            log.warning(
-                "namespace %r: malformed quarantine key %r skipped",
-                namespace,
-                key,
-                extra={"namespace": namespace},
-            )
+        """Quarantined generations and why; a malformed or forged record is skipped and logged.
+
+        In a keyed store a quarantine record without a valid MAC is not
+        obeyed: one forged by someone without the secret would make loads
+        skip the head and return an older generation.
+        """
+        found, problems = self.quarantine_records(txn, namespace)
+        for problem in problems:
+            log.warning("namespace %r: %s", namespace, problem, extra={"namespace": namespace})
         return found
+
+    def quarantine_records(self, txn: Any, namespace: str) -> tuple[dict[int, str], list[str]]:
+        """(authentic quarantine records: generation -> reason, why others are ignored)."""
+        stored, malformed = records.quarantine_entries(txn, self._db("meta"), namespace)
+        problems = [f"malformed quarantine key {key!r} skipped" for key in malformed]
+        found: dict[int, str] = {}
+        for generation, (key, raw) in sorted(stored.items()):
+            what = f"the quarantine record of generation {generation}"
+            try:
+                value = self._opened(txn, SEAL_QUARANTINE, key, raw, what)
+            except IntegrityError as exc:
+                problems.append(f"{exc}; loads ignore it")
+                continue
+            found[generation] = value.decode(errors="replace")
+        return found, problems
 
     def quarantine(self, txn: Any, namespace: str, generation: int, reason: str) -> None:
         """Set a generation aside: loads skip it."""
         key = records.quarantine_key(namespace, generation)
-        txn.put(key, reason.encode(), db=self._db("meta"))
+        value = self._sealed(txn, SEAL_QUARANTINE, key, reason.encode())
+        txn.put(key, value, db=self._db("meta"))
 
     def release(self, txn: Any, namespace: str, generation: int | None = None) -> int:
         """Drop quarantine records (one generation's, or all); return how many."""
@@ -266,10 +371,81 @@ class Tables:
         prefix = records.meta_prefix(b"quarantine", namespace)
         return [k for k, _ in records.prefixed(txn, self._db("meta"), prefix)]
 
+    # -- format 2: sealing a keyed store written by 0.1 --------------------------------
+
+    def seal_legacy(self, txn: Any) -> bool:
+        """Upgrade a keyed store of format 1 to format 2: seal its heads and quarantine records.
+
+        Inside one write transaction; True if the store is now of format 2.
+        A head is sealed only if it names a stored generation whose manifest
+        verifies with this store's secret (and has its lineage); others are
+        left as they are (loads then report them). A store holding data but
+        not one generation that verifies with the secret (an unkeyed store,
+        or another secret) is left at format 1. Quarantine records are
+        sealed as they are: trusted on this first use.
+
+        Raises:
+            StoreFormatError: the format record says 1 but a head is sealed
+                with this secret already: the format record was reset (a
+                downgrade to make unsealed records pass).
+        """
+        if self.sealing(txn) != "plain":
+            return True  # another process upgraded it first
+        heads = self._db("heads")
+        sealed: list[tuple[bytes, bytes]] = []
+        verified = False
+        for key, namespace in list(self.head_keys(txn)):
+            raw = bytes(txn.get(key, db=heads))
+            with contextlib.suppress(IntegrityError):
+                self.codec.unseal(SEAL_HEAD, key, raw)
+                msg = (
+                    f"Expected the records of a format-1 store in {self.where}, found the head "
+                    f"of {records.shown(key)!r} sealed with this store's secret: the "
+                    f"store-format record was reset; restore it to 2 or `warmstart drop` the "
+                    f"namespaces"
+                )
+                raise StoreFormatError(msg)
+            if namespace is None:
+                continue
+            if self._names_verified_generation(txn, namespace, raw):
+                verified = True
+                sealed.append((key, self.codec.seal(SEAL_HEAD, key, raw)))
+        manifests = self._db("manifests")
+        empty = not sealed and txn.stat(manifests)["entries"] == 0
+        if not (verified or empty):
+            log.warning(
+                "store at %s: no generation verifies with this secret (an unkeyed store, or "
+                "another secret); its records stay unsealed (format 1)",
+                self.where,
+            )
+            return False
+        for key, value in sealed:
+            txn.put(key, value, db=heads)
+        meta = self._db("meta")
+        for key, value in list(records.prefixed(txn, meta, b"quarantine:", values=True)):
+            txn.put(key, self.codec.seal(SEAL_QUARANTINE, key, bytes(value)), db=meta)
+        txn.put(FORMAT_KEY, str(SEALED_FORMAT).encode(), db=meta)
+        log.info("store at %s: heads and quarantine records sealed (format 2)", self.where)
+        return True
+
+    def _names_verified_generation(self, txn: Any, namespace: str, raw: bytes) -> bool:
+        """Whether a plain head record names a stored generation that verifies with the secret."""
+        try:
+            generation, lineage = records.decode_head(raw, namespace, self.where)
+            nsid = self.nsid(txn, namespace, create=False)
+            if nsid is None:
+                return False
+            return self.manifest(txn, nsid, generation, namespace).lineage == lineage
+        except (IntegrityError, CheckpointNotFoundError):
+            return False
+
     # -- statistics ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """LMDB's own figures: the map, readers, and per table entries and bytes."""
+        """LMDB's own figures: disk use, the map, readers, and per table entries and bytes.
+
+        ``map_size`` is address space reserved, not memory or disk use.
+        """
         info = self.env.env.info()
         tables: dict[str, dict[str, int]] = {}
         page_size = 0
@@ -282,8 +458,11 @@ class Tables:
                 page_size = st["psize"]
                 pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
                 tables[name] = {"entries": st["entries"], "bytes": pages * st["psize"]}
+        data = (Path(self.env.path) / "data.mdb").stat()
         return {
-            "file_bytes": (Path(self.env.path) / "data.mdb").stat().st_size,
+            # What data.mdb takes on disk (it may be sparse: its size is not its use).
+            "disk_bytes": data.st_blocks * 512,
+            "file_bytes": data.st_size,
             "map_size": info["map_size"],
             "page_size": page_size,
             "last_txnid": info["last_txnid"],
