@@ -7,6 +7,8 @@ hosts sharing a real Redis where a killed reader's record expires.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ import warmstart
 from remote_workers.servers import RedisServer, _redis  # noqa: F401 - fixture
 from test_boot_e2e import Service
 from test_handoff import _run, rollout, send  # noqa: F401 - fixture
+from warmstart.boot._handoff import namespace_prefix
 from warmstart.errors import ContractError
 from warmstart.exposure import Instance, choose, problems, readable
 
@@ -194,6 +197,38 @@ class TestInOneProcess:
         assert boot.report.status == "cold"
         assert written_version(tmp_path) == 1
         assert not (tmp_path / "readers").exists()
+
+    def test_a_forged_record_in_a_keyed_store_holds_nothing_back(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A v1 reader record written without the secret is skipped, warned of, not counted."""
+
+        @warmstart.warm(items=warmstart.state(AUTO, section=SECTION))
+        class New:
+            def __init__(self) -> None:
+                self.items: dict[str, ItemV2] = {"a": ItemV2("1")}
+
+        forged = msgspec.msgpack.encode(
+            msgspec.structs.replace(instance(V1), host=os.uname().nodename, pid=os.getpid())
+        )
+        folder = tmp_path / "readers"
+        folder.mkdir()
+        (folder / f"{namespace_prefix(NS)}1-forged").write_bytes(forged)
+        options: dict[str, Any] = {"signals": False, "heartbeat": 0.2}
+        options["store_options"] = {"secret": b"k"}
+        with (
+            caplog.at_level(logging.WARNING, logger="warmstart.boot"),
+            warmstart.boot(tmp_path, namespace=NS, capture=New, **options) as boot,
+        ):
+            New()
+            _wait_for_record(tmp_path, 2)  # the forged one and the boot's own
+            assert boot.checkpoint().status == "saved"
+        with warmstart.Store(tmp_path, readonly=True, secret=b"k") as opened:
+            found = opened.manifest(NS).section(SECTION)
+        assert found is not None
+        assert found.schema.version == 2  # an unkeyed store would have written v1
+        # Warned of once, not at every heartbeat.
+        assert len([r for r in caplog.records if "1-forged" in r.getMessage()]) == 1
 
 
 def _wait_for_record(store: Path, count: int) -> None:

@@ -84,6 +84,7 @@ MIN_COMPRESS = 64
 SEAL_HEAD = b"warmstart-head"
 SEAL_QUARANTINE = b"warmstart-quar"
 SEAL_MARKER = b"warmstart-marker"
+SEAL_READER = b"warmstart-reader"
 
 
 def _blake2b(data: bytes | memoryview, **kwargs: Any) -> Any:

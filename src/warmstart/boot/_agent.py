@@ -42,7 +42,9 @@ import msgspec
 
 from warmstart.boot._handoff import LocalListener, namespace_prefix
 from warmstart.boot._settings import BootSettings
+from warmstart.codec import SEAL_READER, Codec
 from warmstart.contract import Contract
+from warmstart.errors import IntegrityError
 from warmstart.exposure import Instance, Readable, choose, readable
 from warmstart.metrics import CheckpointReport, Metrics
 from warmstart.store import SectionSpec, Store
@@ -75,11 +77,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def live_records(store_path: Path, namespace: str, now: float, *, prune: bool) -> list[Instance]:
+def live_records(
+    store_path: Path, namespace: str, now: float, *, prune: bool, codec: Codec
+) -> list[Instance]:
     """The live reader records of ``namespace`` in a store directory.
 
     A record past its expiry, or of a process on this host that is gone, is
-    not live (and, with ``prune``, is removed).
+    not live (and, with ``prune``, is removed). In a keyed store a record
+    without this store's MAC is skipped with a warning: a forged reader must
+    not hold back, or let through, a contract version.
     """
     folder = readers_dir(store_path)
     prefix = namespace_prefix(namespace)
@@ -92,11 +98,12 @@ def live_records(store_path: Path, namespace: str, now: float, *, prune: bool) -
     for name in names:
         path = folder / name
         try:
-            record: Instance = _decoder.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raw = path.read_bytes()
+        except OSError as exc:
             log.debug("reader record %s unreadable: %s", path, exc)
             continue
-        if record.namespace != namespace:
+        record = decode_record(codec, namespace, raw, str(path))
+        if record is None or record.namespace != namespace:
             continue
         if record.expires_at <= now or (record.host == host and not _alive(record.pid)):
             if prune:
@@ -105,6 +112,30 @@ def live_records(store_path: Path, namespace: str, now: float, *, prune: bool) -
             continue
         found.append(record)
     return found
+
+
+#: Forged reader records already warned of (a heartbeat reads them every few seconds).
+_WARNED: set[str] = set()
+
+
+def encode_record(codec: Codec, record: Instance) -> bytes:
+    """A reader record as stored, sealed with the store's MAC when it is keyed."""
+    return codec.seal(SEAL_READER, record.namespace.encode(), _encoder.encode(record))
+
+
+def decode_record(codec: Codec, namespace: str, raw: bytes, where: str) -> Instance | None:
+    """The record stored at ``where``, or None if it is malformed or (keyed) forged."""
+    try:
+        record: Instance = _decoder.decode(codec.unseal(SEAL_READER, namespace.encode(), raw))
+    except IntegrityError as exc:
+        if where not in _WARNED:
+            _WARNED.add(where)
+            log.warning("reader record %s of %r skipped: %s", where, namespace, exc)
+        return None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.debug("reader record %s unreadable: %s", where, exc)
+        return None
+    return record
 
 
 class Agent:
@@ -356,7 +387,7 @@ class Agent:
         with self._record_lock:
             if self._stopped or not (self._published or self._contracts()):
                 return None
-            record = _encoder.encode(self._instance())
+            record = encode_record(self.store.codec, self._instance())
             folder = self._record.parent
             folder.mkdir(mode=0o700, exist_ok=True)
             partial = folder / f".{self._record.name}.tmp"
@@ -373,11 +404,8 @@ class Agent:
         now = self.settings.clock()
         found, expired = [], []
         for key, raw in get_readers(remote, self.settings.namespace):
-            try:
-                record: Instance = _decoder.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if record.namespace != self.settings.namespace:
+            record = decode_record(self.store.codec, self.settings.namespace, raw, key)
+            if record is None or record.namespace != self.settings.namespace:
                 continue
             if record.expires_at <= now:
                 expired.append(key)
@@ -472,7 +500,9 @@ class Agent:
             return None
         now = self.settings.clock()
         instances = {r.id: r for r in self._remote_records if r.expires_at > now}
-        for record in live_records(self.store.path, self.settings.namespace, now, prune=True):
+        for record in live_records(
+            self.store.path, self.settings.namespace, now, prune=True, codec=self.store.codec
+        ):
             instances[record.id] = record
         return list(instances.values())
 
