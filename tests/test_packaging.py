@@ -20,7 +20,19 @@ import warmstart
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Optional integrations: importing warmstart must never pull them in.
-EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore")
+EXTRAS = (
+    "cachetools",
+    "prometheus_client",
+    "redis",
+    "obstore",
+    "gunicorn",
+    "uvicorn",
+    "starlette",
+    "fastapi",
+    "flask",
+    "werkzeug",
+    "django",
+)
 
 
 def public_modules() -> list[str]:
@@ -60,6 +72,13 @@ NAMESPACES = (
     "warmstart.store",
     "warmstart.testing",
     "warmstart.transfer",
+    "warmstart.workers",
+    "warmstart.integrations",
+    "warmstart.integrations.asgi",
+    "warmstart.integrations.django",
+    "warmstart.integrations.django.apps",
+    "warmstart.integrations.flask",
+    "warmstart.integrations.gunicorn",
 )
 
 

@@ -10,15 +10,25 @@ from __future__ import annotations
 from warmstart._api import claim
 from warmstart.boot._boot import Boot as Boot
 from warmstart.boot._boot import boot as boot
-from warmstart.boot._boot import parse_duration
 from warmstart.boot._checkpointer import Checkpointer as Checkpointer
+from warmstart.boot._collect import Collector
+from warmstart.boot._environment import VARIABLES, Environment, environment, parse_duration
+from warmstart.boot._environment import read_secret_file as read_secret_file
 from warmstart.boot._warm import State, WarmInfo
 from warmstart.boot._warm import state as state
 from warmstart.boot._warm import warm as warm
 
-__all__ = ("State", "WarmInfo", "parse_duration")
+__all__ = (
+    "VARIABLES",
+    "Collector",
+    "Environment",
+    "State",
+    "WarmInfo",
+    "environment",
+    "parse_duration",
+)
 
-claim("warmstart.boot", State, WarmInfo, parse_duration)
+claim("warmstart.boot", Collector, Environment, State, WarmInfo, environment, parse_duration)
 
 
 def __dir__() -> tuple[str, ...]:

@@ -1,0 +1,25 @@
+"""Framework and server integrations, one module each, imported on first use.
+
+- ``warmstart.integrations.gunicorn``: hooks for ``gunicorn.conf.py``;
+- ``warmstart.integrations.asgi``: a lifespan and a health endpoint for
+  Starlette, FastAPI and any ASGI app under uvicorn (``--workers N``);
+- ``warmstart.integrations.flask``: the ``Warmstart`` extension (``init_app``);
+- ``warmstart.integrations.django``: ``INSTALLED_APPS`` entry (its app
+  config boots in ``ready()``) and a health view.
+
+Each worker process claims a stable slot (``warmstart.workers``), restores
+its predecessor's state and, in the default ``"pool"`` mode, the newest of the
+other workers' state up to its containers' capacity. The settings come from
+arguments, the framework's own configuration, or the ``WARMSTART_*``
+variables (``warmstart.boot.environment``). Install the extra of the
+framework: ``pip install 'warmstart[gunicorn]'`` (or ``uvicorn``, ``starlette``,
+``fastapi``, ``flask``, ``django``).
+"""
+
+from __future__ import annotations
+
+__all__ = ()
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__

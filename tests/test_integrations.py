@@ -1,0 +1,161 @@
+"""Each integration under its real server, as a subprocess with several workers (issue 19).
+
+The services are the files the how-to guides show (docs/examples/, checked
+against the guides by tests/test_docs.py): a catalog cache in front of a slow
+source, built at import, in a factory, in a lifespan or in an AppConfig. Each
+test starts the server on a free loopback port with 2 workers, fills the
+caches through requests that the kernel spreads over the workers, restarts
+the server (SIGTERM and start, SIGHUP where the server reloads, a worker
+killed and respawned) and checks that every worker comes back warm: its
+health endpoint says so, it holds every key any worker had (the shared pool),
+and the same requests now all hit. The longer variants (4 workers, more
+rounds) are marked slow.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import EXAMPLES, Server, gunicorn, uvicorn
+
+pytest.importorskip("gunicorn")
+pytest.importorskip("cachetools")
+
+KEYS = [f"k{i}" for i in range(40)]
+FAST = {"WARMSTART_INTERVAL": "0.5"}  # periodic checkpoints, for the kill test
+
+
+def fill(server: Server, workers: int) -> set[int]:
+    """Wait for the workers, then look every key up once; the pids that answered."""
+    server.workers_ready(workers)
+    answers = server.lookups(KEYS)
+    return {a["pid"] for a in answers}
+
+
+def assert_warm(
+    server: Server, workers: int, *, exclude: set[int] = frozenset(), keys: int = len(KEYS)
+) -> dict[int, dict[str, Any]]:
+    """Every worker reports warm with all the keys back (its own and the pool's); all hit."""
+    ready = server.workers_ready(workers, exclude=exclude)
+    for pid, body in ready.items():
+        assert body["status"] == "warm", (pid, body)
+        assert body["restored"] + body["pooled"] >= keys, (pid, body)
+    answers = server.lookups(KEYS)
+    misses = [a for a in answers if not a["hit"]]
+    assert not misses, misses
+    return ready
+
+
+def slots(ready: dict[int, dict[str, Any]]) -> set[int]:
+    return {body["slot"] for body in ready.values()}
+
+
+# -- gunicorn -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_gunicorn_hooks_restart_reload_and_respawn(tmp_path: Path, preload: bool) -> None:
+    """gunicorn.conf.py hooks: SIGHUP, a killed worker and SIGTERM + start all come back warm."""
+    cwd = EXAMPLES / "gunicorn"
+    args = ["-c", "gunicorn.conf.py", *(["--preload"] if preload else [])]
+    with gunicorn(cwd, tmp_path, *args, env=FAST) as server:
+        fill(server, 2)
+        before = server.workers_ready(2)
+        assert slots(before) == {0, 1}
+        # SIGHUP: new workers start while the old ones checkpoint and exit; each
+        # new one waits for a slot and restores its predecessor's final state.
+        server.send(signal.SIGHUP)
+        reloaded = assert_warm(server, 2, exclude=set(before))
+        assert slots(reloaded) == {0, 1}
+        # A worker killed outright: its replacement takes the slot at once and
+        # restores the last periodic checkpoint, plus the pool.
+        victim = next(iter(reloaded))
+        time.sleep(1.2)  # a periodic checkpoint after the lookups above
+        import os
+
+        os.kill(victim, signal.SIGKILL)
+        assert_warm(server, 2, exclude={victim})
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, *args, env=FAST) as server:
+        assert slots(assert_warm(server, 2)) == {0, 1}
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+# -- uvicorn --workers N: Starlette and FastAPI lifespans ----------------------------
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+def test_uvicorn_workers_restart_and_reload(tmp_path: Path, framework: str) -> None:
+    """``uvicorn --workers 2``: SIGTERM + start, then a rolling SIGHUP restart, come back warm."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip(framework)
+    cwd = EXAMPLES / framework
+    with uvicorn(cwd, tmp_path, "app:app") as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with uvicorn(cwd, tmp_path, "app:app") as server:
+        before = assert_warm(server, 2)
+        assert slots(before) == {0, 1}
+        # uvicorn >= 0.51 replaces one worker at a time, the new one ready
+        # before the old one stops: a replacement takes the next free slot.
+        server.send(signal.SIGHUP)
+        assert_warm(server, 2, exclude=set(before))
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+# -- Flask ------------------------------------------------------------------------
+
+
+def test_flask_factory_under_gunicorn_without_hooks(tmp_path: Path) -> None:
+    """``gunicorn 'app:create_app()'``: init_app boots each worker; exit checkpoints at SIGTERM."""
+    pytest.importorskip("flask")
+    cwd = EXAMPLES / "flask"
+    with gunicorn(cwd, tmp_path, "app:create_app()") as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "app:create_app()") as server:
+        assert slots(assert_warm(server, 2)) == {0, 1}
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_flask_factory_with_the_hooks_and_preload(tmp_path: Path) -> None:
+    """The guide's gunicorn.conf.py (preload_app, hooks): SIGHUP and SIGTERM + start."""
+    pytest.importorskip("flask")
+    cwd = EXAMPLES / "flask"
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py") as server:
+        fill(server, 2)
+        before = server.workers_ready(2)
+        server.send(signal.SIGHUP)
+        assert_warm(server, 2, exclude=set(before))
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py") as server:
+        assert_warm(server, 2)
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+# -- Django -----------------------------------------------------------------------
+
+
+def test_django_app_config_under_gunicorn(tmp_path: Path) -> None:
+    """INSTALLED_APPS + settings.WARMSTART under gunicorn: SIGTERM + start, then SIGHUP."""
+    pytest.importorskip("django")
+    cwd = EXAMPLES / "django"
+    with gunicorn(cwd, tmp_path, "shop.wsgi") as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "shop.wsgi") as server:
+        before = assert_warm(server, 2)
+        assert slots(before) == {0, 1}
+        server.send(signal.SIGHUP)
+        assert_warm(server, 2, exclude=set(before))
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
