@@ -14,6 +14,7 @@ rounds) are marked slow.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -76,8 +77,6 @@ def test_gunicorn_hooks_restart_reload_and_respawn(tmp_path: Path, preload: bool
         # restores the last periodic checkpoint, plus the pool.
         victim = next(iter(reloaded))
         time.sleep(1.2)  # a periodic checkpoint after the lookups above
-        import os
-
         os.kill(victim, signal.SIGKILL)
         assert_warm(server, 2, exclude={victim})
         assert server.stop() == 0

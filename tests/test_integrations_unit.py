@@ -1,0 +1,333 @@
+"""The integrations' shared worker boot, in one process (the servers are in test_integrations).
+
+Settings and their errors, the modes, readiness answers, the collector that
+keeps objects built before the boot, the Flask extension through its test
+client, the gunicorn hooks called as gunicorn calls them, and when Django's
+app config decides a process serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+
+import warmstart
+from warmstart.boot import VARIABLES, Collector
+from warmstart.errors import ConfigurationError
+from warmstart.integrations import _common
+from warmstart.integrations._common import WorkerBoot, configure, current, health_payload
+
+cachetools = pytest.importorskip("cachetools")
+
+
+class Row(msgspec.Struct, frozen=True):
+    n: int
+
+
+ROWS = warmstart.Contract("row", Row)
+
+
+@warmstart.warm(rows=warmstart.state(ROWS, lock="lock"))
+class Cache:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.rows = cachetools.LRUCache(maxsize=100)
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No WARMSTART_* variable but the directory; no current service left behind."""
+    for name in (*VARIABLES.values(), "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WARMSTART_DIR", str(tmp_path / "warm"))
+    monkeypatch.setattr(_common, "_CURRENT", None)
+    yield
+    service = current()
+    if service is not None:
+        service.stop()
+        service.collector.stop()
+
+
+class TestSettings:
+    def test_directory_and_namespace_are_needed(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        with pytest.raises(ConfigurationError, match="namespace"):
+            WorkerBoot()
+        monkeypatch.delenv("WARMSTART_DIR")
+        with pytest.raises(ConfigurationError, match="WARMSTART_DIR"):
+            WorkerBoot(namespace="svc")
+
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"mode": "sticky"}, "mode"),
+            ({"pool": True}, "chosen by the integration"),
+            ({"intervall": 3}, "boot\\(\\) options"),
+        ],
+    )
+    def test_bad_settings(self, options: dict[str, Any], match: str) -> None:
+        with pytest.raises(ConfigurationError, match=match):
+            WorkerBoot(namespace="svc", **options)
+
+    def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        service = WorkerBoot(namespace="svc")
+        assert (service.mode, service.workers, service.options["interval"]) == ("pool", None, 60.0)
+        monkeypatch.setenv("WEB_CONCURRENCY", "3")
+        monkeypatch.setenv("WARMSTART_INTERVAL", "5")
+        service = WorkerBoot(namespace="svc", capture=Cache)
+        assert (service.workers, service.options["interval"]) == (3, 5.0)
+        assert "slot=None" in repr(service)
+
+
+class TestWorkerBoot:
+    def test_collect_start_loaded_stop(self) -> None:
+        """Objects built before the start are attached; the slot is released at stop."""
+        service = configure(namespace="svc", signals=False)
+        service.collect()
+        early = Cache()
+        boot = service.start(workers=2)
+        assert boot is not None
+        assert service.start() is boot  # once per process
+        assert service.slot is not None
+        assert (service.slot.index, boot.namespace) == (0, "svc/worker-0")
+        late = Cache.__new__(Cache)  # built while capturing: a second keyless one is left alone
+        assert boot.report.sections["Cache.rows"].status == "cold"
+        service.loaded()
+        service.loaded()
+        early.rows["a"] = Row(1)
+        code, body = service.status()
+        assert (code, body["status"], body["slot"]) == (200, "cold", 0)
+        service.stop()
+        assert service.slot is None
+        assert not service.started
+        service.stop()  # twice: nothing
+        del late
+        # The next start in this process restores it.
+        again = configure(namespace="svc", signals=False)
+        again.collect()
+        obj = Cache()
+        again.start()
+        assert dict(obj.rows) == {"a": Row(1)}
+        assert again.status()[1]["status"] == "warm"
+
+    def test_shared_mode_has_no_slot(self) -> None:
+        service = configure(namespace="svc", mode="shared", signals=False)
+        boot = service.start()
+        assert boot is not None
+        assert (boot.namespace, service.slot) == ("svc", None)
+
+    def test_a_master_defers(self) -> None:
+        """A pre-forking master collects and never boots; configure keeps what it collected."""
+        service = configure(namespace="svc", signals=False)
+        service.defer()
+        obj = Cache()
+        assert service.start() is None
+        assert service.deferred
+        again = configure(namespace="svc", interval=5, signals=False)
+        assert again.deferred
+        assert again.collector.objects == (obj,)
+
+    def test_configure_after_start_keeps_the_running_one(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        service = configure(namespace="svc", signals=False)
+        service.start()
+        with caplog.at_level(logging.WARNING):
+            assert configure(namespace="other") is service
+        assert "already started" in caplog.text
+
+    def test_async_start_and_stop(self) -> None:
+        async def run() -> tuple[Any, Any]:
+            service = configure(namespace="svc", signals=False)
+            service.collect()
+            obj = Cache()
+            boot = await service.astart()
+            assert await service.astart() is boot
+            obj.rows["x"] = Row(2)
+            await service.astop()
+            return boot, obj
+
+        boot, _ = asyncio.run(run())
+        assert boot.report.status == "cold"
+        with warmstart.Store(os.environ["WARMSTART_DIR"]) as store:
+            assert store.namespaces() == ["svc/worker-0"]
+
+    def test_health_answers(self) -> None:
+        assert health_payload(None) == (503, {"status": "starting", "readiness": 0.0})
+
+        class Warming:
+            readiness = 0.5
+            namespace = "svc/worker-0"
+            report = warmstart.BootReport(namespace="svc/worker-0", status="warm")
+
+        code, body = health_payload(Warming())  # type: ignore[arg-type]
+        assert (code, body["status"], body["readiness"]) == (503, "warming", 0.5)
+        code, body = health_payload(Warming(), min_readiness=0.5)  # type: ignore[arg-type]
+        assert (code, body["status"]) == (200, "warm")
+
+    def test_not_in_a_gunicorn_master(self) -> None:
+        assert not _common.in_prefork_master()
+
+
+class TestCollector:
+    def test_collects_in_its_context_until_handed_over(self, tmp_path: Path) -> None:
+        collector = Collector(capture=Cache).start()
+        obj = Cache()
+        other = threading.Thread(target=Cache)  # built in another thread: not collected
+        other.start()
+        other.join()
+        assert collector.objects == (obj,)
+        with warmstart.boot(tmp_path / "s", namespace="svc", signals=False) as b:
+            assert collector.hand_over(b) == 1
+        assert not collector.collecting
+        Cache()
+        assert collector.objects == ()
+
+    def test_a_refused_object_is_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with Collector() as collector:
+            Cache()
+            Cache()
+        with (
+            caplog.at_level(logging.WARNING),
+            warmstart.boot(tmp_path / "s", namespace="svc", signals=False) as b,
+        ):
+            assert collector.hand_over(b) == 1
+        assert "not attached" in caplog.text
+
+
+class TestGunicornHooks:
+    def server(self, *, preload: bool = False) -> Any:
+        return SimpleNamespace(num_workers=2, cfg=SimpleNamespace(timeout=30, preload_app=preload))
+
+    def test_hooks_in_order(self) -> None:
+        from warmstart.integrations import gunicorn as warm
+
+        warm.configure(namespace="svc")
+        assert warm.status()[0] == 503  # the master: no boot
+        obj = Cache()  # preload: built in the master, collected
+        service = current()
+        assert service is not None
+        service._master_pid = -1  # as in a forked worker, whose pid is not the master's
+        warm.post_fork(self.server(preload=True), None)
+        warm.post_worker_init(None)
+        assert service.boot is not None
+        assert service.boot.report.sections["Cache.rows"].status == "cold"
+        assert service.boot.settings.signals is False
+        obj.rows["a"] = Row(1)
+        assert warm.status()[1]["slot"] == 0
+        warm.worker_exit(None, None)
+        with warmstart.Store(os.environ["WARMSTART_DIR"]) as store:
+            assert store.namespaces() == ["svc/worker-0"]
+
+    def test_preload_without_configure_warns(self, caplog: pytest.LogCaptureFixture) -> None:
+        from warmstart.integrations import gunicorn as warm
+
+        os.environ["WARMSTART_NAMESPACE"] = "svc"
+        assert warm.status()[0] == 503
+        with caplog.at_level(logging.WARNING):
+            warm.post_fork(self.server(preload=True), None)
+        assert "configure()" in caplog.text
+
+
+class TestFlask:
+    def test_factory_with_the_test_client(self) -> None:
+        flask = pytest.importorskip("flask")
+        from warmstart.integrations.flask import Warmstart
+
+        warm = Warmstart()
+
+        def create_app() -> Any:
+            app = flask.Flask("t")
+            app.config["WARMSTART_NAMESPACE"] = "svc"
+            app.config["WARMSTART_BOOT"] = {"signals": False}
+            warm.init_app(app)
+            app.extensions["cache"] = Cache()
+            app.add_url_rule("/health", view_func=warm.health)
+            return app
+
+        app = create_app()
+        assert app.extensions["warmstart"] is warm
+        assert warm.boot is not None
+        assert warm.service is current()
+        response = app.test_client().get("/health")
+        assert response.status_code == 200
+        assert response.json["namespace"] == "svc/worker-0"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert warm.boot.report.sections["Cache.rows"].status == "cold"
+
+    def test_the_reloader_watcher_waits_for_a_request(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        flask = pytest.importorskip("flask")
+        from warmstart.integrations.flask import Warmstart
+
+        monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
+        app = flask.Flask("t")
+        warm = Warmstart(app, namespace="svc", signals=False)
+        assert warm.boot is None
+        obj = Cache()
+        app.add_url_rule("/health", view_func=warm.health)
+        assert app.test_client().get("/health").status_code == 200  # started by the request
+        assert warm.boot is not None
+        assert "Cache.rows" in warm.boot.report.sections
+        del obj
+
+    def test_health_before_any_configuration(self) -> None:
+        pytest.importorskip("flask")
+        from warmstart.integrations.flask import Warmstart
+
+        assert Warmstart().health()[1] == 503
+
+
+class TestDjango:
+    @pytest.mark.parametrize(
+        ("argv", "environ", "serving"),
+        [
+            (["gunicorn", "shop.wsgi"], {}, True),
+            (["manage.py", "migrate"], {}, False),
+            (["/x/django-admin", "shell"], {}, False),
+            (["manage.py", "runserver"], {}, False),  # the autoreloader's watcher
+            (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
+            (["manage.py", "runserver", "--noreload"], {}, True),
+            (["/x/django/__main__.py", "check"], {}, False),
+        ],
+    )
+    def test_which_processes_serve(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        argv: list[str],
+        environ: dict[str, str],
+        serving: bool,
+    ) -> None:
+        pytest.importorskip("django")
+        from warmstart.integrations.django import apps
+
+        monkeypatch.setattr(sys, "argv", argv)
+        monkeypatch.delenv("RUN_MAIN", raising=False)
+        for key, value in environ.items():
+            monkeypatch.setenv(key, value)
+        assert apps.serving() is serving
+
+    def test_health_view_before_a_boot(self) -> None:
+        django = pytest.importorskip("django")
+        from django.conf import settings
+
+        if not settings.configured:
+            settings.configure(WARMSTART={"MIN_READINESS": 0.5})
+        django.setup()
+        from warmstart.integrations.django import current_boot, health
+
+        response = health(None)
+        assert response.status_code == 503
+        assert current_boot() is None
