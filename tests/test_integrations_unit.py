@@ -70,7 +70,8 @@ class TestSettings:
         ("options", "match"),
         [
             ({"mode": "sticky"}, "mode"),
-            ({"pool": True}, "chosen by the integration"),
+            ({"pool": True}, "warmstart.workers.Pool"),
+            ({"checkpoint_on_exit": True}, "chosen by the integration"),
             ({"intervall": 3}, "boot\\(\\) options"),
         ],
     )

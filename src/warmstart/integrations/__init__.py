@@ -14,11 +14,20 @@ arguments, the framework's own configuration, or the ``WARMSTART_*``
 variables (``warmstart.boot.environment``). Install the extra of the
 framework: ``pip install 'warmstart[gunicorn]'`` (or ``uvicorn``, ``starlette``,
 ``fastapi``, ``flask``, ``django``).
+
+Every integration drives this process's :class:`WorkerBoot` (one per
+process, :func:`worker_boot`), so they combine: a Flask app under the
+gunicorn hooks, a FastAPI lifespan under gunicorn's ``UvicornWorker``.
 """
 
 from __future__ import annotations
 
-__all__ = ()
+from warmstart._api import claim
+from warmstart.integrations._common import WorkerBoot, worker_boot
+
+__all__ = ("WorkerBoot", "worker_boot")
+
+claim("warmstart.integrations", WorkerBoot, worker_boot)
 
 
 def __dir__() -> tuple[str, ...]:

@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 from warmstart.boot import Boot, Collector, environment
 from warmstart.errors import ConfigurationError
-from warmstart.workers import WorkerSlot, claim_slot, release_slot
+from warmstart.workers import Pool, WorkerSlot, claim_slot, release_slot
 
-__all__ = ("Mode", "WorkerBoot", "configure", "current", "health_payload")
+__all__ = ("Mode", "WorkerBoot", "configure", "current", "health_payload", "worker_boot")
 
 log = logging.getLogger("warmstart.integrations")
 
@@ -49,13 +49,11 @@ MODES = ("pool", "slot", "shared")
 #: ``$WARMSTART_INTERVAL`` says: a worker killed without a shutdown checkpoint
 #: (SIGKILL, an OOM kill) loses at most this much.
 DEFAULT_INTERVAL = 60.0
-#: Settings of WorkerBoot that are not boot() arguments.
-OWN_SETTINGS = ("directory", "namespace", "mode", "workers", "slot_wait", "capture")
 
 
 def _check_options(options: dict[str, Any]) -> None:
     """Refuse what boot() would refuse, at configuration time, naming the setting."""
-    for name in ("path_or_store", "namespace", "pool", "checkpoint_on_exit"):
+    for name in ("path_or_store", "namespace", "checkpoint_on_exit"):
         if name in options:
             msg = f"Expected {name!r} to be chosen by the integration, got it in the boot options"
             raise ConfigurationError(msg)
@@ -78,6 +76,8 @@ class WorkerBoot:
             newest of the other slots' state up to its containers' capacity;
             ``"slot"``: its own slot only; ``"shared"``: one namespace for all
             workers, the last checkpoint wins (warmstart 0.2's behaviour).
+        pool: the pool's settings in ``"pool"`` mode (a
+            :class:`warmstart.workers.Pool`: ``prefer_own``, ``limit``, ``max_age``).
         workers: the number of worker slots (the server's worker count; the
             gunicorn hooks know it). None: ``$WEB_CONCURRENCY`` if set, else
             the lowest free slot without waiting.
@@ -99,6 +99,7 @@ class WorkerBoot:
         workers: int | None = None,
         slot_wait: float = 0.0,
         capture: type | tuple[type, ...] | None = None,
+        pool: Pool | None = None,
         **options: Any,
     ) -> None:
         env = environment()
@@ -113,6 +114,9 @@ class WorkerBoot:
         if mode not in MODES:
             msg = f"Expected mode in {MODES}, got {mode!r}"
             raise ConfigurationError(msg)
+        if pool is not None and (mode != "pool" or not isinstance(pool, Pool)):
+            msg = f"Expected pool= as a warmstart.workers.Pool with mode='pool', got {pool!r}"
+            raise ConfigurationError(msg)
         if workers is None and os.environ.get("WEB_CONCURRENCY", "").isdigit():
             workers = int(os.environ["WEB_CONCURRENCY"]) or None
         options.setdefault("interval", env.interval or DEFAULT_INTERVAL)
@@ -120,6 +124,7 @@ class WorkerBoot:
         self.directory = str(where)
         self.service = service
         self.mode: Mode = mode
+        self.pool = pool if pool is not None else Pool()
         self.workers = workers
         self.slot_wait = slot_wait
         self.options = options
@@ -182,7 +187,7 @@ class WorkerBoot:
         return Boot(
             self.directory,
             namespace=namespace,
-            pool=self.mode == "pool",
+            pool=self.pool if self.mode == "pool" else None,
             checkpoint_on_exit=False,
             **self.options,
         )
@@ -364,9 +369,16 @@ def configure(**settings: Any) -> WorkerBoot:
         return made
 
 
-def current() -> WorkerBoot | None:
-    """This process's WorkerBoot, if one was configured."""
+def worker_boot() -> WorkerBoot | None:
+    """This process's :class:`WorkerBoot`, once an integration configured one.
+
+    Its ``boot`` is the worker's boot once started (to ``attach()`` an object
+    built elsewhere, or read ``boot.report``); ``slot`` is the worker's slot.
+    """
     return _CURRENT
+
+
+current = worker_boot
 
 
 def ensure(**settings: Any) -> WorkerBoot:
