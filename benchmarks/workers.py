@@ -157,21 +157,31 @@ class Conn:
         self.sock.close()
 
 
-def connect_all(port: int, attempts: int = 500) -> dict[int, Conn]:
-    """One connection per worker index (the kernel spreads new connections over them)."""
+def connect_all(port: int, timeout: float = 60.0) -> dict[int, Conn]:
+    """One connection per worker index (the kernel spreads new connections over them).
+
+    The spare connections stay open until every worker is reached: a worker
+    busy with one is less likely to accept the next, so the others get theirs.
+    """
     found: dict[int, Conn] = {}
     spare: list[Conn] = []
-    for _ in range(attempts):
-        conn = Conn(port)
-        index = json.loads(conn.get("/whoami"))["index"]
-        (spare if index in found else found.__setitem__(index, conn) or []).append(conn)
-        if len(found) == WORKERS:
-            break
-    for conn in spare:
-        conn.close()
-    if len(found) < WORKERS:
-        msg = f"reached workers {sorted(found)} only"
-        raise RuntimeError(msg)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < WORKERS:
+            if time.monotonic() > deadline:
+                msg = f"reached workers {sorted(found)} only"
+                raise RuntimeError(msg)
+            conn = Conn(port)
+            index = json.loads(conn.get("/whoami"))["index"]
+            if index in found:
+                spare.append(conn)
+                if len(spare) % 50 == 0:
+                    time.sleep(0.2)  # a worker descheduled on a loaded machine: let it run
+            else:
+                found[index] = conn
+    finally:
+        for conn in spare:
+            conn.close()
     return found
 
 
@@ -371,15 +381,58 @@ def pool_cost(entries: int, workdir: Path, repeats: int = 3) -> list[list[Any]]:
     return rows_out
 
 
+NOTES = (
+    (
+        "Run alone: `python -m benchmarks.workers` (about 7 minutes; `--quick`: a smoke run). "
+        "Real gunicorn with the warmstart hooks (`benchmarks/workers_service.py`); the load "
+        "generator keeps one keep-alive connection per worker (it asks each connection which "
+        "worker serves it), so it decides which worker serves which request."
+    ),
+    (
+        "Traffic. Balanced: request i to worker i mod 4. Sticky: a key always to one worker, "
+        "before and after the restart (affinity to a worker's identity; key ranges by rank mod "
+        "4, equally hot). Sticky, moved: each range goes to the next worker after the restart, "
+        "as keep-alive connections pinned to ranges do when they reconnect and land on other "
+        "workers (gunicorn and uvicorn workers share one listening socket)."
+    ),
+    (
+        "Every strategy serves the same requests; the restart is SIGTERM (each worker's "
+        "shutdown checkpoint in `worker_exit`) and start. Strategies: cold (no warmstart); last "
+        "writer wins (one namespace for all workers); own slot; shared pool (own slot, then the "
+        "union of every slot's newest state, most recent first, up to the capacity); pool, own "
+        "first (`Pool(prefer_own=True)`: the others only fill the room left). The hit ratios do "
+        "not depend on the machine's load; the restore times do."
+    ),
+)
+
+
 def bench_workers(
     sizes: Sizes,
     workdir: Path,
     traffics: tuple[str, ...] = TRAFFIC,
     strategies: tuple[tuple[str, str], ...] = STRATEGIES,
 ) -> Report:
+    """Run every traffic and strategy, and the pool's cost at boot; the report."""
     warm_ranks = zipf_ranks(sizes.keys, sizes.warmup, seed=1)
     ranks = zipf_ranks(sizes.keys, sizes.measure, seed=2)
-    report = Report(title="Several workers after a restart")
+    results: list[dict[str, Any]] = []
+    for traffic in traffics:
+        for label, mode in strategies:
+            started = time.perf_counter()
+            result = scenario(traffic, mode, sizes, workdir / "run", warm_ranks, ranks)
+            result["label"] = label
+            result["wall"] = time.perf_counter() - started
+            results.append(result)
+            print(f"  {traffic:14} {label:18} {result['hit_ratio']:.1%} ({result['wall']:.0f} s)")
+    cost = pool_cost(sizes.cost_entries, workdir)
+    return report_of({"sizes": dataclasses.asdict(sizes), "results": results, "cost": cost})
+
+
+def report_of(raw: dict[str, Any]) -> Report:
+    """The report of a run, from its raw figures (``--json`` keeps them)."""
+    sizes = Sizes(**raw["sizes"])
+    results, cost = raw["results"], raw["cost"]
+    report = Report(title="Several workers after a restart", raw=raw, notes=list(NOTES))
     table = Table(
         title=(
             f"gunicorn, {WORKERS} gthread workers, LRU of {sizes.capacity:,} rows each, "
@@ -398,47 +451,37 @@ def bench_workers(
             "steady hit ratio",
         ],
     )
-    results: list[dict[str, Any]] = []
-    for traffic in traffics:
-        for label, mode in strategies:
-            started = time.perf_counter()
-            result = scenario(traffic, mode, sizes, workdir / "run", warm_ranks, ranks)
-            result["label"] = label
-            result["wall"] = time.perf_counter() - started
-            results.append(result)
-            pool_back, own_back = result["pool_back"], result["own_back"]
-            table.rows.append(
-                [
-                    traffic,
-                    label,
-                    f"{result['hit_ratio']:.1%}",
-                    f"{result['early_hit_ratio']:.1%}",
-                    f"{result['worst_worker']:.1%}",
-                    f"{median(pool_back):.0%} ({min(pool_back):.0%}-{max(pool_back):.0%})"
-                    if mode != "none"
-                    else "-",
-                    f"{median(own_back):.0%} ({min(own_back):.0%}-{max(own_back):.0%})",
-                    median(result["restore_seconds"]) if mode != "none" else float("nan"),
-                    f"{result['steady']:.1%}" if mode != "none" else "-",
-                ]
-            )
-            print(f"  {traffic:14} {label:18} {result['hit_ratio']:.1%} ({result['wall']:.0f} s)")
+    for result in results:
+        pool_back, own_back, mode = result["pool_back"], result["own_back"], result["mode"]
+        table.rows.append(
+            [
+                result["traffic"],
+                result["label"],
+                f"{result['hit_ratio']:.1%}",
+                f"{result['early_hit_ratio']:.1%}",
+                f"{result['worst_worker']:.1%}",
+                f"{median(pool_back):.0%} ({min(pool_back):.0%}-{max(pool_back):.0%})"
+                if mode != "none"
+                else "-",
+                f"{median(own_back):.0%} ({min(own_back):.0%}-{max(own_back):.0%})",
+                median(result["restore_seconds"]) if mode != "none" else float("nan"),
+                f"{result['steady']:.1%}" if mode != "none" else "-",
+            ]
+        )
     table.note = (
         "Hit ratio: hits over the first requests after the restart, all workers (and over "
-        f"the first {EARLY:,} of them); worst "
-        "worker: the lowest of the four. The pool's hot keys: the capacity most requested "
-        "keys among those the four caches held at shutdown. Its hot keys: the capacity "
-        "hottest keys of what that worker serves after the restart. Each: the median "
-        "worker (lowest-highest). "
-        "Restore s: median over the workers of the boot's time to warm (restore and merge)."
+        f"the first {EARLY:,} of them); worst worker: the lowest of the four. The pool's hot "
+        "keys: the capacity most requested keys among those the four caches held at "
+        "shutdown. Its hot keys: the capacity hottest keys of what that worker serves after "
+        "the restart. Each: the median worker (lowest-highest). Restore s: median over the "
+        "workers of the boot's time to warm (restore and merge)."
     )
     report.tables.append(table)
-    cost = pool_cost(sizes.cost_entries, workdir)
     report.tables.append(
         Table(
             title=f"What the pool costs at boot: {WORKERS} slots of {sizes.cost_entries:,} rows",
             columns=["restore", "mode", "entries after", "from the pool", "ready s", "warm s"],
-            rows=cost,
+            rows=[list(row) for row in cost],
             note=(
                 "One worker's boot in one process (median of 3), an LRU with a lock; ready: "
                 "until the object is returned, warm: until the background work is done too. "
@@ -448,10 +491,9 @@ def bench_workers(
             ),
         )
     )
-    report.raw = {"sizes": dataclasses.asdict(sizes), "results": results, "cost": cost}
     by = {(r["traffic"], r["mode"]): r for r in results}
     named = (("pool", "shared pool"), ("slot", "own slot"), ("shared", "last writer"))
-    for traffic in traffics:
+    for traffic in dict.fromkeys(r["traffic"] for r in results):
         for mode, label in named:
             if (traffic, mode) in by:
                 report.checks.append(

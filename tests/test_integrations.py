@@ -14,6 +14,7 @@ rounds) are marked slow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -158,3 +159,87 @@ def test_django_app_config_under_gunicorn(tmp_path: Path) -> None:
         assert_warm(server, 2, exclude=set(before))
         assert server.stop() == 0
     assert "Traceback" not in server.log()
+
+
+# -- longer variants (make test-slow) ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gunicorn_worker_count_changes(tmp_path: Path) -> None:
+    """2 workers, then 4 (the new slots warm from the pool), then 2 again (the pool keeps 2-3)."""
+    cwd = EXAMPLES / "gunicorn"
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py", workers=2) as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py", workers=4) as server:
+        ready = assert_warm(server, 4)
+        assert slots(ready) == {0, 1, 2, 3}
+        fresh = [f"n{i}" for i in range(20)]
+        server.lookups(fresh)  # served by some of the four, saved in their slots
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py", workers=2) as server:
+        assert slots(assert_warm(server, 2, keys=len(KEYS) + 20)) == {0, 1}
+        assert all(a["hit"] for a in server.lookups(fresh))  # slots 2 and 3 are peers still
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_gunicorn_four_workers_repeated_reloads_and_ttin(tmp_path: Path) -> None:
+    """4 workers: three SIGHUP reloads in a row, then TTOU and TTIN, all warm."""
+    cwd = EXAMPLES / "gunicorn"
+    with gunicorn(cwd, tmp_path, "-c", "gunicorn.conf.py", workers=4, env=FAST) as server:
+        fill(server, 4)
+        seen = set(server.workers_ready(4))
+        for _ in range(3):
+            server.send(signal.SIGHUP)
+            ready = assert_warm(server, 4, exclude=seen)
+            assert slots(ready) == {0, 1, 2, 3}
+            seen |= set(ready)
+        server.send(signal.SIGTTOU)  # one worker fewer: the oldest stops, its slot is free
+        time.sleep(2)
+        server.send(signal.SIGTTIN)  # one more: it takes the free slot, warm
+        assert_warm(server, 1, exclude=seen)
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_uvicorn_four_workers_repeated_rolling_restarts(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    cwd = EXAMPLES / "starlette"
+    with uvicorn(cwd, tmp_path, "app:app", workers=4, env=FAST) as server:
+        fill(server, 4)
+        seen = set(server.workers_ready(4))
+        # A replacement restores before its predecessor's final checkpoint (uvicorn stops
+        # the old worker once the new one is ready): the periodic ones carry the state.
+        time.sleep(1.5)
+        for _ in range(2):
+            server.send(signal.SIGHUP)
+            seen |= set(assert_warm(server, 4, exclude=seen))
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["flask", "django"])
+def test_preload_without_the_hooks_boots_at_the_first_request(
+    tmp_path: Path, framework: str
+) -> None:
+    """``--preload`` and no gunicorn hooks: the master only collects; workers boot on a request."""
+    pytest.importorskip(framework)
+    cwd = EXAMPLES / framework
+    app = "app:create_app()" if framework == "flask" else "shop.wsgi"
+    with gunicorn(cwd, tmp_path, "--preload", app) as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with gunicorn(cwd, tmp_path, "--preload", app, workers=4) as server:
+        assert_warm(server, 4)
+        assert server.stop() == 0
+    with warmstart_store(tmp_path) as store:
+        assert not any(ns == "catalog" for ns in store.namespaces())  # the master never saved
+
+
+@contextlib.contextmanager
+def warmstart_store(tmp_path: Path):
+    import warmstart
+
+    with warmstart.Store(tmp_path / "warm", readonly=True) as store:
+        yield store
