@@ -47,9 +47,12 @@ def assert_warm(
     for pid, body in ready.items():
         assert body["status"] == "warm", (pid, body)
         assert body["restored"] + body["pooled"] >= keys, (pid, body)
-    answers = server.lookups(KEYS)
+    # Only the workers seen warm count: a server may start another one meanwhile (uvicorn
+    # replaces a worker it finds unresponsive), which serves while its restore runs.
+    answers = [a for a in server.lookups(KEYS) if a["pid"] in ready]
+    assert answers
     misses = [a for a in answers if not a["hit"]]
-    assert not misses, misses
+    assert not misses, (misses, ready)
     return ready
 
 
