@@ -87,7 +87,8 @@ def test_lifecycle(tmp_path: Path) -> None:
     from benchmarks.lifecycle import attach_seconds, data_file_growth
 
     cold, warm = attach_seconds(200, tmp_path, repeats=1)
-    assert 0 < cold and 0 < warm
+    assert cold > 0
+    assert warm > 0
     growth = data_file_growth(tmp_path, 500, 40)
     pinned = data_file_growth(tmp_path, 500, 40, pinned=True)
     assert growth["sizes"][40] <= growth["bound"]
