@@ -332,3 +332,25 @@ class TestDjango:
         response = health(None)
         assert response.status_code == 503
         assert current_boot() is None
+
+
+class TestNotServing:
+    def test_a_flask_command_never_boots(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        flask = pytest.importorskip("flask")
+        from warmstart.integrations.flask import Warmstart
+
+        monkeypatch.setattr(sys, "argv", ["/venv/bin/flask", "shell"])
+        warm = Warmstart(flask.Flask("t"), namespace="svc", signals=False)
+        assert warm.boot is None
+
+    def test_a_django_management_command_needs_no_settings(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pytest.importorskip("django")
+        from warmstart.integrations.django import apps
+
+        monkeypatch.delenv("WARMSTART_DIR")
+        monkeypatch.setattr(sys, "argv", ["manage.py", "migrate"])
+        config = apps.WarmstartConfig("warmstart.integrations.django", apps)
+        config.ready()
+        assert current() is None

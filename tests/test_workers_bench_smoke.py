@@ -27,7 +27,7 @@ def test_routing_and_keys() -> None:
 
 
 def test_the_benchmark_runs(tmp_path: Path) -> None:
-    sizes = Sizes(keys=400, capacity=50, warmup=800, measure=200)
+    sizes = Sizes(keys=400, capacity=50, warmup=800, measure=200, cost_entries=2000)
     report = bench_workers(sizes, tmp_path, traffics=("sticky",), strategies=(("pool", "pool"),))
     (row,) = report.tables[0].rows
     (result,) = report.raw["results"]
@@ -35,3 +35,5 @@ def test_the_benchmark_runs(tmp_path: Path) -> None:
     assert len(result["pool_back"]) == len(result["own_back"]) == 4
     assert all(n > 0 for n in result["pooled"])  # every worker merged the others' slots
     assert 0 < result["hit_ratio"] <= 1
+    own, pooled = (row for row in report.tables[1].rows if row[1] == "eager")
+    assert (own[3], pooled[3]) == (0, 1500)  # the pool took 3/4 of a full cache from the peers

@@ -32,12 +32,15 @@ of :func:`warmstart.boot` arguments), then the ``WARMSTART_*`` environment
 variables. Flask has no shutdown hook: the shutdown checkpoint runs on
 SIGTERM/SIGINT and at interpreter exit (gunicorn's sync and gthread workers
 exit through ``sys.exit``), or in ``worker_exit`` with the gunicorn hooks.
-Under the development server's reloader only the serving child boots.
+Under the development server's reloader only the serving child boots, at its
+first request; other ``flask`` commands (``flask shell``) never boot.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from warmstart._api import claim
@@ -67,12 +70,18 @@ def _settings(config: Any) -> dict[str, Any]:
     return found
 
 
-def _reloader_watcher() -> bool:
-    """``flask run`` with the reloader: this process only watches files; its child serves."""
-    return (
-        os.environ.get("FLASK_RUN_FROM_CLI") == "true"
-        and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
-    )
+def _not_serving_yet() -> bool:
+    """A process that may never serve: boot at its first request, if one comes.
+
+    ``flask run`` with the reloader (this process only watches files; its
+    child serves), or another ``flask`` command (``flask shell``, a custom
+    one), which builds the app but serves nothing.
+    """
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        return os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+    program = Path(sys.argv[0]) if sys.argv else Path()
+    where = (program.name, program.parent.name)
+    return program.name == "flask" or where == ("__main__.py", "flask")
 
 
 class Warmstart:
@@ -102,7 +111,7 @@ class Warmstart:
         if service is None or not (service.started or service.deferred):
             service = configure(**{**_settings(app.config), **self.settings})
         app.extensions["warmstart"] = self
-        start_for_app(service, serving=not _reloader_watcher())
+        start_for_app(service, serving=not _not_serving_yet())
         app.before_request(self._before_request)
 
     @property

@@ -58,13 +58,15 @@ class WarmstartConfig(AppConfig):  # type: ignore[misc] # django ships no types
         options = {k: v for k, v in _settings(settings).items() if k != "min_readiness"}
         service = current()
         if service is None or not (service.started or service.deferred):
+            if not serving():
+                return  # `migrate` and the like: no store, and no setting needed
             service = configure(**options)
         # From now on (models, other apps' ready()), @warm objects are kept.
         service.collect()
 
     def ready(self) -> None:
         service = current()
-        if service is None:  # pragma: no cover - made in __init__
+        if service is None:  # a management command that does not serve
             return
         start_for_app(service, serving=serving())
         request_started.connect(_started, dispatch_uid="warmstart-start")
