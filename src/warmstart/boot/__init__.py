@@ -12,14 +12,14 @@ from warmstart.boot._boot import Boot as Boot
 from warmstart.boot._boot import boot as boot
 from warmstart.boot._checkpointer import Checkpointer as Checkpointer
 from warmstart.boot._collect import Collector
-from warmstart.boot._environment import VARIABLES, Environment, environment, parse_duration
+from warmstart.boot._environment import VARIABLES as VARIABLES
+from warmstart.boot._environment import Environment, environment, parse_duration
 from warmstart.boot._environment import read_secret_file as read_secret_file
 from warmstart.boot._warm import State, WarmInfo
 from warmstart.boot._warm import state as state
 from warmstart.boot._warm import warm as warm
 
 __all__ = (
-    "VARIABLES",
     "Collector",
     "Environment",
     "State",
