@@ -9,6 +9,8 @@ app config decides a process serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
@@ -354,3 +356,49 @@ class TestNotServing:
         config = apps.WarmstartConfig("warmstart.integrations.django", apps)
         config.ready()
         assert current() is None
+
+
+class TestAsgiLifespan:
+    def test_a_lifespan_with_an_inner_one(self) -> None:
+        """Collected at import, captured in the inner lifespan, checkpointed at shutdown."""
+        pytest.importorskip("starlette")
+        from warmstart.integrations.asgi import WarmLifespan
+
+        built: dict[str, Any] = {}
+
+        @contextlib.asynccontextmanager
+        async def inner(app: Any) -> Any:
+            built["inner"] = Cache()
+            yield {"answer": 42}
+
+        warm = WarmLifespan(inner, namespace="svc", min_readiness=0.5)
+        assert warm.boot is None
+        early = Cache()  # "at import": collected
+
+        async def serve() -> Any:
+            async with warm(object()) as state:
+                assert state == {"answer": 42}
+                response = await warm.health(None)
+                assert response.status_code == 200
+                assert json.loads(response.body)["slot"] == 0
+                assert warm.boot is not None
+                early.rows["a"] = Row(1)
+                built["inner"].rows["b"] = Row(2)  # a second keyless instance: left alone
+                return warm.boot
+
+        boot = asyncio.run(serve())
+        assert boot.report.sections["Cache.rows"].status == "cold"
+        with (
+            warmstart.Store(os.environ["WARMSTART_DIR"]) as store,
+            store.load("svc/worker-0") as snapshot,
+        ):
+            assert snapshot.section("Cache.rows", ROWS) == {"a": Row(1)}
+
+    def test_the_current_configuration_without_settings(self) -> None:
+        pytest.importorskip("starlette")
+        from warmstart.integrations.asgi import WarmLifespan
+
+        os.environ["WARMSTART_NAMESPACE"] = "from-env"
+        warm = WarmLifespan()
+        assert warm.service.service == "from-env"
+        assert WarmLifespan().service is warm.service
