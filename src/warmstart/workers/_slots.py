@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import threading
@@ -272,10 +271,10 @@ def _claim(
 
 def _describe(fd: int, slot: WorkerSlot) -> None:
     """Write who holds the slot into its file (for people reading the directory)."""
-    text = json.dumps({"pid": slot.pid, "namespace": slot.namespace, "since": time.time()})
+    text = msgspec.json.encode({"pid": slot.pid, "namespace": slot.namespace, "since": time.time()})
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, text.encode() + b"\n", 0)
+        os.pwrite(fd, text + b"\n", 0)
     except OSError:  # pragma: no cover - a full disk: the lock itself still holds
         pass
 
