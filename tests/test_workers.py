@@ -402,3 +402,27 @@ class TestPool:
             obj = Lru()
         assert list(obj.rows) == ["a0"]
         assert warmstart.boot(store_path, namespace="svc", pool=False).settings.pool is None
+
+
+def test_a_failed_rebuild_gives_the_cache_its_own_entries_back(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warmstart.workers import _pool
+
+    seed(store_path, 0, Lru, ["a0", "a1"])
+    seed(store_path, 1, Lru, ["b0"])
+    real = _pool._rebuild
+    calls = []
+
+    def failing(container: Any, chosen: Any, now: float) -> None:
+        calls.append(chosen.keys)
+        if len(calls) == 1:
+            container.clear()
+            msg = "boom"
+            raise RuntimeError(msg)
+        real(container, chosen, now)
+
+    monkeypatch.setattr(_pool, "_rebuild", failing)
+    b, obj = boot_slot(store_path, 0, Lru)
+    assert list(obj.rows) == ["a0", "a1"]
+    assert b.report.pool["*"] == "failed: boom"

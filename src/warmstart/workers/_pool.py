@@ -320,7 +320,13 @@ class PoolMerge:
             added = len(chosen.added)
             if bounded is not None:
                 if added or len(chosen.keys) - added < len(own.keys):
-                    _rebuild(container, chosen, self.clock())
+                    try:
+                        _rebuild(container, chosen, self.clock())
+                    except BaseException:
+                        # Never leave the cache emptier than its own restore made it.
+                        mine = _Chosen(own.keys[::-1], own.values[::-1], own.expires[::-1], [])
+                        _rebuild(container, mine, self.clock())
+                        raise
             elif added:
                 _add(container, chosen, self.clock())
             if counter is not None and added:
