@@ -33,10 +33,12 @@ BENCHMARKS = (
     "boot",
     "lifecycle",
     "workers",
+    "handoff",
     "transfer",
     "remote",
     "import",
     "hotpaths",
+    "values",
 )
 
 
@@ -69,11 +71,13 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.boot import run as bench_boot
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
+    from benchmarks.handoff import bench_handoff
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
     from benchmarks.lifecycle import bench_lifecycle
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
+    from benchmarks.values import bench_values
     from benchmarks.workers import Sizes as WorkerSizes
     from benchmarks.workers import bench_workers
 
@@ -97,10 +101,14 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
             WorkerSizes.quick() if sizes.records < Sizes.full().records else WorkerSizes.full(),
             workdir,
         ),
+        "handoff": lambda: bench_handoff(
+            "quick" if sizes.records < Sizes.full().records else "full", workdir
+        ),
         "transfer": lambda: bench_transfer(sizes.records, sizes.store_repeats, workdir),
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
+        "values": lambda: bench_values(sizes.records, sizes.store_repeats, workdir),
     }
     reports = []
     for name in names:

@@ -11,6 +11,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +26,9 @@ EXTRAS = (
     "prometheus_client",
     "redis",
     "obstore",
+    "attrs",
+    "pydantic",
+    "asyncio",
     "gunicorn",
     "uvicorn",
     "starlette",
@@ -60,9 +64,11 @@ NAMESPACES = (
     "warmstart.boot",
     "warmstart.cli",
     "warmstart.codec",
+    "warmstart.conformance",
     "warmstart.contract",
     "warmstart.delta",
     "warmstart.errors",
+    "warmstart.exposure",
     "warmstart.manifest",
     "warmstart.metrics",
     "warmstart.progress",
@@ -125,6 +131,18 @@ class TestPublicNames:
             obj = getattr(module, name)
             if isinstance(obj, type) or inspect.isfunction(obj):
                 assert obj.__module__ == namespace, (name, obj.__module__)
+
+    @pytest.mark.parametrize("namespace", NAMESPACES)
+    def test_claimed_classes_annotations_resolve_on_demand(self, namespace: str) -> None:
+        """After resolve_annotations() (the docs build calls it), get_type_hints works."""
+        from warmstart._api import resolve_annotations
+
+        module = importlib.import_module(namespace)
+        resolve_annotations()
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type):
+                assert isinstance(typing.get_type_hints(obj), dict), name
 
     def test_the_namespaces_are_the_public_modules(self) -> None:
         """Every public module (no underscore in its path) is one of the namespaces."""

@@ -188,6 +188,8 @@ class Metrics:
         "checkpoint_seconds_total",
         "warm_hits_total",
         "lookups_total",
+        "handoff_requests_total",
+        "handoff_checkpoints_total",
     )
     GAUGES = (
         "restore_seconds",

@@ -44,6 +44,8 @@ _HELP = {
     "checkpoint_seconds_total": "Seconds spent checkpointing.",
     "warm_hits_total": "Lookups served by restored entries.",
     "lookups_total": "Lookups counted.",
+    "handoff_requests_total": "Hand-off requests from successors (rolling deploys).",
+    "handoff_checkpoints_total": "Checkpoints taken to answer hand-off requests.",
     "restore_seconds": "Seconds the last restore took until fully warm.",
     "time_to_ready_seconds": "Seconds from boot until the hot state was in place.",
     "readiness": "Fraction of saved entries in place (1 when warm).",
@@ -78,7 +80,10 @@ def register(
             GaugeMetricFamily,
         )
     except ImportError as exc:
-        msg = "Expected prometheus_client: pip install 'warmstart[prometheus]'"
+        msg = (
+            "Expected prometheus_client, it is not installed: install it "
+            "(pip install prometheus-client), or warmstart's 'prometheus' extra"
+        )
         raise MissingExtraError(msg) from exc
     metrics = source.metrics if isinstance(source, Boot) else source
     names = list(labels or {})

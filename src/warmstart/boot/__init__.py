@@ -1,8 +1,9 @@
 """The boot lifecycle: restore at start-up, checkpoint until shutdown.
 
-``boot``, ``Boot``, ``warm``, ``state`` and ``Checkpointer`` are imported
-from the top level (``warmstart.boot(...)``); this namespace holds the types
-they hand out, for annotations: ``from warmstart.boot import State, WarmInfo``.
+``boot``, ``Boot``, ``warm``, ``state``, ``cached``, ``cachedmethod`` and
+``Checkpointer`` are imported from the top level (``warmstart.boot(...)``);
+this namespace holds the types they hand out, for annotations:
+``from warmstart.boot import State, WarmInfo, CacheInfo``.
 """
 
 from __future__ import annotations
@@ -15,20 +16,38 @@ from warmstart.boot._collect import Collector
 from warmstart.boot._environment import VARIABLES as VARIABLES
 from warmstart.boot._environment import Environment, environment, parse_duration
 from warmstart.boot._environment import read_secret_file as read_secret_file
+from warmstart.boot._handoff import HandoffAnswer, HandoffReport
+from warmstart.boot._memo import CacheInfo
+from warmstart.boot._memo import cached as cached
+from warmstart.boot._memo import cachedmethod as cachedmethod
 from warmstart.boot._warm import State, WarmInfo
 from warmstart.boot._warm import state as state
 from warmstart.boot._warm import warm as warm
 
 __all__ = (
+    "CacheInfo",
     "Collector",
     "Environment",
+    "HandoffAnswer",
+    "HandoffReport",
     "State",
     "WarmInfo",
     "environment",
     "parse_duration",
 )
 
-claim("warmstart.boot", Collector, Environment, State, WarmInfo, environment, parse_duration)
+claim(
+    "warmstart.boot",
+    CacheInfo,
+    Collector,
+    Environment,
+    HandoffAnswer,
+    HandoffReport,
+    State,
+    WarmInfo,
+    environment,
+    parse_duration,
+)
 
 
 def __dir__() -> tuple[str, ...]:

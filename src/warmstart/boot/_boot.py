@@ -42,20 +42,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from warmstart._containers import check_container
+from warmstart.boot._agent import Agent
 from warmstart.boot._attachments import Attached, Attachments
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
-from warmstart.boot._environment import environment, parse_duration
+from warmstart.boot._environment import Environment, environment, parse_duration
+from warmstart.boot._handoff import HandoffReport, ask_predecessors
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
 from warmstart.boot._pristine import Pristine
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
 from warmstart.boot._saver import Saver
-from warmstart.boot._sections import AttributeRestore
+from warmstart.boot._sections import AttributeRestore, is_single
 from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.boot._warm import WarmSpec, spec_of
+from warmstart.contract import Contract
 from warmstart.errors import (
     CheckpointNotFoundError,
     ConfigurationError,
@@ -91,6 +94,31 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _located(
+    env: Environment, target: str | os.PathLike[str] | Store | None, namespace: str | None
+) -> tuple[str | os.PathLike[str] | Store, str]:
+    """The store and namespace a boot uses: the arguments, else their ``WARMSTART_*`` variables."""
+    if target is None:
+        if env.directory is None:
+            msg = "Expected a store directory: pass boot(path, ...) or set WARMSTART_DIR"
+            raise ConfigurationError(msg)
+        target = env.directory
+    if namespace is None:
+        if env.namespace is None:
+            msg = "Expected a namespace: pass boot(namespace=...) or set WARMSTART_NAMESPACE"
+            raise ConfigurationError(msg)
+        namespace = env.namespace
+    return target, namespace
+
+
+def _check_seconds(name: str, seconds: float | None) -> None:
+    if seconds is not None and not (
+        isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+    ):
+        msg = f"Expected {name} as seconds > 0 or None, got {seconds!r}"
+        raise ValueError(msg)
 
 
 def _classes(capture: type | tuple[type, ...] | None) -> tuple[type, ...] | None:
@@ -166,9 +194,21 @@ class Boot:
             merge the other worker slots' newest state into its containers,
             most recent first, up to their capacity. The namespace must be a
             slot's (``warmstart.workers.claim_slot``).
+        handoff: rolling deploys: before restoring, ask the running instances
+            of this namespace (on this host through the store directory,
+            across hosts through a Redis ``remote``) for a fresh checkpoint,
+            and wait for it at most this many seconds (none running: no
+            wait); ``handoff_report`` says what came. The boot also answers
+            such requests from its successors while it runs.
+        heartbeat: seconds between refreshes of this instance's reader record
+            (which contract versions it reads), in the store and the remote;
+            ``write_version="auto"`` contracts write what every live reader
+            reads. None: no record.
 
-    An argument left out (None) is read from its ``WARMSTART_*`` variable
-    (:func:`warmstart.boot.environment`); one given wins. A malformed
+    The store path, ``namespace``, the store's secret, ``remote``,
+    ``interval`` and ``max_age``, left out (None), are read from their
+    ``WARMSTART_*`` variables (:func:`warmstart.boot.environment`); an
+    argument given wins. A malformed
     variable raises :class:`~warmstart.errors.ConfigurationError`.
 
     The boot captures the ``@warm`` objects built in its own context (its
@@ -203,18 +243,11 @@ class Boot:
         capture: type | tuple[type, ...] | None = None,
         carry_forward: bool = True,
         pool: Pool | bool | None = None,
+        handoff: float | None = None,
+        heartbeat: float | None = 10.0,
     ) -> None:
         env = environment()
-        if path_or_store is None:
-            if env.directory is None:
-                msg = "Expected a store directory: pass boot(path, ...) or set WARMSTART_DIR"
-                raise ConfigurationError(msg)
-            path_or_store = env.directory
-        if namespace is None:
-            if env.namespace is None:
-                msg = "Expected a namespace: pass boot(namespace=...) or set WARMSTART_NAMESPACE"
-                raise ConfigurationError(msg)
-            namespace = env.namespace
+        path_or_store, namespace = _located(env, path_or_store, namespace)
         self._target = path_or_store
         check_namespace(namespace)
         options = dict(store_options or {})
@@ -227,6 +260,8 @@ class Boot:
         if options:
             # A typo here would otherwise surface as "store unavailable" at open.
             inspect.signature(Store).bind(path_or_store, **options)
+        _check_seconds("handoff", handoff)
+        _check_seconds("heartbeat", heartbeat)
         self.settings = BootSettings(
             namespace=namespace,
             max_age=parse_duration(max_age) if max_age is not None else env.max_age,
@@ -250,10 +285,16 @@ class Boot:
             capture=_classes(capture),
             carry_forward=carry_forward,
             pool=check_pool(pool, namespace),
+            handoff=handoff,
+            heartbeat=heartbeat,
         )
         interval = self.settings.interval
         #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
         self.remote_outcomes: dict[str, SyncOutcome] = {}
+        #: What the hand-off request got (``handoff=``), before the generation was picked.
+        self.handoff_report: HandoffReport | None = None
+        self._agent: Agent | None = None
+        self._specs: dict[int, WarmSpec] = {}  # the @warm classes attached: what it reads
         self.report = BootReport(namespace=namespace)
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -396,6 +437,13 @@ class Boot:
         except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
+        settings = self.settings
+        if settings.handoff is not None and not self.store.readonly:
+            # Running instances checkpoint (and push) now: the fresh state
+            # comes in through the store, or the remote pull below.
+            self.handoff_report = ask_predecessors(
+                self.store.path, settings.namespace, settings.handoff, settings.remote
+            )
         if self.settings.remote is not None and not self.store.readonly:
             from warmstart.remote import pull_with_deadline  # noqa: PLC0415
 
@@ -528,10 +576,13 @@ class Boot:
         ``obj``; attaching an attached object again does nothing. Held
         strongly until the boot closes.
 
+        A ``@cached`` function defined before the boot (at import) is
+        attached this way: ``boot.attach(quote)``.
+
         Raises:
-            ContractError: ``obj`` is not a ``@warm`` instance, a warm attribute
-                holds an unsupported container, or a live object already owns
-                one of its sections (give instances keys).
+            ContractError: ``obj`` is not a ``@warm`` instance or a ``@cached``
+                function, a warm attribute holds an unsupported container, or a
+                live object already owns one of its sections (give instances keys).
         """
         return self._attach(obj, captured=False)
 
@@ -547,13 +598,16 @@ class Boot:
     def _attach(self, obj: object, *, captured: bool) -> object:
         spec = spec_of(obj)
         if spec is None:
-            msg = f"Expected an instance of a @warmstart.warm class, got {type(obj).__name__}"
+            msg = (
+                f"Expected an instance of a @warmstart.warm class or a @warmstart.cached "
+                f"function, got {type(obj).__name__}"
+            )
             raise ContractError(msg)
         instance_key = spec.instance_key(obj)
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
         for attr, st in spec.states.items():
             # Checked before registering: a checkpoint must never meet it later.
-            if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
+            if st.keys_only or not is_single(getattr(obj, attr, None), st.contract):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
             lock = getattr(obj, st.lock, None) if st.lock is not None else None
             if st.lock is not None and not is_lock(lock):
@@ -569,6 +623,10 @@ class Boot:
             self._unnoted.append(attached)
             # Restoring from now on: no checkpoint may save its containers yet.
             self._background.begin()
+        if id(spec) not in self._specs:
+            self._specs[id(spec)] = spec
+            if self._agent is not None:
+                self._agent.poke()  # new contracts: say what this instance reads
         self._restoring.add(threading.get_ident())
         try:
             snapshot = self._snapshot_for(sections.values())
@@ -819,13 +877,51 @@ class Boot:
             )
             return
         self._shutdown.run(why, self.settings.deadline)
+        # Successors asking from now on are answered "closed": the head is
+        # this shutdown checkpoint. This instance no longer counts as a reader.
+        self._stop_agent()
 
     # -- signals and exit -----------------------------------------------------
 
     def _arm(self) -> None:
         if self._periodic is not None and self.store is not None:
             self._periodic.start()
+        self._start_agent()
         self._hooks.arm(signals=self.settings.signals)
+
+    def _start_agent(self) -> None:
+        """Reader records and hand-off answers (``_agent``), on a writable store."""
+        settings = self.settings
+        if (
+            self._agent is not None
+            or self.store is None
+            or self.store.readonly
+            or (settings.heartbeat is None and settings.handoff is None)
+        ):
+            return
+        agent = Agent(
+            self.store,
+            settings,
+            checkpoint=functools.partial(self._checkpoint, raise_errors=False),
+            contracts=self._contracts,
+            metrics=self.metrics,
+        )
+        agent.start()
+        self._agent = agent
+        self._saver.expose = agent.expose
+
+    def _stop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.stop(min(self.settings.deadline, 5.0))
+
+    def _contracts(self) -> list[Contract[Any]]:
+        """The contracts of the attached objects' values, each once (what this boot reads)."""
+        contracts: dict[int, Contract[Any]] = {}
+        for spec in list(self._specs.values()):
+            for st in spec.states.values():
+                if st.contract is not None and not st.keys_only:
+                    contracts.setdefault(id(st.contract), st.contract)
+        return list(contracts.values())
 
     def _disarm(self) -> None:
         self._hooks.disarm()
@@ -859,6 +955,13 @@ class Boot:
         self.snapshot = None  # the parent's transaction: abandoned, never aborted here
         self._breaker = CrashLoopBreaker(self.settings.namespace)
         self._shutdown.forked()
+        if self._agent is not None:
+            # The parent's socket and records are its own: this child gets its own.
+            self._agent.forked()
+            self._agent = None
+            self._saver.expose = None
+            if not self._closed:
+                self._start_agent()
         if self._periodic is not None and self._periodic.thread is not None:
             self._periodic.thread = None
             if not self._closed:
@@ -893,13 +996,18 @@ class Boot:
         if self._periodic is not None:
             self._periodic.stop(self.settings.deadline)
         self._background.close(self.settings.deadline)
+        self._stop_agent()
         self._disarm()
         self._breaker.close(self.store)
         self._release()
 
     def _release(self) -> None:
         """Close the snapshot and the store, unless a thread past its deadline still uses them."""
-        threads = (self._periodic and self._periodic.thread, self._background.thread)
+        threads = (
+            self._periodic and self._periodic.thread,
+            self._background.thread,
+            self._agent and self._agent.thread,
+        )
         busy = [t.name for t in threads if t and t.is_alive()]
         if self._shutdown.releases_later():
             # Closing the store under a thread still in it could crash the

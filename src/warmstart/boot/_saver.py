@@ -30,7 +30,7 @@ from warmstart.boot._pristine import Pristine
 from warmstart.boot._sections import sections_of
 from warmstart.boot._settings import BootSettings
 from warmstart.metrics import CheckpointReport, Metrics
-from warmstart.store import Store
+from warmstart.store import SectionSpec, Store
 
 __all__ = ("Saver",)
 
@@ -57,6 +57,8 @@ class Saver:
         self.forgotten: set[str] = set()
         #: The restored state, until this process first saves.
         self.pristine: Pristine | None = None
+        #: Sets the version each ``write_version="auto"`` contract writes (``_agent``).
+        self.expose: Callable[[dict[str, SectionSpec]], dict[str, SectionSpec]] | None = None
         self._warned_empty = False
 
     def report(self, why: str, status: str, started: float, **fields: Any) -> CheckpointReport:
@@ -96,10 +98,13 @@ class Saver:
         if skip is not None:
             log.info("%s checkpoint of %r skipped: %s", why, settings.namespace, skip)
             return self.report(why, "skipped", started, generation=None, error=skip)
+        sections = sections_of(attached)
+        if self.expose is not None:
+            sections = self.expose(sections)
         try:
             result = store.checkpoint(
                 settings.namespace,
-                sections_of(attached),
+                sections,
                 watermark=self._watermark(),
                 # With an interval, untracked mappings keep fingerprints so
                 # that each periodic checkpoint is a delta.

@@ -5,8 +5,9 @@ section, saved in one of three shapes and restored the matching way:
 
 - a container: its entries; restored eagerly, or its hot part first and the
   rest in the background when the container is thread-safe (``_restore``);
-- a single ``msgspec.Struct``: one entry, under the key type's empty value;
-  set back on the object;
+- a single value (a Struct, a dataclass, any value of the contract's type
+  that is not a mapping): one entry, under the key type's empty value; set
+  back on the object;
 - a key-only container (``state(keys_only=True)``): its keys, most recent
   last, each with an empty value; handed hottest first to the service's
   ``prefetch`` (``_reload``).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -60,6 +61,17 @@ def _keys_contract(key_type: Any) -> Contract[Any]:
 _SINGLE_KEYS: dict[Any, Any] = {str: "", int: 0, bytes: b""}
 
 
+def is_single(value: object, contract: Contract[Any] | None) -> bool:
+    """Whether a warm attribute holds one value of its contract, not a container of entries."""
+    if isinstance(value, msgspec.Struct):
+        return True
+    return (
+        contract is not None
+        and type(value) in contract.family.exact
+        and not isinstance(value, Mapping)
+    )
+
+
 def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
     """What a checkpoint saves: each section's contract and entries."""
     sections: dict[str, SectionSpec] = {}
@@ -77,7 +89,7 @@ def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
                     keys = keys[-st.max_keys :]
                 key_type = st.contract.key if st.contract is not None else str
                 sections[section] = (_keys_contract(key_type), dict.fromkeys(keys, _HOT))
-            elif isinstance(value, msgspec.Struct):
+            elif is_single(value, st.contract):
                 assert st.contract is not None
                 sections[section] = (
                     st.contract,
@@ -170,7 +182,7 @@ class AttributeRestore:
             self._restore_keys(obj, snapshot, st, section, value, report)
         elif self.stale:
             self._refresh_keys(obj, snapshot, st, section, value, report)
-        elif isinstance(value, msgspec.Struct):
+        elif is_single(value, st.contract):
             self._restore_single(obj, attr, snapshot, st, section, report)
         else:
             self._restore_container(obj, snapshot, st, section, value, report)
@@ -328,7 +340,7 @@ class AttributeRestore:
     ) -> None:
         """A stale checkpoint: no value is restored; ``refresh`` reloads the hot keys."""
         report.reason = "stale checkpoint: not restored"
-        if isinstance(container, msgspec.Struct) or st.contract is None:
+        if st.contract is None or is_single(container, st.contract):
             return
         keys = _hot_keys(snapshot, section, st.contract, report)
         report.reason = f"stale checkpoint: refresh() reloads {len(keys)} hot keys"

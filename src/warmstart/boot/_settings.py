@@ -41,3 +41,5 @@ class BootSettings(msgspec.Struct, frozen=True, kw_only=True):
     capture: tuple[type, ...] | None = None
     carry_forward: bool = True
     pool: Any = None  # a warmstart.workers.Pool
+    handoff: float | None = None
+    heartbeat: float | None = 10.0
