@@ -46,6 +46,30 @@ class Cache:
         self.rows = cachetools.LRUCache(maxsize=100)
 
 
+def in_child(work: Any) -> Any:
+    """``work()`` in a child of fork(); its JSON result, or the child's failure as an error."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
+        code = 0
+        try:
+            os.write(write, json.dumps(work()).encode())
+        except BaseException as exc:  # reported to the parent
+            os.write(write, json.dumps({"error": repr(exc)}).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks))
+    assert os.waitstatus_to_exitcode(status) == 0, result
+    return result
+
+
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No WARMSTART_* variable but the directory; no current service left behind."""
@@ -139,6 +163,40 @@ class TestWorkerBoot:
         assert again.deferred
         assert again.collector.objects == (obj,)
 
+    def test_a_child_forked_after_the_start_boots_its_own_slot(self) -> None:
+        """The parent keeps its boot and slot: the child closes its copy and claims slot 1."""
+        service = configure(namespace="svc", signals=False, interval=3600)
+        parent = service.start()
+        assert parent is not None
+        assert service.slot is not None
+        assert service.slot.index == 0
+        obj = Cache()
+        service.loaded()
+        parent.attach(obj)
+        obj.rows["parent"] = Row(0)
+
+        def child() -> dict[str, Any]:
+            assert (service.started, service.slot, service.boot) == (False, None, None)
+            assert parent._closed  # the inherited copy: closed, never checkpointed here
+            mine = service.start()
+            assert mine is not None
+            assert service.slot is not None
+            seen = {"namespace": mine.namespace, "slot": service.slot.index}
+            service.stop()
+            return seen
+
+        assert in_child(child) == {"namespace": "svc/worker-1", "slot": 1}
+        assert service.boot is parent
+        assert not parent._closed
+        service.stop()
+        again = configure(namespace="svc", signals=False)
+        again.collect()
+        restored = Cache()
+        again.start()
+        assert again.slot is not None
+        assert again.slot.index == 0
+        assert dict(restored.rows) == {"parent": Row(0)}  # the parent's slot, saved by it alone
+
     def test_configure_after_start_keeps_the_running_one(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -214,22 +272,33 @@ class TestGunicornHooks:
         return SimpleNamespace(num_workers=2, cfg=SimpleNamespace(timeout=30, preload_app=preload))
 
     def test_hooks_in_order(self) -> None:
+        """The master collects (preload_app); a forked worker boots its slot with what it built."""
         from warmstart.integrations import gunicorn as warm
 
         warm.configure(namespace="svc")
         assert warm.status()[0] == 503  # the master: no boot
         obj = Cache()  # preload: built in the master, collected
+
+        def worker() -> dict[str, Any]:
+            service = current()
+            assert service is not None
+            assert not service.deferred  # the fork hook: a master's child serves
+            warm.post_fork(self.server(preload=True), None)
+            warm.post_worker_init(None)
+            assert service.boot is not None
+            obj.rows["a"] = Row(1)
+            seen = {
+                "status": service.boot.report.sections["Cache.rows"].status,
+                "signals": service.boot.settings.signals,
+                "slot": warm.status()[1]["slot"],
+            }
+            warm.worker_exit(None, None)
+            return seen
+
+        assert in_child(worker) == {"status": "cold", "signals": False, "slot": 0}
         service = current()
         assert service is not None
-        service._master_pid = -1  # as in a forked worker, whose pid is not the master's
-        warm.post_fork(self.server(preload=True), None)
-        warm.post_worker_init(None)
-        assert service.boot is not None
-        assert service.boot.report.sections["Cache.rows"].status == "cold"
-        assert service.boot.settings.signals is False
-        obj.rows["a"] = Row(1)
-        assert warm.status()[1]["slot"] == 0
-        warm.worker_exit(None, None)
+        assert (service.deferred, service.started) == (True, False)
         with warmstart.Store(os.environ["WARMSTART_DIR"]) as store:
             assert store.namespaces() == ["svc/worker-0"]
 

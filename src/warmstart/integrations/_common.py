@@ -20,8 +20,14 @@ module of each); what happens in the worker is the same everywhere, and is
 A process has one current WorkerBoot (:func:`configure`, :func:`current`):
 the gunicorn hooks, the Flask extension, the Django app config and the ASGI
 lifespan find the same one, so they can be combined (a Flask app under the
-gunicorn hooks). After ``fork()`` a child starts its own (the parent's boot,
-if any, is the parent's).
+gunicorn hooks).
+
+Forks are handled as everywhere else in warmstart, by ``os.register_at_fork``
+hooks (issue 14): in a child, the boot's own hook gives an inherited boot
+fresh locks and threads; then this module's hook closes that copy without a
+checkpoint and forgets it, since its slot is the parent's (the slots' hook
+drops the child's copy of the lock), and a master's child is no longer
+deferred. The child's ``start()`` claims a slot of its own.
 """
 
 from __future__ import annotations
@@ -135,9 +141,8 @@ class WorkerBoot:
         self.boot: Boot | None = None
         #: The slot this process holds (None until started, or in shared mode).
         self.slot: WorkerSlot | None = None
-        self._pid: int | None = None
         #: A pre-forking master: collect here, boot only in the forked workers.
-        self._master_pid: int | None = None
+        self._deferred = False
         self._loaded = False
         self._lock = threading.RLock()
 
@@ -152,12 +157,12 @@ class WorkerBoot:
     @property
     def started(self) -> bool:
         """Whether this process has started its boot."""
-        return self.boot is not None and self._pid == os.getpid()
+        return self.boot is not None
 
     @property
     def deferred(self) -> bool:
         """Whether this process is a pre-forking master: its workers boot, it does not."""
-        return self._master_pid == os.getpid()
+        return self._deferred
 
     def collect(self) -> None:
         """Keep the ``@warm`` objects built from now on in this context, for ``start()``."""
@@ -166,8 +171,18 @@ class WorkerBoot:
 
     def defer(self) -> None:
         """This process is a pre-forking master: collect, and start only in forked workers."""
-        self._master_pid = os.getpid()
+        self._deferred = True
         self.collect()
+
+    def _forked(self) -> None:
+        """In a child of fork() (see the module's docstring): a worker, with no boot yet."""
+        self._lock = threading.RLock()  # one a parent thread held stays held in the child
+        self._deferred = False
+        inherited, self.boot, self.slot, self._loaded = self.boot, None, None, False
+        if inherited is not None:
+            # The boot hook has reset this copy for the child; the slot and its
+            # namespace are the parent's, so it never checkpoints here.
+            inherited.close()
 
     # -- starting ---------------------------------------------------------------
 
@@ -194,7 +209,6 @@ class WorkerBoot:
 
     def _started(self, boot: Boot) -> None:
         self.boot = boot
-        self._pid = os.getpid()
         self._loaded = False
         attached = self.collector.hand_over(boot)
         log.info(
@@ -268,8 +282,8 @@ class WorkerBoot:
         await asyncio.to_thread(self.stop)
 
     def _release(self) -> None:
-        if self.slot is not None and self.slot.pid == os.getpid():
-            release_slot(self.slot)
+        if self.slot is not None:
+            release_slot(self.slot)  # a no-op unless this process holds it
         self.slot = None
 
     # -- health -----------------------------------------------------------------
@@ -309,6 +323,17 @@ def health_payload(
 
 _CURRENT: WorkerBoot | None = None
 _CURRENT_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _CURRENT_LOCK  # noqa: PLW0603 - a lock a parent thread held stays held in the child
+    _CURRENT_LOCK = threading.Lock()
+    if _CURRENT is not None:
+        _CURRENT._forked()  # noqa: SLF001 - this module's own class
+
+
+# Registered after warmstart.boot's own hook (imported above), so it runs after it.
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def in_prefork_master() -> bool:
