@@ -37,6 +37,7 @@ class Row(msgspec.Struct, frozen=True):
 
 
 ROWS = warmstart.Contract("row", Row)
+HOT = warmstart.Contract("hot", Row, key=str)
 
 
 @warmstart.warm(rows=warmstart.state(ROWS, lock="lock"))
@@ -462,6 +463,50 @@ class TestAsgiLifespan:
             store.load("svc/worker-0") as snapshot,
         ):
             assert snapshot.section("Cache.rows", ROWS) == {"a": Row(1)}
+
+    def test_health_is_503_while_warming_then_200(self) -> None:
+        """The endpoint follows boot.readiness: 503 while hot keys are prefetched, then 200."""
+        pytest.importorskip("starlette")
+        from warmstart.integrations.asgi import WarmLifespan
+
+        gates: list[asyncio.Event] = []
+
+        async def prefetch(keys: list[str]) -> dict[str, Row]:
+            if gates:
+                await gates[0].wait()
+            return {k: Row(len(k)) for k in keys}
+
+        @warmstart.warm(hot=warmstart.state(HOT, keys_only=True, prefetch=prefetch))
+        class Hot:
+            def __init__(self) -> None:
+                self.hot: dict[str, Row] = {}
+
+        async def serve() -> list[tuple[int, str]]:
+            warm = WarmLifespan(namespace="svc")
+            obj = Hot()  # "at import": collected
+            seen = []
+            async with warm(object()):
+                if not gates:  # the first run: fill, checkpoint at shutdown
+                    obj.hot.update({"a": Row(1), "bb": Row(2)})
+                    return seen
+                for _ in range(2):
+                    response = await warm.health(None)
+                    seen.append((response.status_code, json.loads(response.body)["status"]))
+                    gates[0].set()  # the source of truth answers the prefetch
+                    for _ in range(500):
+                        if warm.boot is not None and warm.boot.readiness >= 1:
+                            break
+                        await asyncio.sleep(0.01)
+            assert obj.hot == {"a": Row(1), "bb": Row(2)}
+            return seen
+
+        assert asyncio.run(serve()) == []
+
+        async def second() -> list[tuple[int, str]]:
+            gates.append(asyncio.Event())
+            return await serve()
+
+        assert asyncio.run(second()) == [(503, "warming"), (200, "warm")]
 
     def test_the_current_configuration_without_settings(self) -> None:
         pytest.importorskip("starlette")
