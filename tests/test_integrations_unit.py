@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,13 @@ class Row(msgspec.Struct, frozen=True):
 
 ROWS = warmstart.Contract("row", Row)
 HOT = warmstart.Contract("hot", Row, key=str)
+#: Another worker of "svc" holding slot 0 until its stdin closes.
+HOLD_SLOT_0 = """
+import sys
+from warmstart.workers import claim_slot
+print(claim_slot(sys.argv[1], "svc").index, flush=True)
+sys.stdin.read()
+"""
 
 
 @warmstart.warm(rows=warmstart.state(ROWS, lock="lock"))
@@ -146,6 +154,47 @@ class TestWorkerBoot:
         again.start()
         assert dict(obj.rows) == {"a": Row(1)}
         assert again.status()[1]["status"] == "warm"
+
+    def test_a_memoized_function_defined_at_import(self) -> None:
+        """@warmstart.cached at import (collected) comes back in the worker, and via the pool."""
+        calls: list[str] = []
+
+        def define() -> Any:
+            @warmstart.cached(HOT)
+            def lookup(key: str) -> Row:
+                calls.append(key)
+                return Row(len(key))
+
+            return lookup
+
+        service = configure(namespace="svc", signals=False)
+        service.collect()
+        lookup = define()  # "the app's import": collected
+        service.start()
+        service.loaded()
+        assert [lookup(k) for k in ("a", "bb")] == [Row(1), Row(2)]
+        service.stop()
+        # Slot 0 is held by another worker now: this one takes slot 1 and gets
+        # the function's cache from slot 0 through the pool.
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_SLOT_0, os.environ["WARMSTART_DIR"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == b"0\n"
+            again = configure(namespace="svc", signals=False)
+            again.collect()
+            lookup = define()
+            boot = again.start()
+            assert boot is not None
+            assert again.slot is not None
+            assert again.slot.index == 1
+            assert [lookup(k) for k in ("a", "bb")] == [Row(1), Row(2)]
+            assert calls == ["a", "bb"]  # no call reached the function after the restart
+        finally:
+            holder.communicate(timeout=10)  # closes its stdin: it exits, freeing slot 0
 
     def test_shared_mode_has_no_slot(self) -> None:
         service = configure(namespace="svc", mode="shared", signals=False)
