@@ -45,8 +45,11 @@ def assert_warm(
     """Every worker reports warm with all the keys back (its own and the pool's); all hit."""
     ready = server.workers_ready(workers, exclude=exclude)
     for pid, body in ready.items():
-        assert body["status"] == "warm", (pid, body)
-        assert body["restored"] + body["pooled"] >= keys, (pid, body)
+        # The server's log tail goes with a failure: the slow variants failed once under
+        # load (restored + pooled short of every key) and did not fail again in 10 reruns.
+        log = server.log()[-4000:]
+        assert body["status"] == "warm", (pid, body, log)
+        assert body["restored"] + body["pooled"] >= keys, (pid, body, log)
     # Only the workers seen warm count: a server may start another one meanwhile (uvicorn
     # replaces a worker it finds unresponsive), which serves while its restore runs.
     answers = [a for a in server.lookups(KEYS) if a["pid"] in ready]
