@@ -18,6 +18,7 @@ PAGE = ROOT / "docs" / "api.md"
 NAMESPACES = (
     "warmstart",
     "warmstart.boot",
+    "warmstart.workers",
     "warmstart.store",
     "warmstart.delta",
     "warmstart.contract",
@@ -33,6 +34,12 @@ NAMESPACES = (
     "warmstart.remote",
     "warmstart.testing",
     "warmstart.prometheus",
+    "warmstart.integrations",
+    "warmstart.integrations.gunicorn",
+    "warmstart.integrations.asgi",
+    "warmstart.integrations.flask",
+    "warmstart.integrations.django",
+    "warmstart.integrations.django.apps",
     "warmstart.cli",
 )
 

@@ -1,6 +1,6 @@
 """Run the benchmark suite and publish the tables: ``python -m benchmarks.run``.
 
-A full run (1,000,000 records; about 15 minutes on 2 shared cores) writes
+A full run (1,000,000 records; about 25 minutes on 2 shared cores) writes
 ``docs/benchmarks.md``. ``--quick`` (100,000 records) is a smoke run and
 ``--only`` picks benchmarks; both print the tables and write them only where
 ``--out`` says. ``--json`` keeps every raw measurement.
@@ -32,6 +32,7 @@ BENCHMARKS = (
     "delta",
     "boot",
     "lifecycle",
+    "workers",
     "handoff",
     "transfer",
     "remote",
@@ -79,6 +80,8 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
     from benchmarks.values import bench_values
+    from benchmarks.workers import Sizes as WorkerSizes
+    from benchmarks.workers import bench_workers
 
     def remote() -> Report:
         from benchmarks.remote import bench_remote, redis_server
@@ -96,6 +99,10 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
         "boot": lambda: bench_boot(sizes=boot_sizes, repeats=sizes.store_repeats),
         "lifecycle": lambda: bench_lifecycle(sizes.records < Sizes.full().records, workdir),
+        "workers": lambda: bench_workers(
+            WorkerSizes.quick() if sizes.records < Sizes.full().records else WorkerSizes.full(),
+            workdir,
+        ),
         "handoff": lambda: bench_handoff(
             "quick" if sizes.records < Sizes.full().records else "full", workdir
         ),

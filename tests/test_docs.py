@@ -1,4 +1,10 @@
-"""Every Python example in the README and docs/ runs, so the docs cannot rot."""
+"""Every Python example in the README and docs/ runs, so the docs cannot rot.
+
+A block that starts with ``# file: docs/examples/...`` shows a file of a
+service the integration tests run under a real server
+(tests/test_integrations.py): it is not run here, it must be that file,
+byte for byte, and every file there must be shown somewhere.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 SKIP = "# not run"
+FILE = re.compile(r"^# file: (\S+)\n")
+EXAMPLES = ROOT / "docs" / "examples"
 
 
 def documents() -> list[Path]:
@@ -18,7 +26,21 @@ def documents() -> list[Path]:
 
 
 def examples(path: Path) -> list[str]:
-    return [b for b in FENCE.findall(path.read_text()) if not b.lstrip().startswith(SKIP)]
+    return [
+        b
+        for b in FENCE.findall(path.read_text())
+        if not b.lstrip().startswith(SKIP) and not FILE.match(b)
+    ]
+
+
+def shown_files(path: Path) -> list[tuple[str, str]]:
+    """(path, content) of each block of ``path`` that shows a file of docs/examples."""
+    found = []
+    for block in FENCE.findall(path.read_text()):
+        match = FILE.match(block)
+        if match:
+            found.append((match.group(1), block[match.end() :]))
+    return found
 
 
 @pytest.mark.parametrize("path", documents(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -39,6 +61,28 @@ class TestDocumentExamples:
                 exec(code, namespace)  # running our own documentation
         finally:
             os.chdir(cwd)
+
+
+class TestExampleFiles:
+    @pytest.mark.parametrize(
+        "path",
+        [p for p in documents() if shown_files(p)],
+        ids=lambda p: str(p.relative_to(ROOT)),
+    )
+    def test_a_shown_file_is_the_file(self, path: Path) -> None:
+        """What a guide shows is what the integration tests run."""
+        for name, content in shown_files(path):
+            assert (ROOT / name).read_text() == content, f"{name} differs from {path.name}"
+
+    def test_every_example_file_is_shown(self) -> None:
+        shown = {name for path in documents() for name, _ in shown_files(path)}
+        files = {
+            str(p.relative_to(ROOT))
+            for p in EXAMPLES.rglob("*.py")
+            if p.read_text().strip() and "__pycache__" not in p.parts
+        }
+        assert files
+        assert files - shown == set()
 
 
 class TestDocumentIndex:

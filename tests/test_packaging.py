@@ -21,7 +21,22 @@ import warmstart
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Optional integrations: importing warmstart must never pull them in.
-EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore", "attrs", "pydantic", "asyncio")
+EXTRAS = (
+    "cachetools",
+    "prometheus_client",
+    "redis",
+    "obstore",
+    "attrs",
+    "pydantic",
+    "asyncio",
+    "gunicorn",
+    "uvicorn",
+    "starlette",
+    "fastapi",
+    "flask",
+    "werkzeug",
+    "django",
+)
 
 
 def public_modules() -> list[str]:
@@ -63,6 +78,13 @@ NAMESPACES = (
     "warmstart.store",
     "warmstart.testing",
     "warmstart.transfer",
+    "warmstart.workers",
+    "warmstart.integrations",
+    "warmstart.integrations.asgi",
+    "warmstart.integrations.django",
+    "warmstart.integrations.django.apps",
+    "warmstart.integrations.flask",
+    "warmstart.integrations.gunicorn",
 )
 
 

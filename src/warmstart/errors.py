@@ -14,6 +14,7 @@ from __future__ import annotations
 # The main errors are imported from the top level (``warmstart.IntegrityError``);
 # this namespace is the path of the others.
 __all__ = (
+    "ConfigurationError",
     "MissingExtraError",
     "ReadOnlyStoreError",
     "StoreFormatError",
@@ -140,6 +141,17 @@ class MissingExtraError(WarmstartError, ImportError):
     The message names the package to install (or warmstart's extra that brings it).
 
     .. versionadded:: 0.1.0
+    """
+
+
+class ConfigurationError(WarmstartError, ValueError):
+    """A setting is missing or malformed: an argument, or a ``WARMSTART_*`` variable.
+
+    The message names the variable or argument, what was expected and what was
+    found (``WARMSTART_INTERVAL='soon'``), so a deployment's mistake is clear
+    at start-up rather than a silent default.
+
+    .. versionadded:: 0.2.0
     """
 
 

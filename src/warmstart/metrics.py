@@ -72,6 +72,8 @@ class SectionReport(msgspec.Struct):
     skipped_capacity: int = 0
     skipped_live: int = 0
     prefetched: int = 0
+    #: Entries merged in from other workers' slots (``boot(pool=...)``).
+    pooled: int = 0
     bytes: int = 0
     seconds: float = 0.0
     errors: list[str] = msgspec.field(default_factory=list)
@@ -84,6 +86,7 @@ class SectionReport(msgspec.Struct):
             + (f", {self.dropped_invalid} invalid" if self.dropped_invalid else "")
             + (f", {self.dropped_expired} expired" if self.dropped_expired else "")
             + (f", {self.skipped_capacity} over capacity" if self.skipped_capacity else "")
+            + (f", {self.pooled} from the pool" if self.pooled else "")
             + (f" - {self.reason}" if self.reason else "")
         )
 
@@ -103,6 +106,9 @@ class BootReport(msgspec.Struct):
     time_to_ready: float | None = None
     #: Seconds until the background restore finished too.
     time_to_warm: float | None = None
+    #: The shared pool (``boot(pool=...)``): each other worker's namespace and
+    #: what was taken from it ("generation 12, 3s old") or why not.
+    pool: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def restored(self) -> int:

@@ -11,8 +11,11 @@ from __future__ import annotations
 from warmstart._api import claim
 from warmstart.boot._boot import Boot as Boot
 from warmstart.boot._boot import boot as boot
-from warmstart.boot._boot import parse_duration
 from warmstart.boot._checkpointer import Checkpointer as Checkpointer
+from warmstart.boot._collect import Collector
+from warmstart.boot._environment import VARIABLES as VARIABLES
+from warmstart.boot._environment import Environment, environment, parse_duration
+from warmstart.boot._environment import read_secret_file as read_secret_file
 from warmstart.boot._handoff import HandoffAnswer, HandoffReport
 from warmstart.boot._memo import CacheInfo
 from warmstart.boot._memo import cached as cached
@@ -23,14 +26,28 @@ from warmstart.boot._warm import warm as warm
 
 __all__ = (
     "CacheInfo",
+    "Collector",
+    "Environment",
     "HandoffAnswer",
     "HandoffReport",
     "State",
     "WarmInfo",
+    "environment",
     "parse_duration",
 )
 
-claim("warmstart.boot", CacheInfo, HandoffAnswer, HandoffReport, State, WarmInfo, parse_duration)
+claim(
+    "warmstart.boot",
+    CacheInfo,
+    Collector,
+    Environment,
+    HandoffAnswer,
+    HandoffReport,
+    State,
+    WarmInfo,
+    environment,
+    parse_duration,
+)
 
 
 def __dir__() -> tuple[str, ...]:

@@ -31,7 +31,6 @@ import datetime
 import functools
 import logging
 import os
-import re
 import threading
 import time
 import weakref
@@ -47,6 +46,7 @@ from warmstart.boot._attachments import Attached, Attachments
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
+from warmstart.boot._environment import Environment, environment, parse_duration
 from warmstart.boot._handoff import HandoffReport, ask_predecessors
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
@@ -60,18 +60,20 @@ from warmstart.boot._warm import WarmSpec, spec_of
 from warmstart.contract import Contract
 from warmstart.errors import (
     CheckpointNotFoundError,
+    ConfigurationError,
     ContractError,
     StoreTimeoutError,
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
 from warmstart.store import Snapshot, Store, check_namespace, is_lock
+from warmstart.workers import Pool, PoolItem, PoolMerge, check_pool
 
 if TYPE_CHECKING:
     import asyncio
 
     from warmstart.remote import Remote, SyncOutcome
 
-__all__ = ("Boot", "boot", "parse_duration")
+__all__ = ("Boot", "boot")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -80,34 +82,6 @@ def __dir__() -> tuple[str, ...]:
 
 log = logging.getLogger("warmstart.boot")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-
-
-def parse_duration(value: float | datetime.timedelta | str | None) -> float | None:
-    """Seconds from a number, a timedelta, or a string such as ``"90s"`` or ``"1h"``.
-
-    >>> import datetime
-    >>> parse_duration("90s"), parse_duration("1h"), parse_duration(datetime.timedelta(minutes=2))
-    (90.0, 3600.0, 120.0)
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
-            msg = f"Expected a duration >= 0, got {value!r}"
-            raise ValueError(msg)
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    msg = f"Expected seconds, a timedelta or a string like '90s', '15m', '1h', '2d', got {value!r}"
-    raise ValueError(msg)
-
 
 #: Boots open in this process: after fork(), each child's copies start over (issue 14).
 _OPEN_BOOTS: weakref.WeakSet[Boot] = weakref.WeakSet()
@@ -119,6 +93,31 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _located(
+    env: Environment, target: str | os.PathLike[str] | Store | None, namespace: str | None
+) -> tuple[str | os.PathLike[str] | Store, str]:
+    """The store and namespace a boot uses: the arguments, else their ``WARMSTART_*`` variables."""
+    if target is None:
+        if env.directory is None:
+            msg = "Expected a store directory: pass boot(path, ...) or set WARMSTART_DIR"
+            raise ConfigurationError(msg)
+        target = env.directory
+    if namespace is None:
+        if env.namespace is None:
+            msg = "Expected a namespace: pass boot(namespace=...) or set WARMSTART_NAMESPACE"
+            raise ConfigurationError(msg)
+        namespace = env.namespace
+    return target, namespace
+
+
+def _check_seconds(name: str, seconds: float | None) -> None:
+    if seconds is not None and not (
+        isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+    ):
+        msg = f"Expected {name} as seconds > 0 or None, got {seconds!r}"
+        raise ValueError(msg)
 
 
 def _classes(capture: type | tuple[type, ...] | None) -> tuple[type, ...] | None:
@@ -141,9 +140,12 @@ class Boot:
     :meth:`attach` does the same for objects made elsewhere.
 
     Args:
-        path_or_store: a store directory, or an open :class:`~warmstart.Store`.
-        namespace: the namespace of this service's state.
-        max_age: a checkpoint older than this starts cold.
+        path_or_store: a store directory, or an open :class:`~warmstart.Store`
+            (default: ``$WARMSTART_DIR``).
+        namespace: the namespace of this service's state (default:
+            ``$WARMSTART_NAMESPACE``).
+        max_age: a checkpoint older than this starts cold (default:
+            ``$WARMSTART_MAX_AGE``, else none).
         validate: ``validate(watermark) -> bool`` against the source of truth;
             False starts cold.
         refresh: with ``validate``: when the checkpoint is stale, called in the
@@ -157,7 +159,8 @@ class Boot:
             while the boot is open. False keeps the boot open after the
             ``with`` body (the startup-only pattern); call :meth:`close` or rely
             on the signal/atexit checkpoint.
-        interval: seconds between periodic delta checkpoints (None: none).
+        interval: seconds between periodic delta checkpoints (default:
+            ``$WARMSTART_INTERVAL``, else none).
         signals: install SIGTERM/SIGINT handlers (main thread only), chaining
             to the handlers already installed.
         deadline: seconds a shutdown checkpoint may take; past it the previous
@@ -166,7 +169,8 @@ class Boot:
             lock (held by a stopped process, say); past it the boot starts
             cold (``StoreTimeoutError`` with ``strict=True``).
         remote: a remote tier (``redis://...``, ``s3://...``, ``file://...`` or a
-            ``warmstart.remote.Remote``): at start, pull a newer generation
+            ``warmstart.remote.Remote``; default ``$WARMSTART_REMOTE``): at
+            start, pull a newer generation
             first; after each checkpoint, push. Never blocks beyond
             ``remote_deadline`` seconds per pull or push; outcomes are in
             ``remote_outcomes``.
@@ -174,7 +178,9 @@ class Boot:
             collector's permanent generation (``gc.freeze()``): no later pause.
         watermark: a callable returning the source-of-truth position to record
             with each checkpoint.
-        store_options: keyword arguments for ``Store`` when a path is given.
+        store_options: keyword arguments for ``Store`` when a path is given;
+            without ``secret``, ``$WARMSTART_SECRET`` or the file named by
+            ``$WARMSTART_SECRET_FILE`` gives it.
         clock: the wall clock (injectable for tests).
         capture: the ``@warm`` classes whose instances this boot captures
             (None: any). With several boots open, an instance goes to the
@@ -182,6 +188,11 @@ class Boot:
         carry_forward: keep, in each new generation, the sections of the
             restored one that no object claims in this run (an object built
             lazily, or not at all), by reference. ``forget()`` lets one go.
+        pool: the shared warm pool of a service's workers (True, or a
+            :class:`warmstart.workers.Pool`): after an object's own restore,
+            merge the other worker slots' newest state into its containers,
+            most recent first, up to their capacity. The namespace must be a
+            slot's (``warmstart.workers.claim_slot``).
         handoff: rolling deploys: before restoring, ask the running instances
             of this namespace (on this host through the store directory,
             across hosts through a Redis ``remote``) for a fresh checkpoint,
@@ -193,6 +204,12 @@ class Boot:
             ``write_version="auto"`` contracts write what every live reader
             reads. None: no record.
 
+    The store path, ``namespace``, the store's secret, ``remote``,
+    ``interval`` and ``max_age``, left out (None), are read from their
+    ``WARMSTART_*`` variables (:func:`warmstart.boot.environment`); an
+    argument given wins. A malformed
+    variable raises :class:`~warmstart.errors.ConfigurationError`.
+
     The boot captures the ``@warm`` objects built in its own context (its
     ``with`` body and what that awaits), not those built by requests in other
     tasks or threads; ``attach()`` attaches anything else. ``checkpoint()``
@@ -201,16 +218,16 @@ class Boot:
 
     def __init__(
         self,
-        path_or_store: str | os.PathLike[str] | Store,
+        path_or_store: str | os.PathLike[str] | Store | None = None,
         *,
-        namespace: str,
+        namespace: str | None = None,
         max_age: float | datetime.timedelta | str | None = None,
         validate: Callable[[Any], bool] | None = None,
         refresh: Callable[[str, list[Any]], Any] | None = None,
         progressive: bool = True,
         strict: bool = False,
         checkpoint_on_exit: bool = True,
-        interval: float | None = None,
+        interval: float | datetime.timedelta | str | None = None,
         signals: bool = True,
         deadline: float = 20.0,
         freeze_gc: bool = False,
@@ -224,47 +241,55 @@ class Boot:
         remote_deadline: float = 5.0,
         capture: type | tuple[type, ...] | None = None,
         carry_forward: bool = True,
+        pool: Pool | bool | None = None,
         handoff: float | None = None,
         heartbeat: float | None = 10.0,
     ) -> None:
+        env = environment()
+        path_or_store, namespace = _located(env, path_or_store, namespace)
         self._target = path_or_store
         check_namespace(namespace)
-        if store_options:
+        options = dict(store_options or {})
+        if (
+            env.secret is not None
+            and "secret" not in options
+            and not isinstance(path_or_store, Store)
+        ):
+            options["secret"] = env.secret
+        if options:
             # A typo here would otherwise surface as "store unavailable" at open.
             import inspect  # noqa: PLC0415 - kept off the import path (~4 ms)
 
-            inspect.signature(Store).bind(path_or_store, **store_options)
-        for name, seconds in (("handoff", handoff), ("heartbeat", heartbeat)):
-            if seconds is not None and not (
-                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
-            ):
-                msg = f"Expected {name} as seconds > 0 or None, got {seconds!r}"
-                raise ValueError(msg)
+            inspect.signature(Store).bind(path_or_store, **options)
+        _check_seconds("handoff", handoff)
+        _check_seconds("heartbeat", heartbeat)
         self.settings = BootSettings(
             namespace=namespace,
-            max_age=parse_duration(max_age),
+            max_age=parse_duration(max_age) if max_age is not None else env.max_age,
             validate=validate,
             refresh=refresh,
             progressive=progressive,
             strict=strict,
             checkpoint_on_exit=checkpoint_on_exit,
-            interval=interval,
+            interval=parse_duration(interval) if interval is not None else env.interval,
             signals=signals,
             deadline=deadline,
             freeze_gc=freeze_gc,
             watermark=watermark,
             prefetch_concurrency=prefetch_concurrency,
             prefetch_batch=prefetch_batch,
-            store_options=dict(store_options or {}),
+            store_options=options,
             clock=clock,
             open_timeout=open_timeout,
-            remote=remote,
+            remote=remote if remote is not None else env.remote,
             remote_deadline=remote_deadline,
             capture=_classes(capture),
             carry_forward=carry_forward,
+            pool=check_pool(pool, namespace),
             handoff=handoff,
             heartbeat=heartbeat,
         )
+        interval = self.settings.interval
         #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
         self.remote_outcomes: dict[str, SyncOutcome] = {}
         #: What the hand-off request got (``handoff=``), before the generation was picked.
@@ -609,6 +634,7 @@ class Boot:
             restorer = self._restorer(snapshot)
             for attr, section in sections.items():
                 restorer.attribute(obj, spec.states[attr], attr, section)
+            self._merge_pool(obj, spec, sections)
         except BaseException:
             # strict=True (or a signal's KeyboardInterrupt): an object that
             # failed to restore is not checkpointed.
@@ -621,6 +647,40 @@ class Boot:
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
         self._background.end()  # ready once the jobs it queued are done too
         return obj
+
+    def _merge_pool(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
+        """With ``pool=``: merge the other workers' newest state into ``obj``'s containers.
+
+        Where its own restore was eager, now (the object is not shared yet);
+        where it was progressive, after its background phase, as the next job.
+        """
+        pool = self.settings.pool
+        if pool is None or self.store is None or self._stale:
+            return
+        now: list[PoolItem] = []
+        later: list[PoolItem] = []
+        for attr, section in sections.items():
+            st = spec.states[attr]
+            value = getattr(obj, attr, None)
+            if st.keys_only or st.contract is None or value is None:
+                continue
+            if isinstance(value, msgspec.Struct):
+                continue
+            report = self.report.sections.get(section)
+            lock = getattr(obj, st.lock) if st.lock is not None else None
+            item = PoolItem(section, st.contract, value, lock, report)
+            (later if report is not None and report.status == "warming" else now).append(item)
+        merge = PoolMerge(
+            pool,
+            self.store,
+            self.settings.namespace,
+            max_age=self.settings.max_age,
+            clock=self.settings.clock,
+            report=self.report,
+        )
+        merge.run(now)
+        if later:
+            self._background.add(functools.partial(merge.run, later))
 
     def _snapshot_for(self, sections: Iterable[str]) -> Snapshot | None:
         """The generation to restore from, reopened for a late attach; marks "restoring".
@@ -912,6 +972,19 @@ class Boot:
     def _final(self) -> threading.Thread | None:
         """The shutdown checkpoint's thread, once started (tests join it)."""
         return self._shutdown.thread
+
+    def shutdown(self) -> None:
+        """Take the shutdown checkpoint (once, within ``deadline``), then close.
+
+        What leaving the ``with`` does with ``checkpoint_on_exit=True``. For a
+        boot kept open past its ``with`` (``checkpoint_on_exit=False``): call
+        it from the server's exit hook (gunicorn's ``worker_exit``, an ASGI
+        lifespan's shutdown) instead of waiting for ``atexit``.
+        """
+        if self._capturing:
+            self._uncapture()
+        self._final_checkpoint("exit")
+        self.close()
 
     def close(self) -> None:
         """Stop background work and periodic checkpoints, disarm, release the store."""

@@ -40,5 +40,6 @@ class BootSettings(msgspec.Struct, frozen=True, kw_only=True):
     remote_deadline: float = 5.0
     capture: tuple[type, ...] | None = None
     carry_forward: bool = True
+    pool: Any = None  # a warmstart.workers.Pool
     handoff: float | None = None
     heartbeat: float | None = 10.0

@@ -8,10 +8,10 @@ command module to build its parser).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from warmstart.errors import StoreError
+from warmstart.boot import VARIABLES, environment, read_secret_file
+from warmstart.errors import ConfigurationError, StoreError
 from warmstart.store import Store
 
 __all__ = ()
@@ -20,7 +20,9 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-SECRET_ENV = "WARMSTART_SECRET"  # noqa: S105 - the variable name, not a secret
+SECRET_ENV = VARIABLES["secret"]
+SECRET_FILE_ENV = VARIABLES["secret_file"]
+DIR_ENV = VARIABLES["directory"]
 
 
 class UsageError(Exception):
@@ -28,16 +30,33 @@ class UsageError(Exception):
 
 
 def secret(args: argparse.Namespace) -> bytes | None:
-    """The store's secret key, from ``--secret-file`` or ``$WARMSTART_SECRET``."""
+    """The store's key: ``--secret-file``, else ``$WARMSTART_SECRET`` or ``$WARMSTART_SECRET_FILE``.
+
+    The variables are read as ``boot()`` reads them (``warmstart.boot.environment``),
+    so a command run beside a service opens its store with the same key.
+    """
     path = getattr(args, "secret_file", None)  # absent from parsers without the option
+    try:
+        if path is not None:
+            return read_secret_file(path, "--secret-file")
+        return environment().secret
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def store_path(args: argparse.Namespace) -> str:
+    """The command's PATH, or ``$WARMSTART_DIR`` when it was left out."""
+    path: str | None = getattr(args, "path", None)
     if path is not None:
-        value = Path(path).read_bytes().rstrip(b"\r\n")
-        if not value:
-            msg = f"Expected a secret in {path!r}, the file is empty"
-            raise UsageError(msg)
-        return value
-    env = os.environ.get(SECRET_ENV)
-    return env.encode() if env else None
+        return path
+    try:
+        directory = environment().directory
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    if directory is None:
+        msg = f"Expected PATH, or ${DIR_ENV} set to the store directory"
+        raise UsageError(msg)
+    return directory
 
 
 def open_store(

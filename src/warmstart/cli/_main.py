@@ -41,14 +41,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from warmstart._version import version
+from warmstart.boot import VARIABLES
 from warmstart.cli import _remote as remote_cli
 from warmstart.cli._check import add_check
 from warmstart.cli._common import (
+    DIR_ENV,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     SECRET_ENV,
+    SECRET_FILE_ENV,
     UsageError,
+    store_path,
 )
 from warmstart.cli._compat import cmd_compat
 from warmstart.cli._format import emit_json
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
+        if getattr(args, "path", "") is None and getattr(args, "remote", None) is None:
+            args.path = store_path(args)  # $WARMSTART_DIR, as boot() reads it
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("\nwarmstart: interrupted", file=sys.stderr)
@@ -142,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "--secret-file",
         default=argparse.SUPPRESS,
         metavar="FILE",
-        help=f"file holding the store's secret key (or set ${SECRET_ENV})",
+        help=f"file holding the store's secret key (or set ${SECRET_ENV} or ${SECRET_FILE_ENV})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -151,12 +157,13 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    here = f"the store directory (default: ${DIR_ENV})"
     p = command("ls", cmd_ls, "list namespaces and their generations")
-    p.add_argument("path", metavar="PATH", nargs="?")
+    p.add_argument("path", metavar="PATH", nargs="?", help=here)
     p.add_argument(
         "--remote",
         metavar="URL",
-        default=os.environ.get("WARMSTART_REMOTE"),
+        default=os.environ.get(VARIABLES["remote"]) or None,
         help="list a remote (redis://, s3://, file://) instead; default $WARMSTART_REMOTE",
     )
     p = command("inspect", cmd_inspect, "show a generation's manifest, metadata and schemas")
@@ -166,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--section", metavar="S", help="only this section")
     p.add_argument("--entries", type=int, metavar="K", default=0, help="show the first K entries")
     p = command("verify", cmd_verify, "check every chunk digest (and MAC) and reference")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", nargs="?", help=here)
     p = command("compat", cmd_compat, "check two contract versions for compatibility")
     p.add_argument("old", metavar="OLD", help="module:attribute or PATH:NAMESPACE:SECTION")
     p.add_argument("new", metavar="NEW", help="module:attribute or PATH:NAMESPACE:SECTION")
@@ -188,12 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("archive", metavar="IN")
     p.add_argument("--namespace", metavar="NS", help="import under another namespace")
     p = command("gc", cmd_gc, "collect chunks no generation references")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", nargs="?", help=here)
     p = command("drop", cmd_drop, "remove a namespace entirely")
     p.add_argument("path", metavar="PATH")
     p.add_argument("namespace", metavar="NAMESPACE")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = command("stats", cmd_stats, "show store-level sizes and counts")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", nargs="?", help=here)
     remote_cli.register(sub, parents=[common, keyed])
     return parser

@@ -31,6 +31,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from warmstart.boot import VARIABLES
 from warmstart.cli._common import open_store
 from warmstart.cli._format import emit_json, plural, size
 from warmstart.remote import DEFAULT_GRACE, list_remote, pull, push
@@ -42,7 +43,7 @@ def __dir__() -> tuple[str, ...]:
     return __all__
 
 
-REMOTE_ENV = "WARMSTART_REMOTE"
+REMOTE_ENV = VARIABLES["remote"]
 EXIT_OK = 0
 
 
@@ -84,7 +85,7 @@ def register(subparsers: Any, *, parents: Sequence[argparse.ArgumentParser] = ()
 
 def add_remote_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """Add ``--remote URL`` (default ``$WARMSTART_REMOTE``) to a parser."""
-    default = os.environ.get(REMOTE_ENV)
+    default = os.environ.get(REMOTE_ENV) or None
     parser.add_argument(
         "--remote",
         metavar="URL",

@@ -1,0 +1,3 @@
+"""The project's long-lived services, set in CatalogConfig.ready()."""
+
+catalog = None
