@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from warmstart._pacing import pace
 from warmstart.codec import Codec, digest
 from warmstart.contract import Contract
 from warmstart.errors import EncodeError
@@ -41,7 +42,6 @@ def _payloads(
     deleted: Sequence[Any],
     sequence: int,
     expires: Sequence[float],
-    kept: tuple[list[Any], list[Any]] | None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield (entry count, payload) per chunk; deletions ride in the first.
 
@@ -63,9 +63,6 @@ def _payloads(
         chunk_values = list(itertools.islice(value_iter, end - start))
         check_keys(contract, chunk_keys)
         check_values(contract, chunk_values)
-        if kept is not None:
-            kept[0].extend(chunk_keys)
-            kept[1].extend(chunk_values)
         payload = contract.encode_entries(
             chunk_keys,
             chunk_values,
@@ -74,6 +71,7 @@ def _payloads(
             expires=expires[start:end],
         )
         yield end - start, payload
+        pace()  # one chunk is one step: let the service's threads run
         per_entry = max(len(payload) / (end - start), 1.0)
         size = max(MIN_CHUNK, min(MAX_CHUNK, int(TARGET_RAW / per_entry)))
         start = end
@@ -130,12 +128,11 @@ def encode_chunks(
     deleted: Sequence[Any] = (),
     sequence: int = 0,
     expires: Sequence[float] = (),
-    kept: tuple[list[Any], list[Any]] | None = None,
 ) -> list[tuple[ChunkRef, bytes]]:
     """Encode entries (and deletions) into frames, with their chunk references.
 
-    ``keys`` and ``values`` are iterated once, in step (lists, or a private
-    dict's views); ``kept``, if given, receives them as two lists. Nothing is
+    ``keys`` and ``values`` are iterated once, in step, a chunk at a time
+    (pacing between chunks: each is one bounded step). Nothing is
     written: a value of the wrong type raises :class:`EncodeError` before the
     commit. msgpack encoding holds the GIL but zstd releases it, so for a
     section of more than ``SERIAL_MAX`` entries the compression of chunk i
@@ -144,7 +141,7 @@ def encode_chunks(
     if len(keys) != len(values):
         msg = f"Expected as many keys as values, got {len(keys)} and {len(values)}"
         raise EncodeError(msg)
-    payloads = _payloads(contract, keys, values, deleted, sequence, expires, kept)
+    payloads = _payloads(contract, keys, values, deleted, sequence, expires)
     if len(keys) <= SERIAL_MAX:
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
     import concurrent.futures  # noqa: PLC0415 - only large sections pay its import

@@ -45,6 +45,7 @@ from typing import Any
 
 import msgspec
 
+from warmstart._pacing import pace, pacing
 from warmstart.codec import Codec
 from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
@@ -54,6 +55,7 @@ from warmstart.errors import (
 )
 from warmstart.manifest import ChunkRef, Manifest
 from warmstart.store import _commit, _prepare, _retention
+from warmstart.store._ahead import write_ahead
 from warmstart.store._env import Env
 from warmstart.store._inbound import Inbound
 from warmstart.store._prepare import Baselines, Encoding, SaveMode, Sections, StaleBaseError
@@ -279,7 +281,9 @@ class Store:
         _prepare.check_metadata(watermark, tags, mode)
         # Saves of one namespace in this process run one at a time: each takes
         # change logs and advances the baseline the next one builds on.
-        with self._saving(namespace):
+        # Paced (warmstart._pacing): every step that is O(entries) works on
+        # slices and lets the service's threads run between them.
+        with self._saving(namespace), pacing():
             return self._save(namespace, sections, watermark, tags, mode)
 
     def _saving(self, namespace: str) -> threading.Lock:
@@ -310,7 +314,10 @@ class Store:
                 now=self.clock,
             )
 
+        pace()
         try:
+            # A large save's chunks first, a few MB per transaction (_ahead).
+            write_ahead(self._tables, namespace, [f for item in prepared for f in item.frames])
             try:
                 manifest = self._tables.write(commit)
             except StaleBaseError:
@@ -325,7 +332,8 @@ class Store:
         except BaseException:
             _prepare.put_back(prepared)
             raise
-        self._baselines.committed(namespace, manifest, prepared, mode)
+        pace()
+        self._baselines.committed(namespace, manifest, prepared)
         return manifest.generation
 
     # -- reading --------------------------------------------------------------
