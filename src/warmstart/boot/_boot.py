@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from warmstart._containers import check_container
+from warmstart.boot._autotrack import track_attached
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
@@ -475,6 +476,8 @@ class Boot:
         attached = self._register(obj, spec, sections)
         if attached is None:
             return obj
+        # Before the restore: periodic checkpoints cost what changed (_autotrack).
+        track_attached(obj, spec, periodic=self.settings.interval is not None)
         snapshot = self.snapshot
         if (
             snapshot is not None

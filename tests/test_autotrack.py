@@ -1,0 +1,188 @@
+"""A boot that checkpoints periodically tracks the containers it attaches (issue 15).
+
+With ``interval=``, a cachetools cache is tracked in place and a plain dict
+is swapped for a ``LoggedDict`` (when nothing else refers to it), so that a
+periodic checkpoint costs what changed; a warm progressive boot's first
+checkpoint is a small delta, not the whole restored cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import msgspec
+import pytest
+
+import warmstart
+from warmstart.delta import LoggedDict, change_log, fold_keys, is_tracked
+
+NS = "svc"
+
+
+class Row(msgspec.Struct, frozen=True):
+    value: int
+
+
+ROWS = warmstart.Contract("row", Row, key=int)
+SIZE = 60_000  # several base chunks: a hot part and a background part
+
+
+@warmstart.warm(
+    rows=ROWS,
+    cache=warmstart.state(ROWS, lock="lock"),
+    plain=warmstart.state(ROWS, track=False),
+)
+class Service:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: dict[int, Row] = {}
+        self.cache: Any = cachetools.LRUCache(maxsize=2 * SIZE)
+        self.plain: dict[int, Row] = {}
+
+
+@warmstart.warm(rows=ROWS)
+class Aliased:
+    def __init__(self) -> None:
+        self.rows: dict[int, Row] = {}
+        self.get = self.rows.get  # another reference to the dict
+
+
+def _boot(path: Path, **options: Any) -> warmstart.Boot:
+    return warmstart.boot(path, namespace=NS, signals=False, **options)
+
+
+def test_a_periodic_boot_tracks_caches_in_place_and_swaps_plain_dicts(store_path: Path) -> None:
+    with _boot(store_path, interval=3600) as boot:
+        service = Service()
+        cache = service.cache
+        assert type(service.rows) is LoggedDict
+        assert isinstance(service.rows, dict)
+        assert is_tracked(service.cache)
+        assert service.cache is cache  # the same object, its class swapped
+        assert type(service.plain) is dict  # state(track=False)
+        service.rows[1] = Row(1)
+        assert service.rows == {1: Row(1)}
+    assert boot.report.status == "cold"
+
+
+def test_without_an_interval_nothing_is_tracked_unless_asked(store_path: Path) -> None:
+    @warmstart.warm(rows=warmstart.state(ROWS, track=True), other=ROWS)
+    class Asked:
+        def __init__(self) -> None:
+            self.rows: dict[int, Row] = {}
+            self.other: dict[int, Row] = {}
+
+    with _boot(store_path):
+        service = Asked()
+        assert type(service.rows) is LoggedDict
+        assert type(service.other) is dict
+
+
+def test_a_dict_referenced_elsewhere_stays_untracked(
+    store_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="warmstart.boot"), _boot(store_path, interval=3600):
+        service = Aliased()
+        assert type(service.rows) is dict
+        service.rows[1] = Row(1)
+        assert service.get(1) == Row(1)
+    assert "stays untracked" in caplog.text
+
+
+def test_state_refuses_a_track_that_is_not_a_bool() -> None:
+    with pytest.raises(warmstart.ContractError, match="track"):
+        warmstart.state(ROWS, track="yes")  # type: ignore[arg-type]
+
+
+def _delta_entries(store: warmstart.Store, section: str) -> int:
+    found = store.manifest(NS).section(section)
+    assert found is not None
+    return sum(ref.entries for ref in found.deltas if ref.sequence == store.manifest(NS).generation)
+
+
+def test_a_periodic_checkpoint_of_a_tracked_container_holds_what_changed(store_path: Path) -> None:
+    with _boot(store_path, interval=3600) as boot:
+        service = Service()
+        for i in range(1000):
+            service.rows[i] = Row(i)
+            with service.lock:
+                service.cache[i] = Row(i)
+        assert boot.checkpoint() is not None  # the first: a base
+        service.rows[5] = Row(-5)
+        with service.lock:
+            service.cache[7] = Row(-7)
+        assert boot.checkpoint() is not None
+        assert boot.store is not None
+        assert boot.store.manifest(NS).kind == "delta"
+        assert _delta_entries(boot.store, "Service.rows") == 1
+        assert _delta_entries(boot.store, "Service.cache") == 1
+
+
+@pytest.mark.parametrize("attr", ["rows", "cache"])
+def test_the_first_checkpoint_after_a_warm_progressive_boot_is_small(
+    store_path: Path, attr: str
+) -> None:
+    """The background restore's inserts are not changes (they were logged as such before)."""
+    saved = {i: Row(i) for i in range(SIZE)}
+    with warmstart.Store(store_path) as store:
+        store.save(NS, {f"Service.{attr}": (ROWS, saved)})
+    with _boot(store_path, interval=3600, checkpoint_on_exit=False) as boot:
+        service = Service()
+        assert boot.wait_ready(60)
+        section = boot.report.sections[f"Service.{attr}"]
+        assert section.status == "warm"
+        assert section.restored == SIZE
+        container = getattr(service, attr)
+        with service.lock:
+            container[3] = Row(-3)
+        assert boot.checkpoint() is not None
+        assert boot.store is not None
+        assert boot.store.manifest(NS).kind == "delta"
+        assert _delta_entries(boot.store, f"Service.{attr}") == 1
+        # The log's index knows every key, in the container's order.
+        log = change_log(container)
+        assert log is not None
+        assert log.index is not None
+        moved = log.dirty if log.moves else log.inserted
+        with service.lock:
+            folded = fold_keys(log.index, [*log.since, (moved, log.deletes)])
+            present = list(container.keys())
+        assert sorted(folded) == sorted(present)
+        boot.close()
+    with warmstart.Store(store_path) as store, store.load(NS) as snapshot:
+        assert snapshot.section(f"Service.{attr}", ROWS) == {**saved, 3: Row(-3)}
+
+
+def test_a_compaction_after_a_warm_boot_reads_the_index_not_the_container(
+    store_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    saved = {i: Row(i) for i in range(SIZE)}
+    with warmstart.Store(store_path) as store:
+        store.save(NS, {"Service.cache": (ROWS, saved)})
+    policy = warmstart.CompactionPolicy(max_deltas=1, max_ratio=1000.0)
+    with _boot(
+        store_path, interval=3600, checkpoint_on_exit=False, store_options={"compaction": policy}
+    ) as boot:
+        service = Service()
+        assert boot.wait_ready(60)
+        with service.lock:
+            service.cache[SIZE + 1] = Row(1)
+        boot.checkpoint()
+        with service.lock:
+            del service.cache[0]
+        with caplog.at_level(logging.WARNING):
+            boot.checkpoint()  # compaction: a base
+        assert boot.store is not None
+        section = boot.store.manifest(NS).section("Service.cache")
+        assert section is not None
+        assert section.deltas == ()  # compacted: a base
+        assert "bypassed" not in caplog.text
+        with service.lock:
+            expected = dict(service.cache.items())
+        boot.close()
+    with warmstart.Store(store_path) as store, store.load(NS) as snapshot:
+        assert snapshot.section("Service.cache", ROWS) == expected
