@@ -3,7 +3,8 @@
 With ``interval=``, a cachetools cache is tracked in place and a plain dict
 is swapped for a ``LoggedDict`` (when nothing else refers to it), so that a
 periodic checkpoint costs what changed; a warm progressive boot's first
-checkpoint is a small delta, not the whole restored cache.
+checkpoint is a small delta, not the whole restored cache; and every
+checkpoint reports its CPU and its longest stretch without a yield.
 """
 
 from __future__ import annotations
@@ -186,3 +187,48 @@ def test_a_compaction_after_a_warm_boot_reads_the_index_not_the_container(
         boot.close()
     with warmstart.Store(store_path) as store, store.load(NS) as snapshot:
         assert snapshot.section("Service.cache", ROWS) == expected
+
+
+def test_each_checkpoint_reports_its_cpu_and_longest_hold(store_path: Path) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from warmstart.prometheus import register
+
+    with _boot(store_path, interval=3600) as boot:
+        service = Service()
+        for i in range(5000):
+            service.rows[i] = Row(i)
+        boot.checkpoint()
+        service.rows[1] = Row(-1)
+        boot.checkpoint()
+    reports = boot.report.checkpoints
+    assert [r.reason for r in reports] == ["checkpoint", "checkpoint", "exit"]
+    for report in reports:
+        assert report.error is None
+        assert report.cpu_seconds > 0
+        assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3
+    values = boot.metrics.snapshot()
+    assert values["last_checkpoint_longest_hold_seconds"] == reports[-1].longest_hold_seconds
+    assert values["checkpoint_longest_hold_seconds_max"] == max(
+        r.longest_hold_seconds for r in reports
+    )
+    assert values["checkpoint_cpu_seconds_total"] == pytest.approx(
+        sum(r.cpu_seconds for r in reports)
+    )
+    registry = prometheus_client.CollectorRegistry()
+    register(boot, registry=registry)
+    text = prometheus_client.generate_latest(registry).decode()
+    assert "warmstart_last_checkpoint_longest_hold_seconds" in text
+    assert "warmstart_checkpoint_longest_hold_seconds_max" in text
+
+
+def test_a_checkpointer_reports_its_last_checkpoint(store_path: Path) -> None:
+    rows = warmstart.TrackedDict({i: Row(i) for i in range(3000)})
+    with (
+        warmstart.Store(store_path, sync=False) as store,
+        warmstart.Checkpointer(store, NS, {"s": (ROWS, rows)}, interval=3600) as cp,
+    ):
+        cp.checkpoint()
+    report = cp.last_report
+    assert report is not None
+    assert report.generation == cp.last_generation
+    assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3

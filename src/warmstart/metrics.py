@@ -88,6 +88,10 @@ class SectionReport(msgspec.Struct):
         )
 
 
+#: Checkpoint reports a BootReport keeps.
+KEEP_CHECKPOINTS = 32
+
+
 class BootReport(msgspec.Struct):
     """What a boot did: the generation used and why, and every section's fate."""
 
@@ -103,6 +107,13 @@ class BootReport(msgspec.Struct):
     time_to_ready: float | None = None
     #: Seconds until the background restore finished too.
     time_to_warm: float | None = None
+    #: The latest checkpoints (at most ``KEEP_CHECKPOINTS``), oldest first.
+    checkpoints: list[CheckpointReport] = msgspec.field(default_factory=list)
+
+    def add_checkpoint(self, report: CheckpointReport) -> None:
+        """Remember one checkpoint (the oldest is forgotten past ``KEEP_CHECKPOINTS``)."""
+        self.checkpoints.append(report)
+        del self.checkpoints[:-KEEP_CHECKPOINTS]
 
     @property
     def restored(self) -> int:
@@ -130,13 +141,22 @@ class BootReport(msgspec.Struct):
 
 
 class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
-    """One checkpoint: generation, kind, seconds, bytes; or the error."""
+    """One checkpoint: generation, why, how long, what it cost the service's threads; or the error.
+
+    ``cpu_seconds`` is the CPU time of the checkpointing thread, about the time
+    it held the GIL (compression runs in another thread, without it).
+    ``longest_hold_seconds`` is the longest stretch of that CPU between two
+    points where it let the service's threads run: an upper bound of the
+    longest time a request thread or an event loop waited for it.
+    """
 
     namespace: str
     generation: int | None
     seconds: float
     reason: str
     error: str | None = None
+    cpu_seconds: float = 0.0
+    longest_hold_seconds: float = 0.0
 
 
 class Metrics:
@@ -156,6 +176,7 @@ class Metrics:
         "checkpoints_total",
         "checkpoint_failures_total",
         "checkpoint_seconds_total",
+        "checkpoint_cpu_seconds_total",
         "warm_hits_total",
         "lookups_total",
     )
@@ -164,6 +185,9 @@ class Metrics:
         "time_to_ready_seconds",
         "readiness",
         "last_checkpoint_seconds",
+        "last_checkpoint_cpu_seconds",
+        "last_checkpoint_longest_hold_seconds",
+        "checkpoint_longest_hold_seconds_max",
         "last_checkpoint_generation",
         "last_checkpoint_bytes",
     )
@@ -256,7 +280,15 @@ class Metrics:
         """Fold one checkpoint into the counters."""
         self.inc("checkpoints_total")
         self.inc("checkpoint_seconds_total", report.seconds)
+        self.inc("checkpoint_cpu_seconds_total", report.cpu_seconds)
         self.set("last_checkpoint_seconds", report.seconds)
+        self.set("last_checkpoint_cpu_seconds", report.cpu_seconds)
+        self.set("last_checkpoint_longest_hold_seconds", report.longest_hold_seconds)
+        with self._lock:
+            worst = self._values["checkpoint_longest_hold_seconds_max"]
+            self._values["checkpoint_longest_hold_seconds_max"] = max(
+                worst, report.longest_hold_seconds
+            )
         if report.error is not None:
             self.inc("checkpoint_failures_total")
             return

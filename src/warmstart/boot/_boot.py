@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from warmstart._containers import check_container
+from warmstart._pacing import Pacer
 from warmstart.boot._autotrack import track_attached
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
@@ -625,16 +626,19 @@ class Boot:
             )
             return None
         started = time.perf_counter()
+        # Measures the save's CPU and its longest stretch between yields (_pacing).
+        pacer = Pacer()
         try:
             try:
                 # With an interval, untracked mappings keep fingerprints so
                 # that each periodic checkpoint is a delta.
-                generation = self.store.save(
-                    self.settings.namespace,
-                    self._sections(),
-                    watermark=self._watermark_now(),
-                    mode="auto" if self.settings.interval is None else "delta",
-                )
+                with pacer:
+                    generation = self.store.save(
+                        self.settings.namespace,
+                        self._sections(),
+                        watermark=self._watermark_now(),
+                        mode="auto" if self.settings.interval is None else "delta",
+                    )
             finally:
                 self._lock.release()
         except Exception as exc:
@@ -645,8 +649,11 @@ class Boot:
                 seconds=time.perf_counter() - started,
                 reason=why,
                 error=str(exc),
+                cpu_seconds=pacer.cpu,
+                longest_hold_seconds=pacer.longest,
             )
             self.metrics.record_checkpoint(report)
+            self.report.add_checkpoint(report)
             log.warning("%s checkpoint of %r failed: %s", why, self.settings.namespace, exc)
             if raise_errors:
                 raise
@@ -656,18 +663,25 @@ class Boot:
             generation=generation,
             seconds=time.perf_counter() - started,
             reason=why,
+            cpu_seconds=pacer.cpu,
+            longest_hold_seconds=pacer.longest,
         )
         self.metrics.record_checkpoint(report)
+        self.report.add_checkpoint(report)
         log.info(
-            "%s checkpoint of %r: generation %s in %.3fs",
+            "%s checkpoint of %r: generation %s in %.3fs (%.1f ms CPU, longest hold %.1f ms)",
             why,
             self.settings.namespace,
             generation,
             report.seconds,
+            1000 * report.cpu_seconds,
+            1000 * report.longest_hold_seconds,
             extra={
                 "namespace": self.settings.namespace,
                 "generation": generation,
                 "seconds": report.seconds,
+                "cpu_seconds": report.cpu_seconds,
+                "longest_hold_seconds": report.longest_hold_seconds,
             },
         )
         if self.settings.remote is not None:
