@@ -82,7 +82,7 @@ class Pacer:
     )
 
     def __init__(
-        self, *, budget: float = 0.002, pause: float = 0.0001, trace: bool = False
+        self, *, budget: float = 0.001, pause: float = 0.0001, trace: bool = False
     ) -> None:
         self.budget = budget
         self.pause = pause

@@ -184,6 +184,20 @@ class Fingerprints:
         drop(old_keys)
         drop(old_prints)
 
+    def release(self) -> None:
+        """Forget every print, freeing the lists a slice at a time (a million entries each)."""
+        keys, prints, self._keys, self._prints = self._keys, self._prints, [], []
+        pending, self._pending = self._pending, None
+        drop(keys)
+        drop(prints)
+        del keys, prints
+        if pending is not None:
+            read_keys, read_prints, _, at = pending
+            del pending
+            drop(read_keys)
+            drop(read_prints)
+            drop(at)
+
     def bytes_per_entry(self) -> float:
         """Approximate memory this record costs per entry (for the docs)."""
         import sys  # noqa: PLC0415 - diagnostics only

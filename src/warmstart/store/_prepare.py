@@ -435,6 +435,11 @@ class Baselines:
             self._measured(namespace, item, cpu if (fingerprinted or item.delta) else None)
             if prints is not None and self.diffable(namespace, item.name):
                 baseline.prints[item.name] = prints
+        if previous is not None:
+            # Prints this baseline does not carry over: freed a slice at a time.
+            for name, prints in previous.prints.items():
+                if baseline.prints.get(name) is not prints:
+                    prints.release()
         self._by_namespace[namespace] = baseline
 
     def loaded(self, namespace: str, manifest: Manifest) -> None:
