@@ -81,3 +81,11 @@ def test_hotpaths(tmp_path: Path) -> None:
     report = bench_profile(2000, tmp_path)
     _well_formed(report)
     assert len(report.tables) == 4
+
+
+def test_a_run_keeps_the_block_it_does_not_measure() -> None:
+    from benchmarks.run import KEPT, kept_block
+
+    page = f"# Benchmarks\n\nold tables\n\n{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}\n"
+    assert kept_block(page) == f"{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}"
+    assert kept_block("# Benchmarks\n") == ""

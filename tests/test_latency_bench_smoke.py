@@ -1,7 +1,7 @@
 """The GIL-hold probe sees a known stall; the stall and latency benchmarks run at toy sizes.
 
 Figures at these sizes mean nothing (the real runs are ``python -m
-benchmarks.stall`` and ``python -m benchmarks.latency``, docs/latency-baseline.md);
+benchmarks.stall`` and ``python -m benchmarks.latency``, docs/benchmarks.md);
 what is checked is that the probe measures what it claims and that both
 benchmarks run end to end.
 """

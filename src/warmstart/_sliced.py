@@ -68,6 +68,9 @@ ORDER_SLICE = 512
 #: Entries per step when looking keys up in no particular order (a delta's
 #: upserts): a cache miss each, 0.5-1 us at a million entries.
 SCATTERED_SLICE = 1024
+#: Entries per step when looking a tracked container's keys up in its own
+#: order (a base read from the index): 0.3-0.7 us a key at a million entries.
+LOOKUP_SLICE = 2048
 
 
 def _private(mapping: object, cls_name: str, attr: str) -> Any:
@@ -323,8 +326,9 @@ def _as_of(
     out_keys, out_values, out_expires = long_lived(), long_lived(), long_lived()
     present = 0
     dropped = False
-    for start in range(0, len(keys), SLICE):
-        chunk = keys[start : start + SLICE]
+    step = min(SLICE, LOOKUP_SLICE)
+    for start in range(0, len(keys), step):
+        chunk = keys[start : start + step]
         with lock:
             values = list(map(get, chunk, itertools.repeat(ABSENT)))
             expiries = view.expiries(chunk) if view.timed else None

@@ -205,7 +205,7 @@ class SectionRestore:
                 with contextlib.suppress(KeyError):
                     move(key)
         if log is not None:
-            log.restored(moved)  # last in the order the next base saves, as here
+            log.moved_last(moved)  # last in the order the next base saves, as here
 
     def _background_guard(self) -> Any:
         """The lock a background write into the container holds (None: none needed).
