@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from warmstart._pacing import pace
+from warmstart._pacing import helper_thread, pace
 from warmstart.codec import Codec, digest
 from warmstart.contract import Contract
 from warmstart.errors import EncodeError
@@ -153,7 +153,7 @@ def encode_chunks(
     except RuntimeError:
         # At interpreter shutdown (an atexit checkpoint) no thread can start.
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
-    with pool:
+    with helper_thread(), pool:
         pending: list[tuple[int, bytes, concurrent.futures.Future[bytes]]] = []
         for n, payload in payloads:
             pending.append((n, payload, pool.submit(codec.encode, payload)))
