@@ -328,6 +328,7 @@ class Store:
                 )
                 _prepare.put_back(prepared)
                 prepared = _prepare.prepare(how, namespace, sections, mode, full=True)
+                write_ahead(self._tables, namespace, [f for item in prepared for f in item.frames])
                 manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
