@@ -136,10 +136,15 @@ class TestPacing:
         assert not a_set
         assert not a_dict
 
-    def test_long_lived_lists_are_not_young(self) -> None:
-        items = long_lived()
+    def test_lists_that_will_be_big_start_old(self) -> None:
+        items = long_lived(10**6)
+        first, second, third = _pacing.long_lived_lists(10**6)
+        assert first is not second
         young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
-        assert all(obj is not items for obj in young)
+        assert not [obj for obj in young if obj is items or obj is first or obj is third]
+        small = long_lived(10)
+        young = gc.get_objects(generation=0)
+        assert any(obj is small for obj in young)  # not worth a collection
 
 
 # -- sliced reads, diffs and encodes ------------------------------------------------
@@ -205,26 +210,54 @@ def test_a_large_save_writes_its_chunks_ahead_in_small_transactions(
 ) -> None:
     """Chunks go in before the commit; a chunk swept meanwhile is written again by it."""
     monkeypatch.setattr(_ahead, "BATCH", 1024)
-    transactions: list[int] = []
-    real = _ahead.write_ahead
-
-    def write_ahead(tables: Any, namespace: str, frames: Any, batch: int = 1024) -> int:
-        done = real(tables, namespace, frames, batch)
-        transactions.append(done)
-        # Another process's save sweeps one of them away before the commit.
-        nsid = tables.write(lambda txn: tables.nsid(txn, namespace, create=False))
-        ref = frames[0][0]
-        tables.write(lambda txn: txn.delete(nsid + ref.digest, db=tables._db("chunks")))
-        return done
-
-    monkeypatch.setattr(_prepare, "SLICE", 64)
-    monkeypatch.setattr(warmstart.store._store, "write_ahead", write_ahead)
     mapping = rows(3000)
     with warmstart.Store(store_path, sync=False) as store:
+        tables = store._tables
+        transactions: list[int] = []
+        real = _ahead.write_ahead
+
+        def write_ahead(into: Any, namespace: str, frames: Any, batch: int | None = None) -> int:
+            done = real(into, namespace, frames, batch)
+            if into is tables and frames:  # this store only (other tests' threads may save)
+                transactions.append(done)
+                # Another process's save sweeps one of them away before the commit.
+                nsid = tables.write(lambda txn: tables.nsid(txn, namespace, create=False))
+                ref = frames[0][0]
+                tables.write(lambda txn: txn.delete(nsid + ref.digest, db=tables._db("chunks")))
+            return done
+
+        monkeypatch.setattr(warmstart.store._store, "write_ahead", write_ahead)
         store.save(NS, {"s": (ROWS, mapping)}, mode="full")
         assert transactions[0] > 1
         assert store.verify().ok
         assert loaded(store) == mapping
+
+
+def test_a_failed_save_leaves_no_chunk_written_ahead(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ahead, "BATCH", 1024)
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, rows(10))})
+        real = store._tables.write
+        calls = {"n": 0}
+
+        def write(body: Any) -> Any:
+            calls["n"] += 1
+            if getattr(body, "__name__", "") == "commit":
+                msg = "the disk is full"
+                raise warmstart.errors.StoreFullError(msg)
+            return real(body)
+
+        monkeypatch.setattr(store._tables, "write", write)
+        with pytest.raises(warmstart.errors.StoreFullError):
+            store.save(NS, {"s": (ROWS, rows(3000, start=100))}, mode="full")
+        assert calls["n"] > 3  # chunks were written ahead, then the commit failed
+        monkeypatch.undo()
+        report = store.verify()
+        assert report.ok
+        assert report.orphans == 0
+        assert loaded(store) == rows(10)
 
 
 # -- consistency while a thread writes ------------------------------------------------

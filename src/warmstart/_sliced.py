@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from warmstart._containers import dict_behind, entries_of, peek_entries
-from warmstart._pacing import SLICE, drop, long_lived, pace
+from warmstart._pacing import SLICE, drop, long_lived, long_lived_lists, pace
 from warmstart.delta import ABSENT, ChangeLog, ChangeSet, TrackedDict, change_log, fold_keys
 
 __all__ = ("Entries", "Taken", "keys_of", "listed", "read_all", "read_keys")
@@ -179,7 +179,7 @@ def _taken(dirty: dict[Any, None], deletes: set[Any], cleared: bool) -> Taken:
 
 def listed(keys: Any) -> list[Any]:
     """``list(keys)`` a slice at a time (a private dict of many dirty keys)."""
-    out = long_lived()
+    out = long_lived(len(keys))
     it = iter(keys)
     while chunk := list(itertools.islice(it, SLICE)):
         out.extend(chunk)
@@ -304,7 +304,7 @@ def log_drift(found: int, size: int) -> None:
 def _hot_last(keys: list[Any], hot: list[Any]) -> list[Any]:
     """``keys`` with the ``hot`` ones moved to the end, in ``hot``'s order."""
     hot_set = set(hot)
-    out = long_lived()
+    out = long_lived(len(keys))
     for start in range(0, len(keys), SLICE):
         out.extend(itertools.filterfalse(hot_set.__contains__, keys[start : start + SLICE]))
         pace()
@@ -323,7 +323,7 @@ def _as_of(
     data = view.data
     assert data is not None
     get = data.get
-    out_keys, out_values, out_expires = long_lived(), long_lived(), long_lived()
+    out_keys, out_values, out_expires = long_lived_lists(len(keys))
     present = 0
     dropped = False
     step = min(SLICE, LOOKUP_SLICE)
@@ -361,7 +361,7 @@ def _as_of(
 
 
 def _shifted(expires: list[float], shift: float) -> list[float]:
-    out = long_lived()
+    out = long_lived(len(expires))
     for start in range(0, len(expires), SLICE):
         out.extend(e + shift for e in expires[start : start + SLICE])
         pace()
@@ -404,7 +404,7 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
     it = iter(view.order) if by_order else iter(dict.keys(data))
     size = sys.getsizeof(data)
     now = view.timer() if view.timer is not None else 0.0
-    keys, values, expires = long_lived(), long_lived(), long_lived()
+    keys, values, expires = long_lived_lists(len(data))
     get = data.get
     step = min(SLICE, ORDER_SLICE) if by_order else SLICE
     while True:
@@ -442,7 +442,7 @@ def _with_hot_last(view: _View, guard: Guard | None, entries: Entries) -> Entrie
         return entries
     keys, values, _ = entries
     hot_set = set(hot)
-    out_keys, out_values = long_lived(), long_lived()
+    out_keys, out_values, _ = long_lived_lists(len(keys))
     tail: dict[Any, Any] = {}
     for start in range(0, len(keys), SLICE):
         ks = keys[start : start + SLICE]
@@ -474,11 +474,11 @@ def _ordered(view: _View, entries: Entries) -> Entries:
         runs.append(sorted(range(start, min(start + SLICE, len(keys))), key=expires.__getitem__))
         pace()
     merged = heapq.merge(*runs, key=expires.__getitem__)
-    order = long_lived()
+    order = long_lived(len(keys))
     while chunk := list(itertools.islice(merged, SLICE)):
         order.extend(chunk)
         pace()
-    out: Entries = (long_lived(), long_lived(), long_lived())
+    out: Entries = long_lived_lists(len(keys))
     for start in range(0, len(order), SLICE):
         at = order[start : start + SLICE]
         for source, target in zip(entries, out):
@@ -508,7 +508,7 @@ def read_keys(mapping: Mapping[Any, Any], keys: Sequence[Any], guard: Guard | No
         with lock:
             return peek_entries(mapping, keys)
     get = view.data.get
-    out_keys, out_values, out_expires = long_lived(), long_lived(), long_lived()
+    out_keys, out_values, out_expires = long_lived_lists(len(keys))
     now = view.timer() if view.timer is not None else 0.0
     step = min(SLICE, SCATTERED_SLICE)
     for start in range(0, len(keys), step):

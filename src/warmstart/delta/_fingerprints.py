@@ -19,7 +19,7 @@ from typing import Any
 import msgspec.inspect
 import xxhash
 
-from warmstart._pacing import SLICE, drop, long_lived, pace
+from warmstart._pacing import SLICE, drop, long_lived, long_lived_lists, pace
 from warmstart.delta._tracking import ChangeSet
 
 __all__ = ("Fingerprints", "deeply_immutable")
@@ -61,7 +61,7 @@ class Fingerprints:
             return values if type(values) is list else list(values)  # kept, not copied
         # A slice at a time: hashing a million values in one map() held the
         # GIL for 300-800 ms.
-        prints = long_lived()
+        prints = long_lived(len(values))
         hash_ = xxhash.xxh3_64_intdigest
         for start in range(0, len(values), SLICE):
             prints.extend(map(hash_, map(encode, values[start : start + SLICE])))
@@ -94,7 +94,7 @@ class Fingerprints:
         runs, apart_new, apart_old = _align(keys, old_keys)
         # Where the sequences agree, compare prints position by position, in
         # C, at most SLICE positions a step.
-        at = long_lived()
+        at = long_lived(len(keys))
         for i, j, run in zip(*runs):
             for offset in range(0, run, SLICE):
                 size = min(SLICE, run - offset)
@@ -172,7 +172,7 @@ class Fingerprints:
             for key in itertools.chain(changes.deletes, changes.upserts):
                 seen.pop(key, None)
             seen.update(zip(keys, fresh))
-            new_keys, new_prints = long_lived(), long_lived()
+            new_keys, new_prints, _ = long_lived_lists(len(seen))
             it = iter(seen.items())
             while chunk := list(itertools.islice(it, SLICE)):
                 new_keys.extend(map(operator.itemgetter(0), chunk))
@@ -224,7 +224,7 @@ def _parts(items: list[Any]) -> Iterator[list[Any]]:
 
 
 def _picked(items: list[Any], at: list[int]) -> list[Any]:
-    out = long_lived()
+    out = long_lived(len(at))
     for part in _parts(at):
         out.extend(map(items.__getitem__, part))
         pace()
@@ -237,7 +237,7 @@ def _merged(a: list[int], b: list[int]) -> list[int]:
         a.extend(b)
         a.sort()  # two runs: timsort merges them in one pass
         return a
-    out = long_lived()
+    out = long_lived(len(a) + len(b))
     merged = heapq.merge(a, b)
     while chunk := list(itertools.islice(merged, SLICE)):
         out.extend(chunk)
@@ -319,8 +319,8 @@ def _align(
     n, m = len(keys), len(old_keys)
     if _same(keys, old_keys):  # nothing inserted, deleted or moved: compares in C
         return ([0], [0], [n]) if n else ([], [], []), [], []
-    run_new, run_old, run_len = long_lived(), long_lived(), long_lived()
-    apart_new, apart_old = long_lived(), long_lived()
+    run_new, run_old, run_len = long_lived_lists(n)
+    apart_new, apart_old, _ = long_lived_lists(n)
     i = j = 0
     budget = 64 + n // 64
     while i < n and j < m:

@@ -401,7 +401,7 @@ def fold_keys(index: list[Any], pending: list[Taken]) -> list[Any]:
     later: set[Any] = set()
     tails: list[list[Any]] = []
     for upserts, deletes in reversed(pending):
-        kept = long_lived()
+        kept = long_lived(len(upserts))  # type: ignore[arg-type]
         for chunk in _chunks_of(upserts):
             kept.extend(itertools.filterfalse(later.__contains__, chunk) if later else chunk)
             pace()
@@ -411,7 +411,7 @@ def fold_keys(index: list[Any], pending: list[Taken]) -> list[Any]:
             pace()
     if not later:  # nothing written or deleted: the index as it is
         return index
-    keys = long_lived()
+    keys = long_lived(len(index))
     for chunk in _chunks_of(index):
         keys.extend(itertools.filterfalse(later.__contains__, chunk))
         pace()

@@ -54,7 +54,7 @@ from warmstart.errors import (
     ReadOnlyStoreError,
 )
 from warmstart.manifest import ChunkRef, Manifest
-from warmstart.store import _commit, _prepare, _retention
+from warmstart.store import _ahead, _commit, _prepare, _retention
 from warmstart.store._ahead import write_ahead
 from warmstart.store._env import Env
 from warmstart.store._inbound import Inbound
@@ -315,9 +315,12 @@ class Store:
             )
 
         pace()
+        ahead = 0
         try:
             # A large save's chunks first, a few MB per transaction (_ahead).
-            write_ahead(self._tables, namespace, [f for item in prepared for f in item.frames])
+            ahead = write_ahead(
+                self._tables, namespace, [f for item in prepared for f in item.frames]
+            )
             try:
                 manifest = self._tables.write(commit)
             except StaleBaseError:
@@ -328,10 +331,14 @@ class Store:
                 )
                 _prepare.put_back(prepared)
                 prepared = _prepare.prepare(how, namespace, sections, mode, full=True)
-                write_ahead(self._tables, namespace, [f for item in prepared for f in item.frames])
+                ahead += write_ahead(
+                    self._tables, namespace, [f for item in prepared for f in item.frames]
+                )
                 manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
+            if ahead:
+                _ahead.sweep(self._tables, namespace)  # no space taken by a failed save
             raise
         pace()
         self._baselines.committed(namespace, manifest, prepared)
