@@ -427,20 +427,29 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
             keys.extend(itertools.compress(ks, keep))
             values.extend(itertools.compress(vs, keep))
         pace()
-    entries = (keys, values, _shifted(expires, time.time() - now) if view.timed else [])
     if not by_order and view.order is not None and not view.timed:
-        entries = _with_hot_last(view, guard, entries)
-    return entries, len(entries[0])
+        moved = _with_hot_last(view, guard, keys, values)
+        if moved is not None:
+            # The lists before the move: freed a slice at a time.
+            drop(keys)
+            drop(values)
+            keys, values = moved
+    entries = (keys, values, _shifted(expires, time.time() - now) if view.timed else [])
+    return entries, len(keys)
 
 
-def _with_hot_last(view: _View, guard: Guard | None, entries: Entries) -> Entries:
-    """A cache read in its table's order, its most recent keys moved last, in recency order."""
+def _with_hot_last(
+    view: _View, guard: Guard | None, keys: list[Any], values: list[Any]
+) -> tuple[list[Any], list[Any]] | None:
+    """A cache read in its table's order, its most recent keys moved last, in recency order.
+
+    None when there is nothing to move.
+    """
     lock = guard if guard is not None else contextlib.nullcontext()
     with lock:
         hot = view.hot_tail()
-    if not hot or view.timed:
-        return entries
-    keys, values, _ = entries
+    if not hot:
+        return None
     hot_set = set(hot)
     out_keys, out_values, _ = long_lived_lists(len(keys))
     tail: dict[Any, Any] = {}
@@ -461,11 +470,14 @@ def _with_hot_last(view: _View, guard: Guard | None, entries: Entries) -> Entrie
         if key in tail:
             out_keys.append(key)
             out_values.append(tail[key])
-    return out_keys, out_values, []
+    return out_keys, out_values
 
 
 def _ordered(view: _View, entries: Entries) -> Entries:
-    """A timed cache's entries by expiry, soonest first (a restore inserts them so)."""
+    """A timed cache's entries by expiry, soonest first (a restore inserts them so).
+
+    Takes the lists out of ``entries``: the caller keeps no other reference.
+    """
     if not view.timed or _ascending(entries[2]):
         return entries
     keys, _, expires = entries

@@ -131,6 +131,14 @@ class Fingerprints:
             drop(gone)
         changes = ChangeSet(upserts=upserts, deletes=deletes)
         self._pending = (keys, new, changes, at)
+        # The alignment's lists (a million positions when the orders part).
+        run_new, run_old, run_len = runs
+        del runs
+        drop(run_new)
+        drop(run_old)
+        drop(run_len)
+        drop(apart_new)
+        drop(apart_old)
         return changes
 
     def positions(self, changes: ChangeSet) -> list[int]:

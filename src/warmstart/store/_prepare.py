@@ -102,6 +102,16 @@ def check_metadata(watermark: Any, tags: Mapping[str, str] | None, mode: str) ->
         raise EncodeError(msg)
 
 
+def release(prepared: list[Prepared]) -> None:
+    """After a save: free the entries the sections kept, a slice at a time."""
+    while prepared:
+        item = prepared.pop()
+        keys, values, item.keys, item.values = item.keys, item.values, [], []
+        del item
+        drop(keys)
+        drop(values)
+
+
 def put_back(prepared: Iterable[Prepared]) -> None:
     """Give the changes taken from change logs back: the save did not commit."""
     for item in prepared:
@@ -320,6 +330,10 @@ def _diff_untracked(
     at = prints.positions(changes)
     values = _picked(all_values, at)
     expires = _picked(all_expires, at) if all_expires else []
+    # The read's lists, unless the prints keep them: freed a slice at a time.
+    del all_keys
+    drop(all_values)
+    drop(all_expires)
     return changes, (changes.upserts, values, expires)
 
 
@@ -435,6 +449,10 @@ class Baselines:
             self._measured(namespace, item, cpu if (fingerprinted or item.delta) else None)
             if prints is not None and self.diffable(namespace, item.name):
                 baseline.prints[item.name] = prints
+            elif prints is not None and (
+                previous is None or previous.prints.get(item.name) is not prints
+            ):
+                prints.release()  # made, then found not worth keeping
         if previous is not None:
             # Prints this baseline does not carry over: freed a slice at a time.
             for name, prints in previous.prints.items():

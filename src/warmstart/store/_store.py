@@ -342,6 +342,7 @@ class Store:
             raise
         pace()
         self._baselines.committed(namespace, manifest, prepared)
+        _prepare.release(prepared)
         return manifest.generation
 
     # -- reading --------------------------------------------------------------
