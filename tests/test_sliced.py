@@ -554,14 +554,19 @@ def test_fold_keys_applies_takes_in_order() -> None:
 def test_a_section_whose_diff_costs_more_than_a_full_save_is_saved_in_full() -> None:
     baselines = _prepare.Baselines("token")
     assert baselines.diffable("ns", "s")  # nothing measured yet
-    baselines._costs[("ns", "s")] = _prepare.SectionCost(full=0.2, diff=0.1, prints=0.05)
+    cost = _prepare.SectionCost
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.1, prints=0.05, diffs=3)
     assert baselines.diffable("ns", "s")
-    baselines._costs[("ns", "s")] = _prepare.SectionCost(full=0.2, diff=0.3)
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.3, diffs=1)
+    assert baselines.diffable("ns", "s")  # one diff measured: maybe noise
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.3, diffs=2)
     assert not baselines.diffable("ns", "s")
-    baselines._costs[("ns", "s")] = _prepare.SectionCost(full=0.2, prints=0.25)
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.21, diffs=5)
+    assert baselines.diffable("ns", "s")  # within the margin
+    baselines._costs[("ns", "s")] = cost(full=0.2, prints=0.25)
     assert not baselines.diffable("ns", "s")
     # Below CHEAP either way, the diff stays (its delta writes fewer bytes).
-    baselines._costs[("ns", "s")] = _prepare.SectionCost(full=0.001, diff=0.003)
+    baselines._costs[("ns", "s")] = cost(full=0.001, diff=0.003, diffs=4)
     assert baselines.diffable("ns", "s")
 
 

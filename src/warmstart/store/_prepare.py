@@ -351,10 +351,13 @@ class SectionCost(msgspec.Struct):
     full: float | None = None  # a full save: read and encode
     diff: float | None = None  # a diff against fingerprints, the delta encoded
     prints: float | None = None  # fingerprinting every entry after a base
+    diffs: int = 0  # diffs measured
 
 
 #: CPU seconds under which a section's diff is never traded for a full save.
 CHEAP = 0.005
+#: How much dearer than a full save a diff must measure to be traded for one.
+MARGIN = 1.1
 
 
 def _averaged(old: float | None, new: float) -> float:
@@ -381,20 +384,27 @@ class Baselines:
         Decided by what was measured: once a diff (or merely fingerprinting
         every entry, which any diff must do) took more CPU than a full save
         of the same section, the section is saved in full, without
-        fingerprints, from then on. Below ``CHEAP`` seconds either way is
-        cheap, and the diff is kept: its delta writes far fewer bytes.
+        fingerprints, from then on. A diff is judged on the average of two at
+        least, and must cost ``MARGIN`` times a full save: one measurement
+        on a loaded machine is noise (a diff of frozen records costs about
+        half a full save, one of mutable records 1.4 times). Below ``CHEAP``
+        seconds either way is cheap, and the diff is kept: its delta writes
+        far fewer bytes.
         """
         cost = self._costs.get((namespace, section))
         if cost is None or cost.full is None:
             return True
-        worst = max(cost.diff or 0.0, cost.prints or 0.0)
-        return worst <= max(cost.full, CHEAP)
+        bound = max(MARGIN * cost.full, CHEAP)
+        if cost.prints is not None and cost.prints > bound:
+            return False  # every diff fingerprints every entry: it cannot be cheaper
+        return cost.diffs < 2 or cost.diff is None or cost.diff <= bound
 
     def _measured(self, namespace: str, item: Prepared, prints_cpu: float | None) -> None:
         cost = self._costs.setdefault((namespace, item.name), SectionCost())
         was = self.diffable(namespace, item.name)
         if item.delta:
             cost.diff = _averaged(cost.diff, item.cpu + (prints_cpu or 0.0))
+            cost.diffs += 1
         else:
             cost.full = _averaged(cost.full, item.cpu)
             if prints_cpu is not None:
