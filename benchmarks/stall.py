@@ -157,10 +157,11 @@ def _measure(
         if deltas:
             save()  # the base the deltas build on
             if case == "hash delta":
-                # The first diff: the store measures it against the base before choosing.
-                _, inserts, _ = change_some(container, FRACTION, seed=99, next_id=next_id)
-                next_id += inserts
-                save()
+                # Two diffs: the store measures them against the base before choosing.
+                for seed in (97, 98):
+                    _, inserts, _ = change_some(container, FRACTION, seed=seed, next_id=next_id)
+                    next_id += inserts
+                    save()
         # Only the first delta-mode save of a store writes the base: one sample a store.
         for r in range(1 if case == "delta-mode base" else repeats):
             if deltas:
