@@ -29,7 +29,19 @@ from typing import Any
 
 from benchmarks._common import ROOT, Report, fmt, machine, versions
 
-BENCHMARKS = ("codec", "store", "delta", "boot", "transfer", "remote", "import", "hotpaths")
+BENCHMARKS = (
+    "codec",
+    "store",
+    "delta",
+    "boot",
+    "lifecycle",
+    "handoff",
+    "transfer",
+    "remote",
+    "import",
+    "hotpaths",
+    "values",
+)
 #: A block of the published page that a run keeps as it is, between these lines.
 KEPT = (
     "<!-- kept by make bench: measured by benchmarks.stall and benchmarks.latency -->",
@@ -74,10 +86,13 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
     from benchmarks.boot import run as bench_boot
     from benchmarks.codec import bench_codec
     from benchmarks.delta import bench_delta
+    from benchmarks.handoff import bench_handoff
     from benchmarks.hotpaths import bench_profile
     from benchmarks.importtime import bench_import
+    from benchmarks.lifecycle import bench_lifecycle
     from benchmarks.store import bench_store
     from benchmarks.transfer import bench_transfer
+    from benchmarks.values import bench_values
 
     def remote() -> Report:
         from benchmarks.remote import bench_remote, redis_server
@@ -94,10 +109,15 @@ def run(names: list[str], sizes: Sizes, workdir: Path) -> list[Report]:
         "store": lambda: bench_store(sizes.records, sizes.blobs, sizes.store_repeats, workdir),
         "delta": lambda: bench_delta(sizes.records, sizes.repeats, workdir),
         "boot": lambda: bench_boot(sizes=boot_sizes, repeats=sizes.store_repeats),
+        "lifecycle": lambda: bench_lifecycle(sizes.records < Sizes.full().records, workdir),
+        "handoff": lambda: bench_handoff(
+            "quick" if sizes.records < Sizes.full().records else "full", workdir
+        ),
         "transfer": lambda: bench_transfer(sizes.records, sizes.store_repeats, workdir),
         "remote": remote,
         "import": lambda: bench_import(sizes.import_repeats),
         "hotpaths": lambda: bench_profile(sizes.records, workdir),
+        "values": lambda: bench_values(sizes.records, sizes.store_repeats, workdir),
     }
     reports = []
     for name in names:

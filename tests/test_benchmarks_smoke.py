@@ -89,3 +89,15 @@ def test_a_run_keeps_the_block_it_does_not_measure() -> None:
     page = f"# Benchmarks\n\nold tables\n\n{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}\n"
     assert kept_block(page) == f"{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}"
     assert kept_block("# Benchmarks\n") == ""
+
+
+def test_lifecycle(tmp_path: Path) -> None:
+    from benchmarks.lifecycle import attach_seconds, data_file_growth
+
+    cold, warm = attach_seconds(200, tmp_path, repeats=1)
+    assert cold > 0
+    assert warm > 0
+    growth = data_file_growth(tmp_path, 500, 40)
+    pinned = data_file_growth(tmp_path, 500, 40, pinned=True)
+    assert growth["sizes"][40] <= growth["bound"]
+    assert pinned["sizes"][40] > growth["sizes"][40]  # the comparison measures something

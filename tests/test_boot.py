@@ -245,9 +245,10 @@ class TestForms:
         with boot(store_path, checkpoint_on_exit=False) as b:
             rows = Rows()
         rows.rows.update(make_records(2))
-        assert b.checkpoint() == 1
+        assert b.checkpoint().generation == 1
         b.close()
-        assert b.checkpoint() is None  # closed: nothing saved any more
+        closed = b.checkpoint()  # closed: nothing saved any more
+        assert (closed.generation, closed.status) == (None, "failed")
         with boot(store_path) as again:
             assert Rows().rows == make_records(2)
         assert again.report.generation == 1
@@ -466,7 +467,7 @@ class TestColdStarts:
         finally:
             b.__exit__(None, None, None)
         assert b.report.status == "cold"
-        assert b.checkpoint() is None
+        assert b.checkpoint().generation is None
 
     def test_unusable_path_with_strict_raises(self, tmp_path: Path) -> None:
         """``strict=True`` raises instead of starting cold."""
@@ -653,9 +654,9 @@ class TestCheckpoints:
         with boot(store_path) as b:
             rows = Rows()
             rows.rows.update(make_records(1))
-            assert b.checkpoint() == 1
+            assert b.checkpoint().generation == 1
             rows.rows.update(make_records(2))
-            assert b.checkpoint() == 2
+            assert b.checkpoint().generation == 2
         with warmstart.Store(store_path) as store:
             assert store.load(NS).generation == 3
             assert store.load(NS, generation=1).section("Rows.rows", RECORDS) == make_records(1)
@@ -664,7 +665,8 @@ class TestCheckpoints:
         """A boot without warm objects never commits an (empty) generation."""
         save_rows(store_path, make_records(1))
         with boot(store_path) as b:
-            assert b.checkpoint() is None
+            report = b.checkpoint()
+            assert (report.generation, report.status) == (None, "nothing")
         with warmstart.Store(store_path) as store:
             assert store.load(NS).generation == 1
 
@@ -729,7 +731,9 @@ class TestCheckpoints:
 
         with boot(store_path) as b:
             Rows().rows["bad"] = "not a Record"
-            assert b.checkpoint() is None
+            report = b.checkpoint()
+            assert (report.generation, report.status) == (None, "failed")
+            assert "Rows.rows" in report.failed
         assert b.metrics.get("checkpoint_failures_total") == 2  # explicit and exit
         with boot(store_path, watermark=object) as b:
             Rows()  # a watermark that cannot be encoded fails the checkpoint too
@@ -738,7 +742,7 @@ class TestCheckpoints:
             Rows().rows["bad"] = "not a Record"
             with pytest.raises(EncodeError, match="Record"):
                 b.checkpoint()
-            del b._attached[:]  # no exit checkpoint either
+            b._attached = type(b._attached)(b._lock)  # no exit checkpoint either
 
 
 class TestProgressive:

@@ -235,6 +235,31 @@ class TestInspect:
         assert re.search(r"\n  tags +list\[int\] +required\n", proc.stdout)
         assert '{"key":"k2","value":{"id":2,' in proc.stdout
 
+    def test_value_families_are_shown(self, tmp_path):
+        """A whole-value section shows its type; a NamedTuple section its family and fields."""
+        from typing import NamedTuple
+
+        class Pair(NamedTuple):
+            a: int
+            b: str = ""
+
+        path = tmp_path / "s"
+        with warmstart.Store(path) as store:
+            store.save(
+                "vals",
+                {
+                    "scores": (warmstart.Contract("scores", list[int]), {"a": [1, 2]}),
+                    "pairs": (warmstart.Contract("pairs", Pair), {"p": Pair(1)}),
+                },
+            )
+        proc = run("inspect", path, "vals")
+        assert proc.returncode == 0, proc.stderr
+        assert "  values    list[int]\n" in proc.stdout
+        assert "  values    namedtuple\n" in proc.stdout
+        data = run_json("inspect", path, "vals")
+        kinds = {s["name"]: (s["values"], s["value_type"]) for s in data["sections"]}
+        assert kinds == {"scores": ("value", "list[int]"), "pairs": ("namedtuple", "")}
+
     def test_tuple_keys_expiries_and_deprecated_fields(self, tmp_path):
         """Tuple keys, TTL expiries and deprecated fields show up as plain data."""
         import cachetools

@@ -243,8 +243,10 @@ def test_periodic_checkpoint_never_saves_a_section_while_it_is_being_restored(
             store = boot.store
             assert store is not None
             before = max(info.generation for info in store.generations(NS))
-            made = threading.Thread(target=Second, daemon=True)
-            made.start()  # a second object, made by a request after startup
+            # A second object, made by a request after startup (another
+            # thread: not captured) and attached by hand.
+            made = threading.Thread(target=lambda: boot.attach(Second()), daemon=True)
+            made.start()
             assert reached.wait(5)  # its restore is under way
             newer, deadline = before, time.monotonic() + 1.5
             while time.monotonic() < deadline and newer == before:

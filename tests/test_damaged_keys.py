@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -446,8 +447,9 @@ class TestOtherRecords:
     def test_a_quarantine_record_does_not_outlive_its_generation(
         self, store_path: Path, saved: Saved
     ) -> None:
-        """A generation saved under the number of a lost, quarantined one is not set aside,
-        and a generation that retention expires takes its quarantine record with it."""
+        """A generation saved under the number of a lost, quarantined one is not set aside;
+        a quarantined one stays out of keep's count until it is a week old, and then
+        retention expires it with its quarantine record."""
         with open_store(store_path) as store:
             store.quarantine("svc", 3, "a boot died restoring it")
             store.quarantine("svc", 1, "a boot died restoring it")
@@ -457,6 +459,11 @@ class TestOtherRecords:
             assert store.save("svc", {"records": (RECORDS, fresh)}) == 3
             assert section(store, "svc") == (3, fresh)
             assert store.quarantined("svc") == {1: "a boot died restoring it"}
-            store.save("svc", {"records": (RECORDS, content("svc", 8))})  # expires 1 (keep=3)
-            assert [g.generation for g in store.generations("svc")] == [4, 3, 2]
+            store.save("svc", {"records": (RECORDS, content("svc", 8))})  # keep=3 good ones
+            assert [g.generation for g in store.generations("svc")] == [4, 3, 2, 1]
+            assert store.quarantined("svc") == {1: "a boot died restoring it"}
+        week_later = time.time() + 8 * 86400
+        with open_store(store_path, clock=lambda: week_later) as store:
+            store.save("svc", {"records": (RECORDS, content("svc", 9))})  # expires 2 and 1
+            assert [g.generation for g in store.generations("svc")] == [5, 4, 3]
             assert store.quarantined("svc") == {}

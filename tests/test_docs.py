@@ -33,7 +33,9 @@ class TestDocumentExamples:
         os.chdir(tmp_path)
         try:
             for number, block in enumerate(blocks, 1):
-                code = compile(block, f"{path.name} example {number}", "exec")
+                # dont_inherit: the block is a user's module, not this one (whose
+                # postponed annotations would break dataclasses defined in it).
+                code = compile(block, f"{path.name} example {number}", "exec", dont_inherit=True)
                 exec(code, namespace)  # running our own documentation
         finally:
             os.chdir(cwd)

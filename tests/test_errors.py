@@ -149,6 +149,12 @@ class Quote(msgspec.Struct):
 QUOTES = warmstart.Contract("quote", Quote)
 
 
+class SpecialQuote(Quote):
+    """A subclass: it would come back as a Quote."""
+
+    venue: str = ""
+
+
 def _bad_magic() -> None:
     frame = Codec().encode(b"x" * 10)
     Codec().decode(b"XXXX" + frame[4:])
@@ -186,8 +192,12 @@ def _bad_key() -> None:
     warmstart.Contract("quote", Quote, key=float)
 
 
-def _not_a_struct() -> None:
-    warmstart.Contract("quote", dict)
+def _not_encodable() -> None:
+    warmstart.Contract("quote", dict[int, str])
+
+
+def _subclass_value() -> None:
+    QUOTES.check_values([SpecialQuote("a", 1)])
 
 
 def _bad_batch() -> None:
@@ -230,8 +240,9 @@ class TestMessages:
             (_raw_size_lie, IntegrityError, "got 7"),
             (_bad_version, ContractError, "got 0 - in contract 'quote'"),
             (_bad_key, ContractError, "got <class 'float'> - in contract 'quote'"),
-            (_not_a_struct, ContractError, "got <class 'dict'> - in contract 'quote'"),
+            (_not_encodable, ContractError, "got dict[int, str] at dict[int, str] ("),
             (_bad_batch, EncodeError, "got 2, 1 and 0 - in contract 'quote'"),
+            (_subclass_value, EncodeError, "got SpecialQuote (a subclass would come back"),
             (_missing_upgrader, IncompatibleVersionError, "missing v2->v3 - in contract 'quote'"),
             (_rollback, IncompatibleVersionError, "got v2: field 'name' is required by v1"),
             (_invalid_entry, DecodeError, "got: Expected `str`, got `int` - at `$.symbol`"),

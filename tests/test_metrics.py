@@ -171,7 +171,7 @@ class TestCounters:
                 time.sleep(0.01)
             periodic = b.metrics.get("checkpoints_total")
             assert periodic >= 2
-            generation = b.checkpoint()
+            generation = b.checkpoint().generation
             assert b.metrics.get("last_checkpoint_generation") == generation
         assert b.metrics.get("checkpoints_total") >= periodic + 2
         assert b.metrics.get("checkpoint_failures_total") == 0

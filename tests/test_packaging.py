@@ -11,6 +11,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 
@@ -20,7 +21,7 @@ import warmstart
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Optional integrations: importing warmstart must never pull them in.
-EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore")
+EXTRAS = ("cachetools", "prometheus_client", "redis", "obstore", "attrs", "pydantic", "asyncio")
 
 
 def public_modules() -> list[str]:
@@ -48,9 +49,11 @@ NAMESPACES = (
     "warmstart.boot",
     "warmstart.cli",
     "warmstart.codec",
+    "warmstart.conformance",
     "warmstart.contract",
     "warmstart.delta",
     "warmstart.errors",
+    "warmstart.exposure",
     "warmstart.manifest",
     "warmstart.metrics",
     "warmstart.progress",
@@ -106,6 +109,18 @@ class TestPublicNames:
             obj = getattr(module, name)
             if isinstance(obj, type) or inspect.isfunction(obj):
                 assert obj.__module__ == namespace, (name, obj.__module__)
+
+    @pytest.mark.parametrize("namespace", NAMESPACES)
+    def test_claimed_classes_annotations_resolve_on_demand(self, namespace: str) -> None:
+        """After resolve_annotations() (the docs build calls it), get_type_hints works."""
+        from warmstart._api import resolve_annotations
+
+        module = importlib.import_module(namespace)
+        resolve_annotations()
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type):
+                assert isinstance(typing.get_type_hints(obj), dict), name
 
     def test_the_namespaces_are_the_public_modules(self) -> None:
         """Every public module (no underscore in its path) is one of the namespaces."""

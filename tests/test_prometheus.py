@@ -57,7 +57,7 @@ class TestRegister:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert out.stdout.startswith("True ")
-        assert "pip install 'warmstart[prometheus]'" in out.stdout
+        assert "pip install prometheus-client" in out.stdout
 
     def test_metrics_object_needs_no_extra(self) -> None:
         """The plain Metrics object reads without prometheus_client."""

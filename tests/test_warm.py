@@ -130,13 +130,21 @@ class TestSectionNames:
             Shard("s1")
         assert sections_in(store_path) == ("rows[s1]",)
 
-    def test_two_unkeyed_instances_fail_clearly(self, store_path: Path) -> None:
-        """A second instance of a class without keys is refused, saying how to fix it."""
+    def test_two_unkeyed_instances_are_told_apart_clearly(
+        self, store_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A second captured instance of a class without keys is left alone with a WARNING
+        saying how to fix it (a request must never fail on it); attached by hand it is refused."""
         with boot(store_path) as b:
             first = Plain()
+            second = Plain()  # not captured: not restored, not saved
+            assert len([r for r in caplog.records if "is not captured" in r.getMessage()]) == 1
+            Plain()
+            assert len([r for r in caplog.records if "is not captured" in r.getMessage()]) == 1
             with pytest.raises(ContractError, match=r"instance keys.*key=\.\.\..*warm_key"):
-                Plain()
+                b.attach(second)
             first.rows.update(make_records(2))
+            second.rows.update(make_records(5))
         # The refused instance was not registered: only the first one was saved.
         assert b.report.sections.keys() == {"Plain.rows"}
         with boot(store_path):

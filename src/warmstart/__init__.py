@@ -6,6 +6,8 @@ tracking), ``warmstart.schema`` and ``warmstart.manifest`` (what is
 stored), ``warmstart.codec``, ``warmstart.metrics`` (reports, counters),
 ``warmstart.errors`` (the whole exception tree), ``warmstart.progress``,
 ``warmstart.transfer`` (archives), ``warmstart.remote`` (remote tiers),
+``warmstart.exposure`` (which contract version live readers read),
+``warmstart.conformance`` (a dry run of new contracts on stored state),
 ``warmstart.testing`` (helpers for your tests) and ``warmstart.prometheus``.
 """
 
@@ -16,7 +18,7 @@ from warmstart import _deprecated
 from warmstart._api import claim
 from warmstart._hits import counted
 from warmstart._version import version
-from warmstart.boot import Boot, Checkpointer, boot, state, warm
+from warmstart.boot import Boot, Checkpointer, boot, cached, cachedmethod, state, warm
 from warmstart.contract import Contract
 from warmstart.delta import CompactionPolicy, TrackedDict, track
 from warmstart.errors import (
@@ -53,6 +55,8 @@ __all__ = (
     "WarmstartError",
     "__version__",
     "boot",
+    "cached",
+    "cachedmethod",
     "compatibility",
     "counted",
     "state",
@@ -64,7 +68,7 @@ claim("warmstart", *(globals()[name] for name in __all__ if name != "__version__
 _deprecated.install()
 
 #: Namespaces that are not on a service's boot path load on first use.
-_LAZY_MODULES = ("remote", "testing", "transfer", "prometheus")
+_LAZY_MODULES = ("remote", "testing", "transfer", "prometheus", "conformance", "exposure")
 
 
 def __getattr__(name: str) -> Any:

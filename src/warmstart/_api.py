@@ -4,15 +4,53 @@ The code lives in the modules of its wing; the name a user imports lives in
 one namespace (the top level for the essentials). Setting ``__module__`` to
 that namespace makes reprs, tracebacks and the API docs show the path users
 import, not the file the code happens to sit in (httpx does the same).
+
+The price: ``typing.get_type_hints`` resolves a class's string annotations
+(``from __future__ import annotations``) in the module ``__module__`` names,
+where those names do not live. Resolving them all at import would cost about
+40 ms of the import budget, so :func:`resolve_annotations` does it on demand:
+the docs build calls it, and so can a tool that introspects the classes.
 """
 
 from __future__ import annotations
 
-__all__ = ("claim",)
+import inspect
+import sys
+import typing
+
+__all__ = ("claim", "resolve_annotations")
+
+#: (object, the module it is defined in), for every object claimed so far.
+_CLAIMED: list[tuple[object, str]] = []
 
 
 def claim(namespace: str, *objects: object) -> None:
     """Show ``namespace`` as the home of each class and function in ``objects``."""
     for obj in objects:
         if isinstance(obj, type) or callable(obj):
+            if obj.__module__ != namespace:
+                _CLAIMED.append((obj, obj.__module__))
             obj.__module__ = namespace
+
+
+def resolve_annotations() -> None:
+    """Replace the claimed classes' string annotations by the objects they name.
+
+    Evaluated in the module each class is defined in; then
+    ``typing.get_type_hints`` works wherever ``__module__`` points.
+    """
+    for obj, origin in _CLAIMED:
+        own = inspect.get_annotations(obj) if isinstance(obj, type) else None
+        if not own:
+            continue
+        scope = vars(sys.modules[origin])
+        resolved = {
+            # NamedTuples keep ForwardRefs, other classes strings.
+            name: typing._eval_type(  # type: ignore[attr-defined]  # noqa: SLF001 - the one evaluator that takes a namespace
+                typing.ForwardRef(hint) if isinstance(hint, str) else hint, scope, scope
+            )
+            if isinstance(hint, (str, typing.ForwardRef))
+            else hint
+            for name, hint in own.items()
+        }
+        obj.__annotations__ = resolved

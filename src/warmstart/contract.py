@@ -30,11 +30,13 @@ others.
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeGuard, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
+from warmstart._types import Family, analyse, describe
 from warmstart.codec import DECODE_FAILURES
 from warmstart.errors import (
     ContractError,
@@ -52,57 +54,62 @@ def __dir__() -> tuple[str, ...]:
     return __all__
 
 
-T = TypeVar("T", bound=msgspec.Struct)
-Upgrader = Callable[[dict[str, Any]], dict[str, Any]]
+T = TypeVar("T")
+#: Turns a record of version v into one of v + 1: a dict of fields for types
+#: with named fields, the plain value (lists, dicts, scalars) for the others.
+Upgrader = Callable[[Any], Any]
 OnInvalid = Literal["drop", "fail"]
 #: How many validation failures a section keeps word of, for its report.
 MAX_REASONS = 5
 _KEY_SCALARS = (str, int, bytes)
+#: Inside a tuple key (the arguments of a memoized function, say), these too.
+_KEY_ELEMENTS = (str, int, bytes, bool, float, type(None))
 
 
 def _iterable(value: object) -> Iterable[Any]:
     return value if isinstance(value, Iterable) else [value]
 
 
+def _key_element(arg: Any) -> bool:
+    if arg in _KEY_ELEMENTS or arg is None:
+        return True
+    # An optional argument: str | None, int | float, ...
+    members: tuple[Any, ...] = getattr(arg, "__args__", None) or ()
+    kind = type(arg).__name__
+    return (
+        bool(members)
+        and kind in ("UnionType", "_UnionGenericAlias")
+        and all(m in _KEY_ELEMENTS for m in members)
+    )
+
+
 def _check_key_type(key: Any, name: str) -> None:
     if key in _KEY_SCALARS:
         return
-    args = getattr(key, "__args__", None)
-    if getattr(key, "__origin__", None) is tuple and args and Ellipsis not in args:
-        for arg in args:
-            _check_key_type(arg, name)
+    args: tuple[Any, ...] = getattr(key, "__args__", None) or ()
+    tuple_key = getattr(key, "__origin__", None) is tuple and args and Ellipsis not in args
+    if tuple_key and all(_key_element(arg) for arg in args):
         return
     msg = (
-        f"Expected a key type of str, int, bytes or a tuple of those, got {key!r} "
-        f"- in contract {name!r}"
+        f"Expected a key type of str, int, bytes or a tuple of those (tuples may also "
+        f"hold bool, float, None and unions of them), got {key!r} - in contract {name!r}"
     )
     raise ContractError(msg)
 
 
-def _is_struct_type(candidate: object) -> TypeGuard[builtins.type[msgspec.Struct]]:
-    # Checked at run time: contracts are often built from configuration.
-    return isinstance(candidate, builtins.type) and issubclass(candidate, msgspec.Struct)
-
-
-#: Struct options that defeat reading by field name: positional encoding, fields
-#: left out when equal to their default (a writer schema would list them as
-#: written), and refusing the fields a newer writer added.
-_INTOLERANT = ("array_like", "omit_defaults", "forbid_unknown_fields")
-
-
-def _check_struct_type(candidate: object, name: str) -> None:
-    if not _is_struct_type(candidate):
-        msg = f"Expected a msgspec.Struct subclass, got {candidate!r} - in contract {name!r}"
-        raise ContractError(msg)
-    config = candidate.__struct_config__
-    options = [f"{option}=True" for option in _INTOLERANT if getattr(config, option)]
-    if options:
+def _staged_version(write_version: object, version: int, name: str) -> Any:
+    """The version to write: ``version``, an older one, or for ``"auto"`` the previous one."""
+    if write_version is None:
+        return version
+    if write_version != "auto":
+        return write_version  # checked with the write schema
+    if version < 2:
         msg = (
-            f"Expected a Struct read by field name, got {candidate.__name__} with "
-            f"{', '.join(options)} (tolerant reading needs every field written by name "
-            f"and unknown ones ignored) - in contract {name!r}"
+            f"Expected write_version='auto' only from version 2 on (it stages the "
+            f"previous version), got version {version} - in contract {name!r}"
         )
         raise ContractError(msg)
+    return version - 1
 
 
 class DecodedEntries(msgspec.Struct, Generic[T]):
@@ -124,16 +131,29 @@ class Contract(Generic[T]):
 
     Args:
         name: stable name of the contract, recorded with the data.
-        type: the ``msgspec.Struct`` subclass of each value.
-        key: the key type: ``str``, ``int``, ``bytes`` or a ``tuple[...]`` of those.
+        type: the type of each value: a ``msgspec.Struct``, a dataclass, an
+            attrs class, a ``TypedDict``, a ``NamedTuple``, a pydantic v2
+            model, a builtin (``str``, ``bytes``, ``int``, ``float``,
+            ``bool``, ``list[...]``, ``dict[str, ...]``, ``tuple[...]``) or a
+            union of those. Checked now: a type the deterministic encoder can
+            never write (``dict[int, ...]`` somewhere) is refused here.
+        key: the key type: ``str``, ``int``, ``bytes`` or a ``tuple[...]`` of
+            those (tuples may also hold ``bool``, ``float``, ``None`` and
+            unions of them, as a memoized function's arguments do).
         version: the version this release reads (and, by default, writes).
         upgraders: ``{v: fn}`` where ``fn`` turns a plain-data record of
-            version ``v`` into one of version ``v + 1``.
+            version ``v`` into one of version ``v + 1``: a dict of fields for
+            types with named fields (a NamedTuple's too), the plain value
+            (lists, dicts, scalars) for the others.
         downgrader: with ``write_version``: turns a current record into an
-            instance of ``write_type`` (the previous release's Struct).
+            instance of ``write_type`` (the previous release's type).
         write_version: staged exposure: write this older version until every
             replica reads the new one; flipping it is a flag, not a deploy.
-        write_type: the Struct of ``write_version`` (needed with ``downgrader``).
+            ``"auto"`` stages the previous version (``version - 1``) and lets
+            a boot flip by itself: it writes the newest version every live
+            reader of its namespace can read (see ``warmstart.exposure``);
+            outside a boot such a contract writes the previous version.
+        write_type: the type of ``write_version`` (needed with ``downgrader``).
         deprecated: field names still read but reported as deprecated.
         on_invalid: ``"drop"`` (count and skip) or ``"fail"`` (fail the section).
 
@@ -141,24 +161,54 @@ class Contract(Generic[T]):
         ContractError: when the definition itself is wrong.
     """
 
+    @overload
     def __init__(
+        self: Contract[T],
+        name: str,
+        type: builtins.type[T],
+        *,
+        key: Any = ...,
+        version: int = ...,
+        upgraders: Mapping[int, Upgrader] | None = ...,
+        downgrader: Callable[[T], Any] | None = ...,
+        write_version: int | None = ...,
+        write_type: Any = ...,
+        deprecated: Sequence[str] = ...,
+        on_invalid: OnInvalid = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Contract[Any],
+        name: str,
+        type: Any,
+        *,
+        key: Any = ...,
+        version: int = ...,
+        upgraders: Mapping[int, Upgrader] | None = ...,
+        downgrader: Callable[[Any], Any] | None = ...,
+        write_version: int | None = ...,
+        write_type: Any = ...,
+        deprecated: Sequence[str] = ...,
+        on_invalid: OnInvalid = ...,
+    ) -> None: ...
+    def __init__(  # noqa: C901, PLR0915 - checks every argument in one place
         self,
         name: str,
-        type: type[T],  # noqa: A002 - the issue's public signature
+        type: Any,  # noqa: A002 - the issue's public signature
         *,
         key: Any = str,
         version: int = 1,
         upgraders: Mapping[int, Upgrader] | None = None,
-        downgrader: Callable[[T], msgspec.Struct] | None = None,
-        write_version: int | None = None,
-        write_type: type[msgspec.Struct] | None = None,
+        downgrader: Callable[[Any], Any] | None = None,
+        write_version: int | Literal["auto"] | None = None,
+        write_type: Any = None,
         deprecated: Sequence[str] = (),
         on_invalid: OnInvalid = "drop",
     ) -> None:
         if not name or not isinstance(name, str):
             msg = f"Expected a non-empty contract name, got {name!r}"
             raise ContractError(msg)
-        _check_struct_type(type, name)
+        self.family: Family = analyse(type, name)
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 1 << 32:
             msg = f"Expected a contract version >= 1, got {version!r} - in contract {name!r}"
             raise ContractError(msg)
@@ -197,28 +247,40 @@ class Contract(Generic[T]):
         self.upgraders: dict[int, Upgrader] = given
         self.deprecated = tuple(deprecated)
         self.on_invalid: OnInvalid = on_invalid
-        self.schema = schema_of(
-            type, version=version, name=name, key=key, deprecated=self.deprecated
-        )
+        self.schema = _schema(self.family, type, version, name, key, self.deprecated)
         unknown = set(self.deprecated) - {f.name for f in self.schema.fields}
         if unknown:
-            msg = f"Expected deprecated fields of {type.__name__}, got unknown {sorted(unknown)}"
+            msg = f"Expected deprecated fields of {describe(type)}, got unknown {sorted(unknown)}"
             raise ContractError(msg)
-        self.write_version = version if write_version is None else write_version
+        #: Whether a boot picks the version to write from its live readers.
+        self.auto = write_version == "auto"
+        self.write_version: int = _staged_version(write_version, version, name)
         self.downgrader = downgrader
         self.write_schema = self._write_schema(write_type)
         # Built once and reused: encoders and decoders are the hot path.
-        self._encoder = msgspec.msgpack.Encoder(order="deterministic")
-        chunk_type: Any = tuple[int, list[key], list[type], list[key], list[float]]  # type: ignore[valid-type]
-        self._typed = msgspec.msgpack.Decoder(chunk_type)
+        hooks: dict[str, Any] = {}
+        if self.family.kind == "pydantic":
+            from warmstart import _pydantic  # noqa: PLC0415 - pydantic is loaded already
+
+            self._encoder = msgspec.msgpack.Encoder(
+                order="deterministic", enc_hook=_pydantic.enc_hook
+            )
+            hooks["dec_hook"] = _pydantic.dec_hook
+        else:
+            self._encoder = msgspec.msgpack.Encoder(order="deterministic")
+        self._hooks = hooks
+        chunk_type: Any = tuple[int, list[key], list[type], list[key], list[float]]
+        self._typed = msgspec.msgpack.Decoder(chunk_type, **hooks)
         self._raw = msgspec.msgpack.Decoder(
             tuple[int, list[msgspec.Raw], list[msgspec.Raw], list[msgspec.Raw], list[float]]
         )
         self._key_decoder = msgspec.msgpack.Decoder(key)
-        self._value_decoder = msgspec.msgpack.Decoder(type)
-        self._plain_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+        self._value_decoder = msgspec.msgpack.Decoder(type, **hooks)
+        self._plain_decoder = msgspec.msgpack.Decoder()
+        # A newer NamedTuple writer's trailing fields are cut off (arrays are read by position).
+        self._width = len(self.schema.fields) if self.family.kind == "namedtuple" else None
 
-    def _write_schema(self, write_type: type[msgspec.Struct] | None) -> Schema:
+    def _write_schema(self, write_type: Any) -> Schema:
         self._staged_schema: Schema | None = None
         if builtins.type(self.write_version) is not int:
             msg = (
@@ -227,15 +289,15 @@ class Contract(Generic[T]):
             )
             raise ContractError(msg)
         if write_type is not None:
-            _check_struct_type(write_type, self.name)
+            family = analyse(write_type, self.name)
             if self.downgrader is None or self.write_version >= self.version:
                 msg = (
                     f"Expected write_type only with a downgrader and a write_version "
                     f"below {self.version} - in contract {self.name!r}"
                 )
                 raise ContractError(msg)
-            self._staged_schema = schema_of(
-                write_type, version=self.write_version, name=self.name, key=self.key
+            self._staged_schema = _schema(
+                family, write_type, self.write_version, self.name, self.key, ()
             )
         if self.write_version == self.version:
             return self.schema
@@ -257,8 +319,10 @@ class Contract(Generic[T]):
         staged = (
             "" if self.write_version == self.version else f", write_version={self.write_version}"
         )
+        if self.auto:
+            staged = ", write_version='auto'"
         return (
-            f"Contract({self.name!r}, {self.type.__name__}, key={self.schema.key}, "
+            f"Contract({self.name!r}, {describe(self.type)}, key={self.schema.key}, "
             f"version={self.version}{staged})"
         )
 
@@ -266,7 +330,9 @@ class Contract(Generic[T]):
         """Return a copy of this contract that writes ``write_version``.
 
         This is the staged-exposure flag: once every replica reads the new
-        version, flip to ``None`` (write this contract's own version).
+        version, flip to ``None`` (write this contract's own version). The
+        copy writes that version whatever the live readers (it is not
+        ``"auto"``).
         """
         target = self.version if write_version is None else write_version
         if target == self.version:
@@ -283,6 +349,7 @@ class Contract(Generic[T]):
         clone.__dict__.update(self.__dict__)
         clone.write_version = target
         clone.write_schema = schema
+        clone.auto = False
         return clone
 
     # -- encoding -----------------------------------------------------------
@@ -325,7 +392,7 @@ class Contract(Generic[T]):
             return self._encoder.encode((sequence, keys, written, deleted, expires))
         except (TypeError, ValueError, OverflowError) as exc:
             msg = (
-                f"Expected entries encodable as {self.type.__name__}, got: {exc} "
+                f"Expected entries encodable as {describe(self.type)}, got: {exc} "
                 f"- in contract {self.name!r}"
             )
             raise EncodeError(msg) from exc
@@ -388,7 +455,7 @@ class Contract(Generic[T]):
             IncompatibleVersionError: see :meth:`plan`.
             DecodeError: an entry is invalid and ``on_invalid="fail"``.
         """
-        if self.plan(writer) == "typed":
+        if self.plan(writer) == "typed" and not self._cuts(writer):
             try:
                 seq, keys, values, deleted, expires = self._typed.decode(payload)
             except DECODE_FAILURES:
@@ -422,11 +489,14 @@ class Contract(Generic[T]):
             raise IntegrityError(msg)
         out: DecodedEntries[T] = DecodedEntries(keys=[], values=[], deleted=[], sequence=seq)
         upgrade = writer.version < self.version
+        cut = self._cuts(writer)
         for i, (raw_key, raw_value) in enumerate(zip(raw_keys, raw_values)):
             try:
                 key = self._key_decoder.decode(raw_key)
                 if upgrade:
-                    value = self._upgrade(self._plain_decoder.decode(raw_value), writer.version)
+                    value = self._upgrade(self._plain_decoder.decode(raw_value), writer)
+                elif cut:
+                    value = self._cut(self._plain_decoder.decode(raw_value))
                 else:
                     value = self._value_decoder.decode(raw_value)
             except Exception as exc:
@@ -444,10 +514,79 @@ class Contract(Generic[T]):
                 self._invalid(out, exc)
         return out
 
-    def _upgrade(self, data: dict[str, Any], version: int) -> T:
-        for step in range(version, self.version):
+    def _cuts(self, writer: Schema) -> bool:
+        """A newer NamedTuple writer added trailing fields: this reader cuts them off."""
+        return (
+            self._width is not None
+            and writer.kind == "namedtuple"
+            and len(writer.fields) > self._width
+        )
+
+    def _cut(self, data: Any) -> T:
+        if type(data) is not list:
+            msg = f"Expected an array, got {builtins.type(data).__name__}"
+            raise TypeError(msg)
+        return msgspec.convert(data[: self._width], self.type)  # type: ignore[no-any-return]
+
+    def _upgrade(self, data: Any, writer: Schema) -> T:
+        """Plain data written by an older ``writer`` -> upgraders -> this contract's type."""
+        if writer.kind == "namedtuple":
+            if type(data) is not list:
+                msg = f"Expected an array, got {builtins.type(data).__name__}"
+                raise TypeError(msg)
+            # Upgraders see fields by name, as for every type with named fields.
+            data = {f.name: v for f, v in zip(writer.fields, data)}
+        elif writer.kind != "value" and type(data) is not dict:
+            msg = f"Expected a map of fields, got {builtins.type(data).__name__}"
+            raise TypeError(msg)
+        for step in range(writer.version, self.version):
             data = self.upgraders[step](data)
-        return msgspec.convert(data, self.type)
+        if self.family.kind == "namedtuple" and isinstance(data, dict):
+            names = [f.name for f in self.schema.fields]
+            given = list(itertools.takewhile(lambda name: name in data, names))
+            data = [data[name] for name in given]
+        return msgspec.convert(data, self.type, **self._hooks)  # type: ignore[no-any-return]
+
+    def check_values(self, values: Iterable[Any]) -> None:
+        """Refuse, before encoding, values that would not come back as themselves.
+
+        A value must be of the contract's type exactly (a subclass would come
+        back as its base class, without its extra fields), and data in an
+        ``Any``-typed position must be plain (a tuple would come back as a list).
+
+        Raises:
+            EncodeError: naming the first value that would not come back.
+        """
+        exact = self.family.exact
+        values = values if isinstance(values, (list, tuple)) else list(values)
+        wrong = set(map(builtins.type, values)) - exact if exact else set()
+        if wrong:
+            got = sorted(describe(t) for t in wrong)
+            subclass = any(issubclass(t, base) for t in wrong for base in exact)
+            why = " (a subclass would come back as its base class)" if subclass else ""
+            msg = (
+                f"Expected values of type {describe(self.type)}, got {', '.join(got)}{why} "
+                f"- in contract {self.name!r}"
+            )
+            raise EncodeError(msg)
+        check = self.family.check
+        if check is not None:
+            for value in values:
+                problem = check(value)
+                if problem is not None:
+                    msg = (
+                        f"Expected values that come back as they are, got {problem} "
+                        f"- in contract {self.name!r}"
+                    )
+                    raise EncodeError(msg)
+
+    def admits(self, value: Any) -> bool:
+        """Whether ``value`` would come back as itself (what :meth:`check_values` checks)."""
+        exact = self.family.exact
+        if exact and builtins.type(value) not in exact:
+            return False
+        check = self.family.check
+        return check is None or check(value) is None
 
     def _invalid(self, out: DecodedEntries[T], exc: Exception) -> None:
         if self.on_invalid == "fail":
@@ -456,3 +595,19 @@ class Contract(Generic[T]):
         out.dropped += 1
         if len(out.reasons) < MAX_REASONS:
             out.reasons.append(f"{type(exc).__name__}: {exc}")
+
+
+def _schema(
+    family: Family, tp: Any, version: int, name: str, key: Any, deprecated: tuple[str, ...]
+) -> Schema:
+    """The writer schema of a value type of ``family``."""
+    if family.kind == "pydantic":
+        return schema_of(
+            family.fields_type,
+            version=version,
+            name=name,
+            key=key,
+            deprecated=deprecated,
+            kind="pydantic",
+        )
+    return schema_of(tp, version=version, name=name, key=key, deprecated=deprecated)

@@ -137,7 +137,7 @@ class StoreTimeoutError(StoreError, TimeoutError):
 class MissingExtraError(WarmstartError, ImportError):
     """An optional integration was used without its extra installed.
 
-    The message names the ``pip install 'warmstart[...]'`` command to run.
+    The message names the package to install (or warmstart's extra that brings it).
 
     .. versionadded:: 0.1.0
     """

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import msgspec
@@ -76,7 +77,7 @@ class SectionManifest(msgspec.Struct, frozen=True):
         return sum(c.stored_bytes for c in self.base)
 
 
-class Manifest(msgspec.Struct, frozen=True):
+class Manifest(msgspec.Struct, frozen=True, dict=True):
     """One committed generation of a namespace.
 
     ``lineage`` names the chain of generations that share a base: a delta is
@@ -99,10 +100,13 @@ class Manifest(msgspec.Struct, frozen=True):
 
     def section(self, name: str) -> SectionManifest | None:
         """Return the section called ``name``, or None."""
-        for s in self.sections:
-            if s.name == name:
-                return s
-        return None
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, SectionManifest]:
+        # Built once: a generation of 100,000 sections is read section by
+        # section (dict=True gives the frozen Struct the __dict__ this needs).
+        return {s.name: s for s in self.sections}
 
     @property
     def stored_bytes(self) -> int:

@@ -140,8 +140,17 @@ class BootReport(msgspec.Struct):
         return self.summary()
 
 
+CheckpointStatus = Literal["saved", "partial", "failed", "skipped", "nothing"]
+
+
 class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
-    """One checkpoint: generation, why, how long, what it cost the service's threads; or the error.
+    """One checkpoint, as ``boot.checkpoint()`` returns it, with what it cost the service.
+
+    ``status`` is ``"saved"`` (every attached section), ``"partial"`` (some
+    sections failed and kept their previous state: see ``failed``),
+    ``"failed"`` (no generation written: see ``error``), ``"skipped"`` (this
+    process has changed nothing since its restore and another process wrote
+    the head since), or ``"nothing"`` (no object attached).
 
     ``cpu_seconds`` is the CPU time of the checkpointing thread, about the time
     it held the GIL (compression runs in another thread, without it).
@@ -153,10 +162,22 @@ class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str
     generation: int | None
     seconds: float
+    #: Why it ran: ``"checkpoint"``, ``"periodic"``, ``"exit"``, ``"SIGTERM"``...
     reason: str
+    status: CheckpointStatus = "saved"
     error: str | None = None
+    saved: tuple[str, ...] = ()
+    #: Sections kept as they were in the head (not claimed in this run, or failed now).
+    carried: tuple[str, ...] = ()
+    #: Section -> why it was not saved.
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
     cpu_seconds: float = 0.0
     longest_hold_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether a generation holding every attached section was written."""
+        return self.status == "saved"
 
 
 class Metrics:
@@ -175,10 +196,14 @@ class Metrics:
         "cold_sections_total",
         "checkpoints_total",
         "checkpoint_failures_total",
+        "checkpoint_section_failures_total",
+        "checkpoints_skipped_total",
         "checkpoint_seconds_total",
         "checkpoint_cpu_seconds_total",
         "warm_hits_total",
         "lookups_total",
+        "handoff_requests_total",
+        "handoff_checkpoints_total",
     )
     GAUGES = (
         "restore_seconds",
@@ -289,7 +314,12 @@ class Metrics:
             self._values["checkpoint_longest_hold_seconds_max"] = max(
                 worst, report.longest_hold_seconds
             )
-        if report.error is not None:
+        if report.status == "skipped":
+            self.inc("checkpoints_skipped_total")
+            return
+        if report.failed:
+            self.inc("checkpoint_section_failures_total", len(report.failed))
+        if report.generation is None:
             self.inc("checkpoint_failures_total")
             return
         self.set("last_checkpoint_generation", float(report.generation or 0))

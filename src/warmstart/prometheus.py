@@ -38,11 +38,15 @@ _HELP = {
     "restore_fallbacks_total": "Generations skipped or quarantined at restore.",
     "cold_sections_total": "Sections that started cold.",
     "checkpoints_total": "Checkpoints attempted.",
-    "checkpoint_failures_total": "Checkpoints that failed.",
+    "checkpoint_failures_total": "Checkpoints that wrote no generation because of an error.",
+    "checkpoint_section_failures_total": "Sections left out of a checkpoint (kept as they were).",
+    "checkpoints_skipped_total": "Checkpoints skipped: nothing changed, or a restore ran.",
     "checkpoint_seconds_total": "Seconds spent checkpointing.",
     "checkpoint_cpu_seconds_total": "CPU seconds of the checkpointing thread (about its GIL time).",
     "warm_hits_total": "Lookups served by restored entries.",
     "lookups_total": "Lookups counted.",
+    "handoff_requests_total": "Hand-off requests from successors (rolling deploys).",
+    "handoff_checkpoints_total": "Checkpoints taken to answer hand-off requests.",
     "restore_seconds": "Seconds the last restore took until fully warm.",
     "time_to_ready_seconds": "Seconds from boot until the hot state was in place.",
     "readiness": "Fraction of saved entries in place (1 when warm).",
@@ -82,7 +86,10 @@ def register(
             GaugeMetricFamily,
         )
     except ImportError as exc:
-        msg = "Expected prometheus_client: pip install 'warmstart[prometheus]'"
+        msg = (
+            "Expected prometheus_client, it is not installed: install it "
+            "(pip install prometheus-client), or warmstart's 'prometheus' extra"
+        )
         raise MissingExtraError(msg) from exc
     metrics = source.metrics if isinstance(source, Boot) else source
     names = list(labels or {})

@@ -48,6 +48,12 @@ class Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     fields: tuple[FieldSchema, ...]
     #: Field names still read but no longer written with a meaningful value.
     deprecated: tuple[str, ...] = ()
+    #: The value family: ``struct``, ``dataclass``, ``attrs``, ``typeddict`` and
+    #: ``pydantic`` are maps by field name on the wire, ``namedtuple`` is an
+    #: array by position, ``value`` is anything without named fields.
+    kind: str = "struct"
+    #: For ``kind="value"``: the whole value type, rendered (``list[int]``).
+    value: str = ""
 
     def field(self, name: str) -> FieldSchema | None:
         """Return the field with wire name ``name``, or None."""
@@ -95,12 +101,21 @@ _SCALARS: dict[type[mi.Type], str] = {
 }
 
 
-def _render(t: mi.Type, outer: tuple[type, ...] = ()) -> str:  # noqa: PLR0911 - one return per type family
+#: Kinds whose values are maps keyed by field name: one reads another's data.
+MAP_KINDS = frozenset({"struct", "dataclass", "attrs", "typeddict", "pydantic"})
+
+
+def _render(  # noqa: PLR0911 - one return per type family
+    t: mi.Type, outer: tuple[type, ...] = (), *, tags: bool = False
+) -> str:
     """Render an inspected type as a canonical, release-independent string.
 
     ``outer`` holds the classes of the enclosing structured types: a recursive
     type (a tree node listing its children) refers back to one of them, and is
-    rendered ``ref[n]`` (n levels up) instead of recursing forever.
+    rendered ``ref[n]`` (n levels up) instead of recursing forever. ``tags``
+    adds a tagged Struct's tag (``struct[type='quote']{...}``): whole-value
+    schemas (new in 0.2) show it, field types keep the 0.1 rendering so that
+    stored schemas still compare equal.
     """
     name = _SCALARS.get(type(t))
     if name is not None:
@@ -114,13 +129,14 @@ def _render(t: mi.Type, outer: tuple[type, ...] = ()) -> str:  # noqa: PLR0911 -
             mi.VarTupleType: "tuple",
         }
         rest = ", ..." if isinstance(t, mi.VarTupleType) else ""
-        return f"{kind[type(t)]}[{_render(t.item_type, outer)}{rest}]"
+        return f"{kind[type(t)]}[{_render(t.item_type, outer, tags=tags)}{rest}]"
     if isinstance(t, mi.TupleType):
-        return f"tuple[{', '.join(_render(i, outer) for i in t.item_types)}]"
+        return f"tuple[{', '.join(_render(i, outer, tags=tags) for i in t.item_types)}]"
     if isinstance(t, mi.DictType):
-        return f"dict[{_render(t.key_type, outer)}, {_render(t.value_type, outer)}]"
+        key, value = _render(t.key_type, outer, tags=tags), _render(t.value_type, outer, tags=tags)
+        return f"dict[{key}, {value}]"
     if isinstance(t, mi.UnionType):
-        return " | ".join(sorted(_render(i, outer) for i in t.types))
+        return " | ".join(sorted(_render(i, outer, tags=tags) for i in t.types))
     if isinstance(t, mi.LiteralType):
         return f"literal[{', '.join(sorted(repr(v) for v in t.values))}]"
     if isinstance(t, mi.EnumType):
@@ -131,20 +147,32 @@ def _render(t: mi.Type, outer: tuple[type, ...] = ()) -> str:  # noqa: PLR0911 -
             return f"ref[{len(outer) - 1 - outer.index(t.cls)}]"
         inner = ", ".join(
             f"{f.encode_name if hasattr(f, 'encode_name') else f.name}: "
-            f"{_render(f.type, (*outer, t.cls))}"
+            f"{_render(f.type, (*outer, t.cls), tags=tags)}"
             for f in t.fields
         )
-        return f"struct{{{inner}}}"
+        tag = getattr(t, "tag", None) if tags else None
+        return f"struct{{{inner}}}" if tag is None else f"struct[{t.tag_field}={tag!r}]{{{inner}}}"  # type: ignore[union-attr]
     return "any"
 
 
-def _field_schemas(struct_type: type[msgspec.Struct]) -> tuple[FieldSchema, ...]:
-    info = mi.type_info(struct_type)
-    assert isinstance(info, mi.StructType)
+_NAMED = (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)
+
+
+def _field_schemas(info: mi.Type) -> tuple[FieldSchema, ...]:
+    assert isinstance(info, _NAMED)
     return tuple(
-        FieldSchema(name=f.encode_name, type=_render(f.type, (struct_type,)), required=f.required)
+        FieldSchema(
+            name=getattr(f, "encode_name", f.name),
+            type=_render(f.type, (info.cls,)),
+            required=f.required,
+        )
         for f in info.fields
     )
+
+
+def render(info: mi.Type) -> str:
+    """Render an inspected type (``msgspec.inspect.type_info``) canonically."""
+    return _render(info, tags=True)
 
 
 def render_type(tp: Any) -> str:
@@ -152,21 +180,46 @@ def render_type(tp: Any) -> str:
     return _render(mi.type_info(tp))
 
 
+def kind_of(info: mi.Type) -> str:
+    """The family of an inspected type (see :attr:`Schema.kind`)."""
+    if isinstance(info, mi.StructType):
+        return "struct"
+    if isinstance(info, mi.DataclassType):
+        return "attrs" if hasattr(info.cls, "__attrs_attrs__") else "dataclass"
+    if isinstance(info, mi.TypedDictType):
+        return "typeddict"
+    if isinstance(info, mi.NamedTupleType):
+        return "namedtuple"
+    return "value"
+
+
 def schema_of(
-    struct_type: type[msgspec.Struct],
+    value_type: Any,
     *,
     version: int,
     name: str | None = None,
     key: Any = str,
     deprecated: tuple[str, ...] = (),
+    kind: str | None = None,
 ) -> Schema:
-    """Derive the writer schema of a Struct type (with ``msgspec.inspect``)."""
+    """Derive the writer schema of a value type (with ``msgspec.inspect``).
+
+    A type with named fields (Struct, dataclass, attrs class, ``TypedDict``,
+    ``NamedTuple``) lists them; any other type (``int``, ``list[str]``, a
+    union) is recorded whole, as ``value``. ``kind`` overrides the family
+    (``"pydantic"``: ``value_type`` is then the model's equivalent Struct).
+    """
+    info = mi.type_info(value_type)
+    found = kind_of(info)
+    named = found != "value"
     return Schema(
-        contract=name or struct_type.__name__,
+        contract=name or str(getattr(value_type, "__name__", "value")),
         version=version,
         key=render_type(key),
-        fields=_field_schemas(struct_type),
+        fields=_field_schemas(info) if named else (),
         deprecated=deprecated,
+        kind=kind or found,
+        value="" if named else render(info),
     )
 
 
@@ -203,7 +256,7 @@ def type_readable(written: str, reader: str) -> bool:
     )
 
 
-def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> list[str]:
+def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> list[str]:  # noqa: C901
     """Why a reader of ``reader`` cannot decode data written with ``writer``.
 
     Decided from the two schemas: every field the reader requires must be
@@ -216,6 +269,21 @@ def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> lis
         problems.append(f"key type changed from {writer.key} to {reader.key}")
     if not fields:
         return problems
+    if _shape(writer) != _shape(reader):
+        problems.append(
+            f"values changed from {writer.kind} (v{writer.version}) to {reader.kind} "
+            f"(v{reader.version}): {_shape(writer)} and {_shape(reader)} are read differently"
+        )
+        return problems
+    if reader.kind == "value":
+        if not type_readable(writer.value, reader.value):
+            problems.append(
+                f"value type changed from {writer.value} (v{writer.version}) "
+                f"to {reader.value} (v{reader.version})"
+            )
+        return problems
+    if reader.kind == "namedtuple":
+        return problems + _positional_problems(writer, reader)
     for field in reader.fields:
         written = writer.field(field.name)
         if written is None:
@@ -228,6 +296,36 @@ def read_problems(writer: Schema, reader: Schema, *, fields: bool = True) -> lis
             problems.append(
                 f"field {field.name!r} changed type from {written.type} (v{writer.version}) "
                 f"to {field.type} (v{reader.version})"
+            )
+    return problems
+
+
+def _shape(schema: Schema) -> str:
+    return (
+        "a map by field name"
+        if schema.kind in MAP_KINDS
+        else ("an array by position" if schema.kind == "namedtuple" else "a whole value")
+    )
+
+
+def _positional_problems(writer: Schema, reader: Schema) -> list[str]:
+    """NamedTuples are arrays: fields match by position (a rename changes nothing on the wire).
+
+    A newer writer's extra trailing fields are cut off by the reader; fields
+    the writer lacks must be optional for the reader.
+    """
+    problems: list[str] = []
+    for i, field in enumerate(reader.fields):
+        if i >= len(writer.fields):
+            if field.required:
+                problems.append(
+                    f"field {field.name!r} (position {i}) is required by v{reader.version} "
+                    f"but not written by v{writer.version}"
+                )
+        elif not type_readable(writer.fields[i].type, field.type):
+            problems.append(
+                f"field {field.name!r} (position {i}) changed type from "
+                f"{writer.fields[i].type} (v{writer.version}) to {field.type} (v{reader.version})"
             )
     return problems
 

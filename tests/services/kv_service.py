@@ -84,7 +84,7 @@ def serve(catalog: Catalog, boot: warmstart.Boot) -> None:
                     catalog.put(key, value)
                 emit("put", count=len(pairs) // 2)
             case ["checkpoint"]:
-                emit("checkpoint", generation=boot.checkpoint())
+                emit("checkpoint", generation=boot.checkpoint().generation)
             case ["stats"]:
                 emit(
                     "stats",

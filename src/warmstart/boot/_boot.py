@@ -35,32 +35,38 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from warmstart._containers import check_container
-from warmstart._pacing import Pacer
+from warmstart.boot._agent import Agent
+from warmstart.boot._attachments import Attached, Attachments
 from warmstart.boot._autotrack import track_attached
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
+from warmstart.boot._handoff import HandoffReport, ask_predecessors
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
+from warmstart.boot._pristine import Pristine
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
-from warmstart.boot._sections import Attached, AttributeRestore, sections_of
+from warmstart.boot._saver import Saver
+from warmstart.boot._sections import AttributeRestore, is_single
 from warmstart.boot._settings import BootSettings
 from warmstart.boot._shutdown import ExitHooks, FinalCheckpoint
 from warmstart.boot._warm import WarmSpec, spec_of
+from warmstart.contract import Contract
 from warmstart.errors import (
     CheckpointNotFoundError,
     ContractError,
     StoreTimeoutError,
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
-from warmstart.store import SectionSpec, Snapshot, Store, check_namespace, is_lock
+from warmstart.store import Snapshot, Store, check_namespace, is_lock
 
 if TYPE_CHECKING:
     import asyncio
@@ -103,6 +109,29 @@ def parse_duration(value: float | datetime.timedelta | str | None) -> float | No
             return float(match.group(1)) * _UNITS[match.group(2)]
     msg = f"Expected seconds, a timedelta or a string like '90s', '15m', '1h', '2d', got {value!r}"
     raise ValueError(msg)
+
+
+#: Boots open in this process: after fork(), each child's copies start over (issue 14).
+_OPEN_BOOTS: weakref.WeakSet[Boot] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for opened in list(_OPEN_BOOTS):
+        opened._forked()  # noqa: SLF001 - this module's own class
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _classes(capture: type | tuple[type, ...] | None) -> tuple[type, ...] | None:
+    """``capture=`` as a tuple of classes, checked (a typo must not capture nothing silently)."""
+    if capture is None:
+        return None
+    classes = capture if isinstance(capture, tuple) else (capture,)
+    if not classes or not all(isinstance(c, type) for c in classes):
+        msg = f"Expected capture as a class or a tuple of classes, got {capture!r}"
+        raise TypeError(msg)
+    return classes
 
 
 class Boot:
@@ -149,6 +178,27 @@ class Boot:
             with each checkpoint.
         store_options: keyword arguments for ``Store`` when a path is given.
         clock: the wall clock (injectable for tests).
+        capture: the ``@warm`` classes whose instances this boot captures
+            (None: any). With several boots open, an instance goes to the
+            innermost boot that accepts it.
+        carry_forward: keep, in each new generation, the sections of the
+            restored one that no object claims in this run (an object built
+            lazily, or not at all), by reference. ``forget()`` lets one go.
+        handoff: rolling deploys: before restoring, ask the running instances
+            of this namespace (on this host through the store directory,
+            across hosts through a Redis ``remote``) for a fresh checkpoint,
+            and wait for it at most this many seconds (none running: no
+            wait); ``handoff_report`` says what came. The boot also answers
+            such requests from its successors while it runs.
+        heartbeat: seconds between refreshes of this instance's reader record
+            (which contract versions it reads), in the store and the remote;
+            ``write_version="auto"`` contracts write what every live reader
+            reads. None: no record.
+
+    The boot captures the ``@warm`` objects built in its own context (its
+    ``with`` body and what that awaits), not those built by requests in other
+    tasks or threads; ``attach()`` attaches anything else. ``checkpoint()``
+    returns a :class:`~warmstart.metrics.CheckpointReport`.
     """
 
     def __init__(
@@ -174,12 +224,22 @@ class Boot:
         open_timeout: float = 5.0,
         remote: str | Remote | None = None,
         remote_deadline: float = 5.0,
+        capture: type | tuple[type, ...] | None = None,
+        carry_forward: bool = True,
+        handoff: float | None = None,
+        heartbeat: float | None = 10.0,
     ) -> None:
         self._target = path_or_store
         check_namespace(namespace)
         if store_options:
             # A typo here would otherwise surface as "store unavailable" at open.
             inspect.signature(Store).bind(path_or_store, **store_options)
+        for name, seconds in (("handoff", handoff), ("heartbeat", heartbeat)):
+            if seconds is not None and not (
+                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+            ):
+                msg = f"Expected {name} as seconds > 0 or None, got {seconds!r}"
+                raise ValueError(msg)
         self.settings = BootSettings(
             namespace=namespace,
             max_age=parse_duration(max_age),
@@ -200,17 +260,34 @@ class Boot:
             open_timeout=open_timeout,
             remote=remote,
             remote_deadline=remote_deadline,
+            capture=_classes(capture),
+            carry_forward=carry_forward,
+            handoff=handoff,
+            heartbeat=heartbeat,
         )
         #: "pull": the pull at startup, "push": the latest push (warmstart.remote).
         self.remote_outcomes: dict[str, SyncOutcome] = {}
+        #: What the hand-off request got (``handoff=``), before the generation was picked.
+        self.handoff_report: HandoffReport | None = None
+        self._agent: Agent | None = None
+        self._specs: dict[int, WarmSpec] = {}  # the @warm classes attached: what it reads
         self.report = BootReport(namespace=namespace)
         self.metrics = Metrics()
         self.ready = threading.Event()
         self.store: Store | None = None
         self.snapshot: Snapshot | None = None
         self._owns_store = False
-        self._attached: list[Attached] = []
-        self._sections_seen: set[str] = set()
+        self._lock = threading.RLock()
+        self._attached = Attachments(self._lock)
+        self._capturing = False
+        #: The generation restored from (None: cold); a late attach reopens it.
+        self._generation: int | None = None
+        self._incomplete = False  # forked during a restore: this copy must not save
+        self._restoring: set[int] = set()  # threads inside an attach's own restore
+        self._unnoted: list[Attached] = []  # attached since the last _finish_restore
+        self._saver = Saver(
+            self.settings, self.metrics, self.report, self._watermark_now, self.remote_outcomes
+        )
         self._breaker = CrashLoopBreaker(namespace)
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
         self._stop = threading.Event()
@@ -236,7 +313,6 @@ class Boot:
         self._reloader = KeyReloader(
             concurrency=prefetch_concurrency, batch=prefetch_batch, loop=lambda: self._loop
         )
-        self._lock = threading.RLock()
         self._background = BackgroundJobs(self._lock, self.ready, self._stop, self._finish_restore)
 
     # -- decorator ------------------------------------------------------------
@@ -305,15 +381,27 @@ class Boot:
             self.close()
 
     def _capture(self) -> None:
+        self._capturing = True
         capture(self)
         self._arm()
 
     def _uncapture(self) -> None:
         release(self)
+        self._capturing = False
         if self.report.time_to_ready is None:
             self.report.time_to_ready = time.perf_counter() - self._started
         if self._background.idle() and not self.ready.is_set():
             self._finish_restore()
+        self._release_snapshot()
+
+    def accepts(self, obj: object) -> bool:
+        """Whether this boot captures ``obj`` (see ``capture=``)."""
+        wanted = self.settings.capture
+        return self._capturing and not self._closed and (wanted is None or isinstance(obj, wanted))
+
+    def capture_object(self, obj: object) -> None:
+        """Called for a ``@warm`` object built in this boot's context: attach it."""
+        self._attach(obj, captured=True)
 
     def _open(self) -> None:
         if self._entered:
@@ -321,11 +409,19 @@ class Boot:
             raise RuntimeError(msg)
         self._entered = True
         self._started = time.perf_counter()
+        _OPEN_BOOTS.add(self)
         try:
             self.store = self._open_store()
         except Exception as exc:
             self._go_cold(f"store unavailable: {exc}", exc)
             return
+        settings = self.settings
+        if settings.handoff is not None and not self.store.readonly:
+            # Running instances checkpoint (and push) now: the fresh state
+            # comes in through the store, or the remote pull below.
+            self.handoff_report = ask_predecessors(
+                self.store.path, settings.namespace, settings.handoff, settings.remote
+            )
         if self.settings.remote is not None and not self.store.readonly:
             from warmstart.remote import pull_with_deadline  # noqa: PLC0415
 
@@ -365,6 +461,9 @@ class Boot:
             raise exc
         self.report.status = "cold"
         self.report.reason = reason
+        self._generation = None
+        self._saver.restored_sections = frozenset()  # a generation not used is not carried
+        self._saver.pristine = None
         if self.snapshot is not None:
             self.snapshot.close()
             self.snapshot = None
@@ -395,6 +494,9 @@ class Boot:
             self._go_cold("no checkpoint yet")
             return
         self.snapshot = snapshot
+        self._generation = snapshot.generation
+        self._saver.restored_sections = frozenset(snapshot.sections)
+        self._saver.pristine = Pristine(snapshot.generation)
         report = self.report
         report.generation = snapshot.generation
         report.generation_age = snapshot.age(self.settings.clock())
@@ -419,6 +521,7 @@ class Boot:
                 return
             # Values stay cold, but the keys that were hot are worth reloading.
             self._stale = True
+            self._saver.restored_sections = frozenset()  # stale: not carried forward
             report.status = "cold"
             report.reason = f"{stale}; refresh() reloads the keys that were hot"
             log.info(
@@ -427,13 +530,9 @@ class Boot:
                 report.reason,
                 extra={"namespace": self.settings.namespace},
             )
-        self._set_marker()
-
-    def _set_marker(self) -> None:
-        """Say "restoring": a boot that dies before clearing it trips the breaker."""
-        assert self.store is not None
-        assert self.snapshot is not None
-        self._breaker.mark(self.store, self.snapshot.generation, self.settings.clock())
+        # No "restoring" marker yet: start-up code between here and the first
+        # attach (connecting to a database, say) is not a restore, and a stop
+        # there is not a crash in one (issue 14).
 
     def _validated(self, watermark: Any) -> bool:
         assert self.settings.validate is not None
@@ -450,22 +549,43 @@ class Boot:
     def attach(self, obj: object) -> object:
         """Restore ``obj``'s warm state now and register it for checkpoints.
 
-        Returns ``obj``; attaching an attached object again does nothing.
+        For objects the boot does not capture by itself: built before it
+        opened (at import time, say), or while another boot captured. Returns
+        ``obj``; attaching an attached object again does nothing. Held
+        strongly until the boot closes.
+
+        A ``@cached`` function defined before the boot (at import) is
+        attached this way: ``boot.attach(quote)``.
 
         Raises:
-            ContractError: ``obj`` is not a ``@warm`` instance, a warm attribute
-                holds an unsupported container, or two instances of one class
-                share a section (give them keys).
+            ContractError: ``obj`` is not a ``@warm`` instance or a ``@cached``
+                function, a warm attribute holds an unsupported container, or a
+                live object already owns one of its sections (give instances keys).
         """
+        return self._attach(obj, captured=False)
+
+    def forget(self, *sections: str) -> None:
+        """Let sections of the restored generation go: later checkpoints no longer carry them.
+
+        Only sections no attached object claims are carried forward in the
+        first place (``carry_forward``); this drops state of objects that
+        will not come back (a class removed, a tenant gone).
+        """
+        self._saver.forgotten.update(sections)
+
+    def _attach(self, obj: object, *, captured: bool) -> object:
         spec = spec_of(obj)
         if spec is None:
-            msg = f"Expected an instance of a @warmstart.warm class, got {type(obj).__name__}"
+            msg = (
+                f"Expected an instance of a @warmstart.warm class or a @warmstart.cached "
+                f"function, got {type(obj).__name__}"
+            )
             raise ContractError(msg)
         instance_key = spec.instance_key(obj)
         sections = {attr: spec.section_name(attr, instance_key) for attr in spec.states}
         for attr, st in spec.states.items():
             # Checked before registering: a checkpoint must never meet it later.
-            if st.keys_only or not isinstance(getattr(obj, attr, None), msgspec.Struct):
+            if st.keys_only or not is_single(getattr(obj, attr, None), st.contract):
                 check_container(getattr(obj, attr, None), f"{type(obj).__name__}.{attr}")
             lock = getattr(obj, st.lock, None) if st.lock is not None else None
             if st.lock is not None and not is_lock(lock):
@@ -474,57 +594,85 @@ class Boot:
                     f"state(lock=...) for {attr!r}, got {type(lock).__name__}"
                 )
                 raise ContractError(msg)
-        attached = self._register(obj, spec, sections)
-        if attached is None:
-            return obj
+        with self._lock:
+            attached = self._attached.add(obj, spec, sections, captured=captured)
+            if attached is None:
+                return obj
+            self._unnoted.append(attached)
+            # Restoring from now on: no checkpoint may save its containers yet.
+            self._background.begin()
         # Before the restore: periodic checkpoints cost what changed (_autotrack).
         track_attached(obj, spec, periodic=self.settings.interval is not None)
-        snapshot = self.snapshot
-        if (
-            snapshot is not None
-            and not self._breaker.marked
-            and set(sections.values()) & set(snapshot.sections)
-        ):
-            self._set_marker()
-        restorer = self._restorer()
+        if id(spec) not in self._specs:
+            self._specs[id(spec)] = spec
+            if self._agent is not None:
+                self._agent.poke()  # new contracts: say what this instance reads
+        self._restoring.add(threading.get_ident())
         try:
+            snapshot = self._snapshot_for(sections.values())
+            restorer = self._restorer(snapshot)
             for attr, section in sections.items():
                 restorer.attribute(obj, spec.states[attr], attr, section)
         except BaseException:
-            # strict=True: an object that failed to restore is not checkpointed.
-            with self._lock:
-                self._attached.remove(attached)
-                self._sections_seen.difference_update(sections.values())
+            # strict=True (or a signal's KeyboardInterrupt): an object that
+            # failed to restore is not checkpointed.
+            self._attached.remove(attached)
             self._background.end()
             raise
+        finally:
+            self._restoring.discard(threading.get_ident())
         self.report.time_to_ready = time.perf_counter() - self._started
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
         self._background.end()  # ready once the jobs it queued are done too
         return obj
 
-    def _register(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> Attached | None:
-        """Register ``obj`` for checkpoints (None: it already is)."""
-        with self._lock:
-            if any(item.obj is obj for item in self._attached):
-                return None  # made inside the boot and attached again by hand
-            clash = self._sections_seen.intersection(sections.values())
-            if clash:
-                msg = (
-                    f"Expected distinct instance keys for instances of {spec.cls.__name__}; "
-                    f"sections {sorted(clash)} are taken - pass @warm(key=...) or set warm_key"
-                )
-                raise ContractError(msg)
-            self._sections_seen.update(sections.values())
-            attached = Attached(obj, spec, sections)
-            self._attached.append(attached)
-            # Restoring from now on: no checkpoint may save its containers yet.
-            self._background.begin()
-        return attached
+    def _snapshot_for(self, sections: Iterable[str]) -> Snapshot | None:
+        """The generation to restore from, reopened for a late attach; marks "restoring".
 
-    def _restorer(self) -> AttributeRestore:
-        """Restores attributes from the boot's generation, with its current settings."""
+        The boot's read transaction ends once no restore needs it (an open one
+        keeps LMDB from reusing pages freed after it: the file would grow by
+        a checkpoint's bytes at every checkpoint). An attach after that opens
+        the restored generation again, or the head when retention dropped it
+        (the head carries unclaimed sections forward unchanged).
+        """
+        with self._lock:
+            if self.snapshot is None and self._generation is not None and self.store is not None:
+                try:
+                    self.snapshot = self.store.load(
+                        self.settings.namespace, generation=self._generation
+                    )
+                except CheckpointNotFoundError:
+                    self.snapshot = self.store.load(self.settings.namespace)
+            snapshot = self.snapshot
+            if (
+                snapshot is not None
+                and self.store is not None
+                and not self._breaker.marked
+                and any(map(snapshot.has_section, sections))
+            ):
+                # Say "restoring": a boot that dies before clearing it trips the breaker.
+                self._breaker.mark(self.store, snapshot.generation, self.settings.clock())
+            return snapshot
+
+    def _release_snapshot(self, *, force: bool = False) -> None:
+        """End the read transaction when no restore needs it (see :meth:`_snapshot_for`).
+
+        While the boot captures (its ``with`` body) the transaction stays for
+        the next object, unless ``force``: a checkpoint ends it, so that a
+        boot that captures for the service's whole life (an ASGI lifespan)
+        holds it only until its first checkpoint.
+        """
+        with self._lock:
+            if self._background.pending or (self._capturing and not force):
+                return
+            snapshot, self.snapshot = self.snapshot, None
+        if snapshot is not None:
+            snapshot.close()
+
+    def _restorer(self, snapshot: Snapshot | None) -> AttributeRestore:
+        """Restores attributes from ``snapshot``, with the boot's current settings."""
         return AttributeRestore(
-            self.snapshot,
+            snapshot,
             store=self.store,
             namespace=self.settings.namespace,
             strict=self.settings.strict,
@@ -551,7 +699,13 @@ class Boot:
         self._breaker.clear(self.store)
         self.metrics.set("restore_seconds", self.report.time_to_warm)
         self.metrics.set("readiness", 1.0)
+        pristine = self._saver.pristine
+        with self._lock:
+            unnoted, self._unnoted = self._unnoted, []
+        if pristine is not None:
+            pristine.note(unnoted)
         self.ready.set()
+        self._release_snapshot()
 
     @property
     def readiness(self) -> float:
@@ -570,17 +724,17 @@ class Boot:
 
     # -- checkpoints ----------------------------------------------------------
 
-    def _sections(self) -> dict[str, SectionSpec]:
-        with self._lock:
-            attached = list(self._attached)
-        return sections_of(attached)
+    def checkpoint(self) -> CheckpointReport:
+        """Save every attached object's state now, and say what was saved.
 
-    def checkpoint(self) -> int | None:
-        """Save every attached object's state now; return the generation (None if nothing to save).
+        Never raises unless ``strict=True``: the report's ``status`` is
+        ``"saved"``, ``"partial"`` (a section failed: its previous state is
+        kept, the others are saved), ``"failed"``, ``"skipped"`` or
+        ``"nothing"``, with ``generation``, ``saved``, ``carried``, ``failed``
+        and ``error``.
 
         Raises:
-            StoreError: with ``strict=True`` (otherwise the error is logged,
-                counted, and None is returned).
+            StoreError: with ``strict=True``.
         """
         return self._checkpoint("checkpoint", raise_errors=self.settings.strict)
 
@@ -591,7 +745,7 @@ class Boot:
         previous one, and a tick during a background restore would save
         half-restored containers: both wait for the next tick.
         """
-        if self.store is not None and self._attached and self.ready.is_set():
+        if self.store is not None and len(self._attached) and self.ready.is_set():
             self._checkpoint("periodic", raise_errors=False)
 
     def _lock_when_restored(self) -> bool:
@@ -615,85 +769,30 @@ class Boot:
                 return False
             time.sleep(0.001)  # ``ready`` is set just after the count drains
 
-    def _checkpoint(self, why: str, *, raise_errors: bool) -> int | None:
-        if self.store is None or not self._attached:
-            return None
+    def _checkpoint(self, why: str, *, raise_errors: bool) -> CheckpointReport:
+        started = time.perf_counter()
+        saver = self._saver
+        if self.store is None or self._closed:
+            reason = "the boot is closed" if self._closed else self.report.reason or "no store"
+            return saver.report(why, "failed", started, generation=None, error=reason)
+        if self._incomplete:
+            # Forked while restoring: this copy holds half-restored containers.
+            error = "this process was forked during a restore; its state is incomplete"
+            return saver.report(why, "skipped", started, generation=None, error=error)
+        attached = self._attached.live()
+        if not attached:
+            return saver.nothing_attached(why, started)
         if not self._lock_when_restored():
             # A checkpoint now would save half-restored containers over a
             # complete generation: keep the previous one instead.
-            log.warning(
-                "checkpoint of %r skipped: restore still in progress", self.settings.namespace
-            )
-            return None
-        started = time.perf_counter()
-        # Measures the save's CPU and its longest stretch between yields (_pacing).
-        pacer = Pacer()
+            error = "restore still in progress; the previous generation stays the head"
+            log.warning("%s checkpoint of %r skipped: %s", why, self.settings.namespace, error)
+            return saver.report(why, "skipped", started, generation=None, error=error)
         try:
-            try:
-                # With an interval, untracked mappings keep fingerprints so
-                # that each periodic checkpoint is a delta.
-                with pacer:
-                    generation = self.store.save(
-                        self.settings.namespace,
-                        self._sections(),
-                        watermark=self._watermark_now(),
-                        mode="auto" if self.settings.interval is None else "delta",
-                    )
-            finally:
-                self._lock.release()
-        except Exception as exc:
-            # Never let a checkpoint failure reach the service (unless strict).
-            report = CheckpointReport(
-                namespace=self.settings.namespace,
-                generation=None,
-                seconds=time.perf_counter() - started,
-                reason=why,
-                error=str(exc),
-                cpu_seconds=pacer.cpu,
-                longest_hold_seconds=pacer.longest,
-            )
-            self.metrics.record_checkpoint(report)
-            self.report.add_checkpoint(report)
-            log.warning("%s checkpoint of %r failed: %s", why, self.settings.namespace, exc)
-            if raise_errors:
-                raise
-            return None
-        report = CheckpointReport(
-            namespace=self.settings.namespace,
-            generation=generation,
-            seconds=time.perf_counter() - started,
-            reason=why,
-            cpu_seconds=pacer.cpu,
-            longest_hold_seconds=pacer.longest,
-        )
-        self.metrics.record_checkpoint(report)
-        self.report.add_checkpoint(report)
-        log.info(
-            "%s checkpoint of %r: generation %s in %.3fs (%.1f ms CPU, longest hold %.1f ms)",
-            why,
-            self.settings.namespace,
-            generation,
-            report.seconds,
-            1000 * report.cpu_seconds,
-            1000 * report.longest_hold_seconds,
-            extra={
-                "namespace": self.settings.namespace,
-                "generation": generation,
-                "seconds": report.seconds,
-                "cpu_seconds": report.cpu_seconds,
-                "longest_hold_seconds": report.longest_hold_seconds,
-            },
-        )
-        if self.settings.remote is not None:
-            from warmstart.remote import push_with_deadline  # noqa: PLC0415
-
-            self.remote_outcomes["push"] = push_with_deadline(
-                self.store,
-                self.settings.remote,
-                self.settings.namespace,
-                deadline=self.settings.remote_deadline,
-            )
-        return generation
+            self._release_snapshot(force=True)
+            return saver.save(self.store, attached, why, raise_errors=raise_errors)
+        finally:
+            self._lock.release()
 
     def _watermark_now(self) -> Any:
         """The watermark for a save; a shutdown checkpoint past its deadline stops here."""
@@ -710,20 +809,108 @@ class Boot:
             if self._final_done or self.store is None:
                 return
             self._final_done = True
+        if threading.get_ident() in self._restoring:
+            # A signal interrupted a restore on this very thread: its containers
+            # are half restored, and waiting for the restore would only wait
+            # out the deadline (it resumes after the handler). The previous
+            # generation stays the head.
+            log.warning(
+                "%s during the restore of %r: no shutdown checkpoint; the previous "
+                "generation stays the head",
+                why,
+                self.settings.namespace,
+            )
+            return
         self._shutdown.run(why, self.settings.deadline)
+        # Successors asking from now on are answered "closed": the head is
+        # this shutdown checkpoint. This instance no longer counts as a reader.
+        self._stop_agent()
 
     # -- signals and exit -----------------------------------------------------
 
     def _arm(self) -> None:
         if self._periodic is not None and self.store is not None:
             self._periodic.start()
+        self._start_agent()
         self._hooks.arm(signals=self.settings.signals)
+
+    def _start_agent(self) -> None:
+        """Reader records and hand-off answers (``_agent``), on a writable store."""
+        settings = self.settings
+        if (
+            self._agent is not None
+            or self.store is None
+            or self.store.readonly
+            or (settings.heartbeat is None and settings.handoff is None)
+        ):
+            return
+        agent = Agent(
+            self.store,
+            settings,
+            checkpoint=functools.partial(self._checkpoint, raise_errors=False),
+            contracts=self._contracts,
+            metrics=self.metrics,
+        )
+        agent.start()
+        self._agent = agent
+        self._saver.expose = agent.expose
+
+    def _stop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.stop(min(self.settings.deadline, 5.0))
+
+    def _contracts(self) -> list[Contract[Any]]:
+        """The contracts of the attached objects' values, each once (what this boot reads)."""
+        contracts: dict[int, Contract[Any]] = {}
+        for spec in list(self._specs.values()):
+            for st in spec.states.values():
+                if st.contract is not None and not st.keys_only:
+                    contracts.setdefault(id(st.contract), st.contract)
+        return list(contracts.values())
 
     def _disarm(self) -> None:
         self._hooks.disarm()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        # A stop asked for is not a crash: whatever restore it interrupts, the
+        # crash-loop breaker must not quarantine that generation (issue 14).
+        self._breaker.clear(self.store)
         self._hooks.on_signal(signum, frame)
+
+    def _forked(self) -> None:
+        """This is a child of the process that opened the boot: start over in it.
+
+        Threads do not survive fork() and locks a parent thread held stay
+        held: the child gets fresh ones, its own periodic thread, and none of
+        the parent's read transaction (LMDB forbids using it here). A child
+        forked in the middle of a restore holds half-restored containers: it
+        never checkpoints them.
+        """
+        self._lock = threading.RLock()
+        self._attached.relock(self._lock)
+        if self._background.pending:
+            self._incomplete = True
+            log.warning(
+                "namespace %r: forked while restoring; this process will not checkpoint "
+                "(fork after boot.wait_ready())",
+                self.settings.namespace,
+            )
+        self._background = BackgroundJobs(self._lock, self.ready, self._stop, self._finish_restore)
+        self._restoring = set()
+        self.snapshot = None  # the parent's transaction: abandoned, never aborted here
+        self._breaker = CrashLoopBreaker(self.settings.namespace)
+        self._shutdown.forked()
+        if self._agent is not None:
+            # The parent's socket and records are its own: this child gets its own.
+            self._agent.forked()
+            self._agent = None
+            self._saver.expose = None
+            if not self._closed:
+                self._start_agent()
+        if self._periodic is not None and self._periodic.thread is not None:
+            self._periodic.thread = None
+            if not self._closed:
+                self._periodic.start()
 
     @property
     def _final(self) -> threading.Thread | None:
@@ -735,17 +922,24 @@ class Boot:
         if self._closed:
             return
         self._closed = True
+        _OPEN_BOOTS.discard(self)
         release(self)  # closed by hand inside its own ``with``
         self._stop.set()
         if self._periodic is not None:
             self._periodic.stop(self.settings.deadline)
         self._background.close(self.settings.deadline)
+        self._stop_agent()
         self._disarm()
+        self._breaker.close(self.store)
         self._release()
 
     def _release(self) -> None:
         """Close the snapshot and the store, unless a thread past its deadline still uses them."""
-        threads = (self._periodic and self._periodic.thread, self._background.thread)
+        threads = (
+            self._periodic and self._periodic.thread,
+            self._background.thread,
+            self._agent and self._agent.thread,
+        )
         busy = [t.name for t in threads if t and t.is_alive()]
         if self._shutdown.releases_later():
             # Closing the store under a thread still in it could crash the

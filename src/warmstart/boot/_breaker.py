@@ -1,8 +1,11 @@
 """The crash-loop breaker: a restore that kills the process is not tried again.
 
-Private; used by ``boot``. Before restoring, a boot leaves a "restoring"
-marker in the store (``restoring-<pid>-<token>``: the generation and the
-time) and clears it when the restore is done. A later boot that finds the
+Private to the boot wing. Before restoring, a boot leaves a "restoring"
+marker in the store (``restoring-<pid>-<token>``: the generation, the time,
+and a state byte) and sets it idle when the restore is done. The file is
+created once per boot and rewritten in place (one ``pwrite`` of 17 bytes):
+a boot that attaches 100,000 objects marks and clears 100,000 times, and
+creating and removing a file each time cost a millisecond apiece. A later boot that finds the
 marker of a process that is gone knows that process died while restoring:
 it quarantines that generation for inspection and starts cold once, rather
 than crash again on the same data. A marker of a process still alive is
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 import threading
 
@@ -26,7 +30,11 @@ __all__ = ()
 log = logging.getLogger("warmstart.boot")
 
 _PREFIX = "restoring-"
-_MARKER = struct.Struct(">Qd")  # generation, time
+_MARKER = struct.Struct(">Qd")  # generation, time: 0.1's marker, restoring
+_STATE = struct.Struct(">QdB")  # generation, time, 1 restoring / 0 idle
+#: ``restoring-<pid>-<token>``; anything else in the folder is not ours to judge.
+_NAME = re.compile(r"restoring-([0-9]{1,10})-[0-9a-f]{1,32}")
+_MAX_PID = (1 << 31) - 1
 
 
 class CrashLoopBreaker:
@@ -37,8 +45,10 @@ class CrashLoopBreaker:
         # pid alone is not unique across restarts (a container's service is
         # often pid 1 every time), so each boot adds a token of its own.
         self.name = f"{_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
-        self.marked = False  # this boot's marker is in the store
+        self.marked = False  # this boot's marker says "restoring"
         self._lock = threading.Lock()
+        self._fd: int | None = None  # the marker file, once created
+        self._state = (0, 0.0)
 
     def check(self, store: Store, report: BootReport) -> str | None:
         """A boot that died while restoring left its marker: quarantine that generation.
@@ -49,12 +59,24 @@ class CrashLoopBreaker:
             return None
         crashed = None
         for name, value in store.markers(self.namespace).items():
-            if not name.startswith(_PREFIX) or len(value) != _MARKER.size:
+            parsed = _parse(name, value)
+            if parsed is None:
+                # A stray file or a damaged marker must never make every boot
+                # cold (issue 14): skip it, and say so.
+                log.warning(
+                    "namespace %r: marker %r is not a restoring marker; ignored",
+                    self.namespace,
+                    name,
+                )
                 continue
-            pid = int(name.split("-")[1])
+            pid, generation, restoring = parsed
             if pid != os.getpid() and _alive(pid):
-                continue  # another worker restoring right now
-            generation, _ = _MARKER.unpack(value)
+                continue  # another worker, restoring or serving right now
+            if not restoring:
+                # Its boot was killed while serving: not a crash in a restore.
+                with contextlib.suppress(WarmstartError, OSError):
+                    store.set_marker(self.namespace, name, None)
+                continue
             reason = f"a boot (pid {pid}) died while restoring generation {generation}"
             store.quarantine(self.namespace, generation, reason)
             store.set_marker(self.namespace, name, None)
@@ -70,18 +92,56 @@ class CrashLoopBreaker:
 
     def mark(self, store: Store, generation: int, now: float) -> None:
         """Say "restoring": a boot that dies before clearing it trips the breaker."""
-        if not store.readonly:
-            marker = _MARKER.pack(generation, now)
-            store.set_marker(self.namespace, self.name, marker)
-            self.marked = True
+        if store.readonly:
+            return
+        # Marked first: a signal handler clearing between the write and the
+        # flag would otherwise leave the marker saying "restoring".
+        self.marked = True
+        self._state = (generation, now)
+        marker = _STATE.pack(generation, now, 1)
+        if self._fd is None:
+            store.set_marker(self.namespace, self.name, marker)  # created whole, atomically
+            self._fd = os.open(store.marker_file(self.namespace, self.name), os.O_WRONLY)
+        else:
+            os.pwrite(self._fd, marker, 0)
 
     def clear(self, store: Store | None) -> None:
-        """Restoring stopped: remove this boot's marker, if it is in the store."""
+        """Restoring stopped: say "idle" (the file stays until :meth:`close`)."""
         with self._lock:
             marked, self.marked = self.marked, False
-        if marked and store is not None:
-            with contextlib.suppress(WarmstartError):
+        if marked and store is not None and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._fd, _STATE.pack(*self._state, 0), 0)
+
+    def close(self, store: Store | None) -> None:
+        """The boot is done: remove its marker."""
+        fd, self._fd = self._fd, None
+        self.marked = False
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if store is not None:
+            with contextlib.suppress(WarmstartError, OSError):
                 store.set_marker(self.namespace, self.name, None)
+
+
+def _parse(name: str, value: bytes) -> tuple[int, int, bool] | None:
+    """(pid, generation, restoring) of a well-formed marker, else None."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    if len(value) == _MARKER.size:  # written by 0.1: it exists while restoring
+        generation, _ = _MARKER.unpack(value)
+        restoring = 1
+    elif len(value) == _STATE.size:
+        generation, _, restoring = _STATE.unpack(value)
+    else:
+        return None
+    pid = int(match.group(1))
+    if not 0 < pid <= _MAX_PID or generation < 1 or restoring not in (0, 1):
+        return None
+    return pid, generation, bool(restoring)
 
 
 def _alive(pid: int) -> bool:

@@ -5,8 +5,9 @@ section, saved in one of three shapes and restored the matching way:
 
 - a container: its entries; restored eagerly, or its hot part first and the
   rest in the background when the container is thread-safe (``_restore``);
-- a single ``msgspec.Struct``: one entry, under the key type's empty value;
-  set back on the object;
+- a single value (a Struct, a dataclass, any value of the contract's type
+  that is not a mapping): one entry, under the key type's empty value; set
+  back on the object;
 - a key-only container (``state(keys_only=True)``): its keys, most recent
   last, each with an empty value; handed hottest first to the service's
   ``prefetch`` (``_reload``).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -28,26 +29,24 @@ import msgspec
 from warmstart._containers import dict_of, entries_of
 from warmstart._hits import counter_of
 from warmstart._sliced import keys_of
+from warmstart.boot._attachments import Attached
 from warmstart.boot._reload import KeyReloader
 from warmstart.boot._restore import SectionRestore
-from warmstart.boot._warm import State, WarmSpec
+from warmstart.boot._warm import State
 from warmstart.contract import Contract
-from warmstart.delta import LoggedDict, TrackedDict, change_log
+from warmstart.delta import (
+    LoggedDict,
+    TrackedDict,
+    change_log,
+    deeply_immutable,
+    watch_reads,
+)
 from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
 from warmstart.store import SectionSpec, Snapshot, Store, paused_gc
 
 __all__ = ()
 
 log = logging.getLogger("warmstart.boot")
-
-
-class Attached:
-    """One object attached to a boot, and the sections it owns."""
-
-    def __init__(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
-        self.obj = obj
-        self.spec = spec
-        self.sections = sections  # attribute -> section name
 
 
 class _HotKey(msgspec.Struct, frozen=True):
@@ -69,22 +68,34 @@ def _keys_contract(key_type: Any) -> Contract[Any]:
 _SINGLE_KEYS: dict[Any, Any] = {str: "", int: 0, bytes: b""}
 
 
+def is_single(value: object, contract: Contract[Any] | None) -> bool:
+    """Whether a warm attribute holds one value of its contract, not a container of entries."""
+    if isinstance(value, msgspec.Struct):
+        return True
+    return (
+        contract is not None
+        and type(value) in contract.family.exact
+        and not isinstance(value, Mapping)
+    )
+
+
 def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
     """What a checkpoint saves: each section's contract and entries."""
     sections: dict[str, SectionSpec] = {}
     for item in attached:
+        obj = item.obj
         for attr, section in item.sections.items():
             st = item.spec.states[attr]
-            value: Any = getattr(item.obj, attr, None)
+            value: Any = getattr(obj, attr, None)
             # The service's lock for this container, held while a save reads it.
-            lock = getattr(item.obj, st.lock) if st.lock is not None else None
+            lock = getattr(obj, st.lock) if st.lock is not None else None
             if st.keys_only:
                 keys = keys_of(value, lock)  # a slice at a time, each under the lock
                 if st.max_keys is not None:
                     keys = keys[-st.max_keys :]
                 key_type = st.contract.key if st.contract is not None else str
                 sections[section] = (_keys_contract(key_type), dict.fromkeys(keys, _HOT))
-            elif isinstance(value, msgspec.Struct):
+            elif is_single(value, st.contract):
                 assert st.contract is not None
                 sections[section] = (
                     st.contract,
@@ -146,7 +157,7 @@ class AttributeRestore:
         snapshot = self.snapshot
         if snapshot is None:
             report.reason = self.report.reason or "no checkpoint"
-        elif section not in snapshot.sections:
+        elif not snapshot.has_section(section):
             report.reason = f"not in generation {snapshot.generation}"
         else:
             try:
@@ -177,7 +188,7 @@ class AttributeRestore:
             self._restore_keys(obj, snapshot, st, section, value, report)
         elif self.stale:
             self._refresh_keys(obj, snapshot, st, section, value, report)
-        elif isinstance(value, msgspec.Struct):
+        elif is_single(value, st.contract):
             self._restore_single(obj, attr, snapshot, st, section, report)
         else:
             self._restore_container(obj, snapshot, st, section, value, report)
@@ -194,6 +205,8 @@ class AttributeRestore:
         report: SectionReport,
     ) -> None:
         assert st.contract is not None
+        # Values that can change in place: from now on, reads count as writes.
+        watch_reads(container, not deeply_immutable(st.contract.type))
         lock = getattr(obj, st.lock) if st.lock is not None else None
         restore = SectionRestore(
             snapshot, section, st.contract, container, report, lock=lock, now=self.clock
@@ -339,7 +352,7 @@ class AttributeRestore:
     ) -> None:
         """A stale checkpoint: no value is restored; ``refresh`` reloads the hot keys."""
         report.reason = "stale checkpoint: not restored"
-        if isinstance(container, msgspec.Struct) or st.contract is None:
+        if st.contract is None or is_single(container, st.contract):
             return
         keys = _hot_keys(snapshot, section, st.contract, report)
         report.reason = f"stale checkpoint: refresh() reloads {len(keys)} hot keys"

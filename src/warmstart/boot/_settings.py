@@ -38,3 +38,7 @@ class BootSettings(msgspec.Struct, frozen=True, kw_only=True):
     open_timeout: float = 5.0
     remote: Any = None  # a URL or a warmstart.remote.Remote
     remote_deadline: float = 5.0
+    capture: tuple[type, ...] | None = None
+    carry_forward: bool = True
+    handoff: float | None = None
+    heartbeat: float | None = 10.0

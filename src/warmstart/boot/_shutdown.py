@@ -144,6 +144,13 @@ class FinalCheckpoint:
                 deadline,
             )
 
+    def forked(self) -> None:
+        """In a forked child: no shutdown checkpoint of the parent's runs here."""
+        self._lock = threading.Lock()
+        self.thread = None
+        self._running = False
+        self._close_later = False
+
     def releases_later(self) -> bool:
         """Whether the checkpoint still runs in another thread, which then releases when done.
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, overload
 
@@ -156,6 +158,43 @@ class WarmSpec(msgspec.Struct, frozen=True):
         return f"{owner}.{attr}"
 
 
+class MethodMemo:
+    """What ``@warm`` learns from a ``@cachedmethod``: where each instance keeps its cache."""
+
+    def __init__(
+        self,
+        contract: Contract[Any],
+        attr: str | None,
+        lock_attr: str | None,
+        make: Callable[[], Any],
+    ) -> None:
+        self.contract = contract
+        #: The instance attribute holding the cache (None: the caller's cache=).
+        self.attr = attr
+        self.lock_attr = lock_attr
+        self.make = make
+
+    def prepare(self, obj: object) -> None:
+        """Give ``obj`` its cache (and lock) if ``__init__`` did not."""
+        if self.attr is None:
+            return
+        if getattr(obj, self.attr, None) is None:
+            setattr(obj, self.attr, self.make())
+        if self.lock_attr is not None and getattr(obj, self.lock_attr, None) is None:
+            setattr(obj, self.lock_attr, threading.RLock())
+
+
+def method_memos(cls: type) -> dict[str, MethodMemo]:
+    """The ``@cachedmethod`` caches of a class (and its bases), by instance attribute."""
+    found: dict[str, MethodMemo] = {}
+    for klass in reversed(getattr(cls, "__mro__", ())):
+        for value in vars(klass).values():
+            spec = getattr(value, "__warm_method__", None)
+            if isinstance(spec, MethodMemo) and spec.attr is not None:
+                found[spec.attr] = spec
+    return found
+
+
 _RESERVED = frozenset({"warm_info", "warm_clear", "warm_store", "warm_key", "__warm__"})
 
 
@@ -188,7 +227,8 @@ def warm(
     """
 
     def decorate(cls: C) -> C:
-        return _decorate(cls, key, states or dict(getattr(cls, "__warm_states__", {})))
+        given = states or dict(getattr(cls, "__warm_states__", {}))
+        return _decorate(cls, key, given, method_memos(cls))
 
     if maybe_cls is not None:
         return decorate(maybe_cls)
@@ -196,11 +236,17 @@ def warm(
 
 
 def _decorate(  # noqa: C901 - builds the class's warm API in one place
-    cls: C, key: str | Callable[[Any], str] | None, raw: dict[str, Any]
+    cls: C,
+    key: str | Callable[[Any], str] | None,
+    raw: dict[str, Any],
+    methods: dict[str, MethodMemo],
 ) -> C:
     if not _is_class(cls):
         msg = f"Expected @warm on a class, got {cls!r}"
         raise ContractError(msg)
+    for attr, memo in methods.items():
+        # A @cachedmethod's cache is a warm attribute like any other.
+        raw.setdefault(attr, State(memo.contract, lock=memo.lock_attr))
     if not raw:
         msg = f"Expected at least one warm attribute on {cls.__name__}, e.g. @warm(cache=CONTRACT)"
         raise ContractError(msg)
@@ -222,6 +268,8 @@ def _decorate(  # noqa: C901 - builds the class's warm API in one place
     @functools.wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         original_init(self, *args, **kwargs)
+        for memo in methods.values():
+            memo.prepare(self)
         # Only the outermost decorated __init__ attaches (subclass chains).
         if type(self).__init__ is __init__ or getattr(type(self), "__warm__", None) is spec:
             attach_to_current(self)
@@ -257,6 +305,8 @@ def _is_class(candidate: object) -> bool:
 
 
 def spec_of(obj: object) -> WarmSpec | None:
-    """The warm spec of an instance's class, or None if it is not decorated."""
+    """The warm spec of an instance's class or of a ``@cached`` function, or None."""
     spec = getattr(type(obj), "__warm__", None)
+    if spec is None and isinstance(obj, types.FunctionType):
+        spec = getattr(obj, "__warm__", None)  # a @cached function's own
     return spec if isinstance(spec, WarmSpec) else None

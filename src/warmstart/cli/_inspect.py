@@ -97,6 +97,8 @@ def _describe(
                 "contract": s.schema.contract,
                 "version": s.schema.version,
                 "key": s.schema.key,
+                "values": s.schema.kind,
+                "value_type": s.schema.value,
                 "fields": [msgspec.structs.asdict(f) for f in s.schema.fields],
                 "deprecated": list(s.schema.deprecated),
                 "entries": s.entries,
@@ -141,11 +143,16 @@ def _print_inspect(d: dict[str, Any]) -> None:
             print("  keys only")
         if s["deprecated"]:
             print(f"  deprecated  {', '.join(s['deprecated'])}")
+        if s["values"] == "value":
+            print(f"  values    {s['value_type']}")
+        elif s["values"] != "struct":
+            print(f"  values    {s['values']}")
         rows = [
             (f["name"], f["type"], "required" if f["required"] else "optional") for f in s["fields"]
         ]
-        table = fmt.table(("FIELD", "TYPE", "REQUIRED"), rows, numeric=set())
-        print("\n".join(f"  {line}" for line in table.splitlines()))
+        if rows:
+            table = fmt.table(("FIELD", "TYPE", "REQUIRED"), rows, numeric=set())
+            print("\n".join(f"  {line}" for line in table.splitlines()))
         if "first_entries" in s:
             first = fmt.plural(len(s["first_entries"]), "entry").replace("entrys", "entries")
             print(f"  first {first}:")

@@ -2,16 +2,17 @@
 
 A thin argparse layer over the public API. This module builds the parser and
 turns errors into exit codes; the commands live in private ``_cli_*`` modules
-(``_cli_store``, ``_cli_inspect``, ``_cli_compat``, ``_cli_transfer``; ``push``
+(``_cli_store``, ``_cli_inspect``, ``_cli_compat``, ``_check``, ``_cli_transfer``; ``push``
 and ``pull`` in ``warmstart.remote.cli``). Read commands (``ls``, ``inspect``,
-``verify``, ``compat``, ``export``, ``stats``) open stores read-only, so they
+``verify``, ``compat``, ``check``, ``export``, ``stats``) open stores read-only, so they
 are safe on a live store and work on read-only volumes. Every command takes
 ``--json`` for machine-readable output; errors are one line on stderr (a
 traceback only with ``--debug``). Exit codes:
 
 * ``0``: done, nothing wrong found;
 * ``1``: a problem was found (``verify``), contracts are incompatible
-  (``compat``), or a ``drop`` was declined;
+  (``compat``), entries would be dropped or unreadable (``check``), or a
+  ``drop`` was declined;
 * ``2``: a usage error, or an error that stopped the command;
 * ``130``: interrupted (Ctrl-C).
 
@@ -39,6 +40,7 @@ from typing import Any, NoReturn
 
 from warmstart._version import version
 from warmstart.cli import _remote as remote_cli
+from warmstart.cli._check import add_check
 from warmstart.cli._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -163,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="which direction must hold for exit 0 (default: both)",
     )
+    add_check(command)
     p = command("export", cmd_export, "write a generation to an archive file")
     p.add_argument("path", metavar="PATH")
     p.add_argument("namespace", metavar="NAMESPACE")

@@ -399,6 +399,8 @@ def _immutable_info(info: Any, visiting: set[int]) -> bool:  # noqa: PLR0911 - o
     if isinstance(info, (mi.TupleType, mi.UnionType)):
         parts = info.item_types if isinstance(info, mi.TupleType) else info.types
         return all(_immutable_info(part, visiting) for part in parts)
+    if isinstance(info, mi.NamedTupleType):  # a tuple: never changes in place
+        return all(_immutable_info(f.type, visiting) for f in info.fields)
     if isinstance(info, mi.StructType):
         if id(info) in visiting:  # a recursive type: decided by its other fields
             return True

@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import (
-    Callable,
-    Iterable,
-    Iterator,
-    MutableMapping,
-)
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -38,7 +33,9 @@ __all__ = (
     "change_log",
     "fold_keys",
     "is_tracked",
+    "mark_changed",
     "track",
+    "watch_reads",
 )
 
 
@@ -115,6 +112,7 @@ class ChangeLog:
         "moves",
         "muted",
         "read_lock",
+        "reads_write",
         "removed",
         "removed_all",
         "since",
@@ -150,6 +148,11 @@ class ChangeLog:
         self.epoch = 0
         #: One sliced read of the mapping at a time.
         self.read_lock = threading.Lock()
+        # Values of a type that can change in place (a list field, a mutable
+        # Struct): a value read may be changed without a write through the
+        # mapping, so a read counts as a write (issue 14). Set from the
+        # contract at restore and at each save (watch_reads).
+        self.reads_write = False
 
     def begin_restore(self) -> None:
         """A background restore starts filling the mapping: record removals."""
@@ -193,6 +196,14 @@ class ChangeLog:
         dirty[key] = None
         if new:
             self.inserted[key] = None
+
+    def wrote_all(self, keys: Iterable[Any]) -> None:
+        """Every key of ``keys`` may have changed (their values were handed out)."""
+        if self.muted:
+            return
+        with self.lock:
+            for key in keys:
+                self.wrote_locked(key, False)
 
     def deleted(self, key: Any) -> None:
         with self.lock:
@@ -240,6 +251,8 @@ class ChangeLog:
         with self.lock:
             value = dict.get(data, key, ABSENT)
             if value is not ABSENT:
+                if self.reads_write:
+                    self.wrote_locked(key, False)  # handed out: may change in place
                 return value
             self.captured(key, ABSENT)
             dict.__setitem__(data, key, default)
@@ -470,7 +483,10 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         self._warm_log = ChangeLog(self._data)
 
     def __getitem__(self, key: K) -> V:
-        return self._data[key]
+        value = self._data[key]
+        if self._warm_log.reads_write:
+            self._warm_log.wrote(key)
+        return value
 
     def __setitem__(self, key: K, value: V) -> None:
         self._warm_log.set_in(self._data, key, value)
@@ -498,7 +514,9 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         return f"TrackedDict({self._data!r})"
 
     def get(self, key: K, default: Any = None) -> Any:
-        return self._data.get(key, default)
+        if key in self._data:
+            return self[key]
+        return default
 
     def clear(self) -> None:
         log = self._warm_log
@@ -512,9 +530,13 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         return self._warm_log.setdefault_in(self._data, key, default)
 
     def items(self) -> Any:
+        if self._warm_log.reads_write:
+            self._warm_log.wrote_all(self._data)
         return self._data.items()
 
     def values(self) -> Any:
+        if self._warm_log.reads_write:
+            self._warm_log.wrote_all(self._data)
         return self._data.values()
 
     def keys(self) -> Any:
@@ -527,6 +549,10 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
     def take_changes(self) -> ChangeSet:
         """Return and reset the changes since the last checkpoint."""
         return self._warm_log.take()
+
+    def mark_changed(self, key: K) -> None:
+        """Record that the value under ``key`` was changed in place (see :func:`mark_changed`)."""
+        mark_changed(self, key)
 
 
 class LoggedDict(dict[K, V]):
@@ -606,7 +632,8 @@ def _tracking_class(cls: Any) -> type:
     if cached is not None:
         return cached
     namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": f"Tracked{cls.__name__}"}
-    namespace.update(_tracking_methods(cls))
+    namespace.update(_writes(cls))
+    namespace.update(_removals(cls))
     if hasattr(cls, "expire"):
         namespace["expire"] = _tracking_expire(cls)
     tracking = type(f"Tracked{cls.__name__}", (cls,), namespace)
@@ -614,7 +641,9 @@ def _tracking_class(cls: Any) -> type:
     return tracking
 
 
-def _tracking_methods(cls: Any) -> dict[str, Callable[..., Any]]:
+def _writes(cls: Any) -> dict[str, Callable[..., Any]]:
+    """A tracking subclass's writes, and its reads (writes when values can change in place)."""
+
     # Each write captures the old value first, for a sliced read in progress
     # (ChangeLog.capture); the service's lock (state(lock=...)) makes the
     # capture and the write one step for a read holding it.
@@ -625,6 +654,19 @@ def _tracking_methods(cls: Any) -> dict[str, Callable[..., Any]]:
             log.captured(key, old)
         cls.__setitem__(self, key, value)
         log.wrote(key, new=old is ABSENT)
+
+    def __getitem__(self: Any, key: Any) -> Any:  # noqa: N807
+        # get(), values() and items() of a cache read through here too.
+        value = cls.__getitem__(self, key)
+        if self._warm_log.reads_write:
+            self._warm_log.wrote(key)
+        return value
+
+    return {"__setitem__": __setitem__, "__getitem__": __getitem__}
+
+
+def _removals(cls: Any) -> dict[str, Callable[..., Any]]:
+    """A tracking subclass's deletions, evictions and clear()."""
 
     # During a background restore, which the service's lock (given with
     # state(lock=...)) serialises with these calls, a removed key must stay
@@ -659,13 +701,7 @@ def _tracking_methods(cls: Any) -> dict[str, Callable[..., Any]]:
         with log.lock:
             log.clear_locked()
 
-    return {
-        "__setitem__": __setitem__,
-        "__delitem__": __delitem__,
-        "pop": pop,
-        "popitem": popitem,
-        "clear": clear,
-    }
+    return {"__delitem__": __delitem__, "pop": pop, "popitem": popitem, "clear": clear}
 
 
 _TRACKING_CLASSES: dict[Any, type] = {}
@@ -721,6 +757,36 @@ def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
     mapping.__class__ = _tracking_class(cls)
     setattr(mapping, LOG_ATTRIBUTE, ChangeLog(keys, moves=moves))
     return mapping
+
+
+def mark_changed(mapping: object, key: Any) -> None:
+    """Record that the value under ``key`` of a tracked mapping was changed in place.
+
+    A tracked mapping records writes made through it. A value changed in
+    place (``rows[k].price = x``) is not a write; when the contract's value
+    type can change in place, reads already count as writes, so this is
+    only needed for a change made through a reference kept elsewhere. The
+    cheapest rule: frozen Structs (``msgspec.Struct, frozen=True``) with no
+    list, dict or set fields, replaced rather than mutated.
+
+    >>> d = TrackedDict(a=[1])
+    >>> d.mark_clean()
+    >>> mark_changed(d, "a")
+    >>> d.take_changes().upserts
+    ['a']
+    """
+    log = change_log(mapping)
+    if log is None:
+        msg = f"Expected a tracked mapping (TrackedDict or track()), got {type(mapping).__name__}"
+        raise TypeError(msg)
+    log.wrote(key)
+
+
+def watch_reads(mapping: object, mutable_values: bool) -> None:
+    """Make reads of a tracked mapping count as writes when its values can change in place."""
+    log = change_log(mapping)
+    if log is not None:
+        log.reads_write = mutable_values
 
 
 def is_tracked(mapping: object) -> bool:

@@ -4,10 +4,10 @@ A :class:`Remote` is a small key-value protocol: put (if absent), get, stat
 (exists), list, delete, and a compare-and-set of a *head*. Three backends
 implement it, each addressed by URL (:func:`open_remote`):
 
-* ``redis://host:6379/0?prefix=warmstart:`` (``pip install 'warmstart[redis]'``):
+* ``redis://host:6379/0?prefix=warmstart:`` (the ``redis`` extra):
   :class:`RedisRemote`; head updates, and deletions,
   are atomic with their checks (Lua scripts);
-* ``s3://bucket/prefix?endpoint=...&region=...`` (``pip install 'warmstart[s3]'``):
+* ``s3://bucket/prefix?endpoint=...&region=...`` (the ``s3`` extra):
   :class:`ObjectStoreRemote` over obstore; the head moves
   with a conditional put (``If-Match`` on its ETag, ``If-None-Match: *`` for
   the first);
@@ -45,6 +45,16 @@ from warmstart._api import claim
 from warmstart.remote._deadline import pull_with_deadline, push_with_deadline
 from warmstart.remote._errors import RemoteConflictError, RemoteError, RemoteUnavailableError
 from warmstart.remote._file import FileRemote
+
+# Internal names for the boot wing (rolling deploys), not in __all__.
+from warmstart.remote._handoff import RemoteListener as RemoteListener
+from warmstart.remote._handoff import ask_remote as ask_remote
+from warmstart.remote._handoff import delete_readers as delete_readers
+from warmstart.remote._handoff import get_readers as get_readers
+from warmstart.remote._handoff import put_reader as put_reader
+from warmstart.remote._handoff import reader_key as reader_key
+from warmstart.remote._handoff import supports_handoff as supports_handoff
+from warmstart.remote._layout import opened as opened
 from warmstart.remote._protocol import Remote, open_remote
 from warmstart.remote._reports import PullReport, PushReport, RemoteHead, SyncOutcome
 from warmstart.remote._sync import DEFAULT_GRACE as DEFAULT_GRACE

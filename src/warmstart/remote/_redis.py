@@ -82,7 +82,7 @@ def _redis() -> Any:
     except ImportError as exc:
         msg = (
             "Expected the redis package for redis:// remotes, it is not installed: "
-            "pip install 'warmstart[redis]'"
+            "install it (pip install redis), or warmstart's 'redis' extra"
         )
         raise MissingExtraError(msg) from exc
     return redis
@@ -160,6 +160,14 @@ class RedisRemote:
         except exceptions.RedisError as exc:
             msg = f"Expected Redis at {self.url} to {operation}: {exc}"
             raise RemoteError(msg) from exc
+
+    def pubsub_client(self) -> Any:
+        """The ``redis.Redis`` client, for what the protocol lacks (the hand-off channel)."""
+        return self._client
+
+    def errors(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        """Turn Redis failures during ``operation`` into the remote's own errors."""
+        return self._errors(operation)
 
     # -- the Remote protocol --------------------------------------------------
 

@@ -74,7 +74,7 @@ def _obstore() -> Any:
     except ImportError as exc:
         msg = (
             "Expected the obstore package for s3:// remotes, it is not installed: "
-            "pip install 'warmstart[s3]'"
+            "install it (pip install obstore), or warmstart's 's3' extra"
         )
         raise MissingExtraError(msg) from exc
     return obstore

@@ -14,12 +14,29 @@ from warmstart.store._reader import Reader as Reader
 from warmstart.store._records import check_namespace as check_namespace
 from warmstart.store._snapshot import Section, SectionStats, Snapshot
 from warmstart.store._snapshot import paused_gc as paused_gc
-from warmstart.store._store import GenerationInfo, Problem, VerifyReport
+from warmstart.store._store import GenerationInfo, Problem, SaveResult, VerifyReport
 from warmstart.store._store import Store as Store  # its public path: warmstart.Store
 
-__all__ = ("GenerationInfo", "Problem", "Section", "SectionStats", "Snapshot", "VerifyReport")
+__all__ = (
+    "GenerationInfo",
+    "Problem",
+    "SaveResult",
+    "Section",
+    "SectionStats",
+    "Snapshot",
+    "VerifyReport",
+)
 
-claim("warmstart.store", GenerationInfo, Problem, Section, SectionStats, Snapshot, VerifyReport)
+claim(
+    "warmstart.store",
+    GenerationInfo,
+    Problem,
+    SaveResult,
+    Section,
+    SectionStats,
+    Snapshot,
+    VerifyReport,
+)
 
 
 def __dir__() -> tuple[str, ...]:

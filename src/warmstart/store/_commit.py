@@ -17,14 +17,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 import msgspec
 
 from warmstart._version import version
 from warmstart.errors import CheckpointNotFoundError, IntegrityError
-from warmstart.manifest import Manifest
+from warmstart.manifest import Manifest, SectionManifest
 from warmstart.store._prepare import Prepared, StaleBaseError
 from warmstart.store._records import MAX_GEN
 from warmstart.store._retention import retain
@@ -45,8 +45,12 @@ def commit(
     tags: Mapping[str, str] | None,
     keep: int,
     now: Callable[[], float],
+    carry: Collection[str] = (),
 ) -> Manifest:
     """Write a prepared save as the namespace's next generation.
+
+    ``carry`` names sections to copy, by reference, from the head generation
+    (those not prepared here): their chunks are already stored.
 
     Raises:
         StaleBaseError: a section is a delta, but the head is not the
@@ -77,10 +81,31 @@ def commit(
         kind="delta" if delta else "full",
         watermark=watermark,
         tags=dict(tags or {}),
-        sections=tuple(p.section for p in prepared),
+        sections=tuple(p.section for p in prepared)
+        + _carried(tables, txn, nsid, head, namespace, carry, {p.name for p in prepared}),
     )
     _publish(tables, txn, nsid, manifest, keep)
     return manifest
+
+
+def _carried(
+    tables: Tables,
+    txn: Any,
+    nsid: bytes,
+    head: tuple[int, str] | None,
+    namespace: str,
+    carry: Collection[str],
+    prepared: set[str],
+) -> tuple[SectionManifest, ...]:
+    """The head's sections named in ``carry`` (and not prepared), as they are stored."""
+    wanted = set(carry) - prepared
+    if not wanted or head is None:
+        return ()
+    try:
+        manifest = tables.manifest(txn, nsid, head[0], namespace)
+    except (IntegrityError, CheckpointNotFoundError):
+        return ()  # nothing sound to carry; the sections start over at their next save
+    return tuple(s for s in manifest.sections if s.name in wanted)
 
 
 def identical(tables: Tables, txn: Any, nsid: bytes, manifest: Manifest) -> int | None:

@@ -1,7 +1,10 @@
-"""The LMDB environment under a store: opening, growth, fork safety, errors.
+"""The LMDB environment under a store: opening, sharing, growth, fork safety, errors.
 
-Private. Everything LMDB-specific that is not about checkpoints lives here, so
-``store.py`` reads as checkpoint logic only.
+Private to the store wing. Everything LMDB-specific that is not about
+checkpoints lives here. One process holds one LMDB environment per store
+directory (the binding refuses a second open, and two handles of one file in
+one process would corrupt each other's locks): every ``Store`` of a path is
+an :class:`Env` view of one shared :class:`_Handle`, closed with the last.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ INITIAL_MAP = 256 * 1024 * 1024
 DISK_FULL_MARGIN = 1024 * 1024
 
 
-class Env:
-    """One LMDB environment, reopened transparently after ``fork()``."""
+class _Handle:
+    """One LMDB environment, shared by the process's stores of one path, reopened after fork."""
 
     def __init__(
         self,
@@ -70,6 +73,23 @@ class Env:
         # Long-lived read transactions (snapshots): at fork, whether the parent
         # still reads decides if the child may close its copy of the handle.
         self._readers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.users = 0  # Env views sharing this handle (changed under _HANDLES_LOCK)
+        self._open()
+
+    def reopen_writable(self) -> None:
+        """A writable store joins a path open read-only: reopen, if nothing reads it.
+
+        Raises:
+            StoreError: a snapshot of the read-only store is open.
+        """
+        if any(map(_alive, self._readers)):
+            msg = (
+                f"Expected to open the store at {str(self.path)!r} writable, but this process "
+                f"holds it read-only with a snapshot open; close that snapshot (or store) first"
+            )
+            raise StoreError(msg)
+        self.env.close()
+        self.readonly = False
         self._open()
 
     def _open(self) -> None:
@@ -308,6 +328,7 @@ class Env:
         self.env.set_mapsize(min(current * 2, self.max_map_size))
 
     def close(self) -> None:
+        """Close the environment (in the process that opened it)."""
         if os.getpid() == self.pid:
             self.env.close()
 
@@ -353,3 +374,97 @@ def _translate(exc: lmdb.Error, path: Path) -> StoreError:
             f"the previous generation is intact"
         )
     return StoreError(f"Expected the store at {str(path)!r} to accept the write: {text}")
+
+
+_HANDLES: dict[str, _Handle] = {}
+_HANDLES_LOCK = threading.Lock()
+
+
+class Env:
+    """One store's view of its directory's environment (shared within the process).
+
+    The first store of a path opens the environment with its settings; later
+    stores share it. A read-only store refuses writes itself; a writable store
+    of a path open only read-only reopens it writable when nothing reads it. A
+    store that asks for ``sync`` on an environment opened without it flushes
+    after each of its commits.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool,
+        sync: bool,
+        max_map_size: int,
+        max_readers: int = 256,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.sync = sync
+        self.max_map_size = max_map_size
+        self._key = os.path.realpath(self.path)
+        self._closed = False
+        with _HANDLES_LOCK:
+            handle = _HANDLES.get(self._key)
+            if handle is None:
+                handle = _Handle(
+                    self.path,
+                    readonly=readonly,
+                    sync=sync,
+                    max_map_size=max_map_size,
+                    max_readers=max_readers,
+                )
+                _HANDLES[self._key] = handle
+            elif handle.readonly and not readonly:
+                handle.reopen_writable()
+            handle.users += 1
+        self._handle = handle
+
+    @property
+    def env(self) -> Any:
+        """The LMDB environment (shared)."""
+        return self._handle.env
+
+    @property
+    def dbs(self) -> dict[str, Any]:
+        """The four tables (shared)."""
+        return self._handle.dbs
+
+    def read(self) -> contextlib.AbstractContextManager[Any]:
+        """A read transaction whose values are zero-copy memoryviews."""
+        return self._handle.read()
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Turn LMDB errors of reads in a caller's transaction into StoreError."""
+        return self._handle.reading()
+
+    def get(self, txn: Any, key: bytes, db: Any) -> Any:
+        """``txn.get`` for a snapshot's long-lived transaction."""
+        return self._handle.get(txn, key, db)
+
+    def begin_read(self) -> Any:
+        """A long-lived read transaction; the caller aborts it."""
+        return self._handle.begin_read()
+
+    def write(self, body: Callable[[Any], R]) -> R:
+        """Run ``body(txn)`` in one write transaction (see :meth:`_Handle.write`)."""
+        if self.readonly:
+            msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
+            raise ReadOnlyStoreError(msg)
+        result = self._handle.write(body)
+        if self.sync and not self._handle.sync:
+            self._handle.env.sync(True)
+        return result
+
+    def close(self) -> None:
+        """Release this store's share; the last one closes the environment."""
+        with _HANDLES_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            self._handle.users -= 1
+            if self._handle.users == 0:
+                if _HANDLES.get(self._key) is self._handle:
+                    del _HANDLES[self._key]
+                self._handle.close()

@@ -32,6 +32,7 @@ from warmstart.delta import (
     Fingerprints,
     change_log,
     deeply_immutable,
+    watch_reads,
 )
 from warmstart.errors import EncodeError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
@@ -129,37 +130,67 @@ class Encoding(msgspec.Struct, frozen=True):
 
 
 def prepare(
-    how: Encoding, namespace: str, sections: Sections, mode: SaveMode, *, full: bool = False
+    how: Encoding,
+    namespace: str,
+    sections: Sections,
+    mode: SaveMode,
+    *,
+    full: bool = False,
+    failed: dict[str, str] | None = None,
 ) -> list[Prepared]:
-    """Encode every section, as a delta where ``mode`` allows it (``full``: never)."""
+    """Encode every section, as a delta where ``mode`` allows it (``full``: never).
+
+    With ``failed``, a section that cannot be read or encoded is left out and
+    its error recorded there (by section name); without, the first one raises.
+    """
     baseline = how.baselines.get(namespace)
     checked: object = sections  # typed as a Mapping, but user input
     if not isinstance(checked, Mapping):
         msg = f"Expected sections as a mapping of name -> (Contract, mapping), got {checked!r}"
         raise TypeError(msg)
-    specs = [(name, *_section_spec(name, spec)) for name, spec in sections.items()]
     out: list[Prepared] = []
     try:
-        for name, contract, mapping, lock in specs:
-            started = time.thread_time()
-            base = None if full else baseline
-            item = _prepare_delta(how, name, contract, mapping, lock, base, mode, namespace)
-            if item is None:
-                # A base keeps its entries, to be fingerprinted, when deltas
-                # will be diffed from it and diffing is the cheaper way.
-                keep = (
-                    change_log(mapping) is None
-                    and (mode == "delta" or (baseline is not None and name in baseline.prints))
-                    and how.baselines.diffable(namespace, name)
-                )
-                item = _prepare_full(how.codec, name, contract, mapping, lock, keep)
-            item.cpu = time.thread_time() - started
-            out.append(item)
+        for name, spec in sections.items():
+            try:
+                out.append(_prepare_one(how, namespace, name, spec, mode, full, baseline))
+            except Exception as exc:
+                if failed is None:
+                    raise
+                # One bad section must not cost the others (issue 14).
+                failed[name] = f"{type(exc).__name__}: {exc}"
     except BaseException:
         # Sections already prepared took their change logs: give them back.
         put_back(out)
         raise
     return out
+
+
+def _prepare_one(
+    how: Encoding,
+    namespace: str,
+    name: str,
+    spec: Any,
+    mode: SaveMode,
+    full: bool,
+    baseline: Baseline | None,
+) -> Prepared:
+    started = time.thread_time()
+    contract, mapping, lock = _section_spec(name, spec)
+    # Values that can change in place: reads of a tracked mapping count as writes.
+    watch_reads(mapping, not _immutable(contract))
+    base = None if full else baseline
+    item = _prepare_delta(how, name, contract, mapping, lock, base, mode, namespace)
+    if item is None:
+        # A base keeps its entries, to be fingerprinted, when deltas
+        # will be diffed from it and diffing is the cheaper way.
+        keep = (
+            change_log(mapping) is None
+            and (mode == "delta" or (baseline is not None and name in baseline.prints))
+            and how.baselines.diffable(namespace, name)
+        )
+        item = _prepare_full(how.codec, name, contract, mapping, lock, keep)
+    item.cpu = time.thread_time() - started
+    return item
 
 
 def is_lock(candidate: object) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from warmstart.errors import IntegrityError
+from warmstart.errors import CheckpointNotFoundError, IntegrityError
 from warmstart.manifest import Manifest
 from warmstart.store._records import NSID, check_namespace, namespace_name, shown
 from warmstart.store._tables import Tables
@@ -27,17 +27,26 @@ __all__ = ()
 log = logging.getLogger("warmstart.store")  # one logger for the whole store
 
 
+#: A quarantined generation stays out of ``keep``'s count for this long, for
+#: inspection, then retention drops it (``release_quarantine`` returns it sooner).
+QUARANTINE_MAX_AGE = 7 * 86400.0
+
+
 def retain(tables: Tables, txn: Any, nsid: bytes, newest: Manifest, keep: int) -> None:
     """Drop generations beyond ``keep`` and sweep chunks none references.
 
     ``newest`` was just written with a number above every stored one, so
-    it is never among those dropped.
+    it is never among those dropped. Quarantined generations do not count
+    toward ``keep`` (they would push good ones out, and be dropped before
+    anyone looked at them): they stay until released, or until they are
+    older than :data:`QUARANTINE_MAX_AGE` (by ``newest``'s clock).
     """
     generations, malformed = tables.manifest_keys(txn, nsid)
-    expired = generations[keep:]
+    namespace = newest.namespace
+    quarantined = tables.quarantined(txn, namespace)
+    expired = _expired(tables, txn, nsid, newest, generations, quarantined, keep)
     if not expired:
         return
-    namespace = newest.namespace
     # Every generation under this id is this namespace's: a commit refuses an
     # id whose newest generation another namespace holds (``_commit``).
     for generation in expired:
@@ -52,7 +61,9 @@ def retain(tables: Tables, txn: Any, nsid: bytes, newest: Manifest, keep: int) -
         )
         return
     marked = newest.digests()
-    for generation in generations[1:keep]:
+    for generation in generations:
+        if generation == newest.generation or generation in expired:
+            continue
         try:
             marked |= tables.manifest(txn, nsid, generation, namespace).digests()
         except IntegrityError:
@@ -61,6 +72,33 @@ def retain(tables: Tables, txn: Any, nsid: bytes, newest: Manifest, keep: int) -
             log.warning("generation %d is damaged; garbage collection skipped", generation)
             return
     tables.sweep(txn, nsid, marked)
+
+
+def _expired(
+    tables: Tables,
+    txn: Any,
+    nsid: bytes,
+    newest: Manifest,
+    generations: list[int],
+    quarantined: dict[int, str],
+    keep: int,
+) -> set[int]:
+    """The generations retention drops: beyond ``keep`` good ones, or quarantined too long."""
+    expired: set[int] = set()
+    kept = 0
+    for generation in generations:  # newest first
+        if generation not in quarantined:
+            kept += 1
+            if kept > keep:
+                expired.add(generation)
+            continue
+        try:
+            created = tables.manifest(txn, nsid, generation, newest.namespace).created_at
+        except (IntegrityError, CheckpointNotFoundError):
+            continue  # kept for inspection: it cannot say how old it is
+        if newest.created_at - created > QUARANTINE_MAX_AGE:
+            expired.add(generation)
+    return expired
 
 
 def collect(tables: Tables, txn: Any) -> int:

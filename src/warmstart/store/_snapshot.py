@@ -106,6 +106,7 @@ class Snapshot:
         fallback: tuple[str, ...] = (),
     ) -> None:
         self.manifest = manifest
+        self._names = tuple(s.name for s in manifest.sections)
         self.namespace = manifest.namespace
         self.generation = manifest.generation
         self.fallback = fallback
@@ -134,7 +135,11 @@ class Snapshot:
     @property
     def sections(self) -> tuple[str, ...]:
         """Names of the sections this generation holds."""
-        return tuple(s.name for s in self.manifest.sections)
+        return self._names
+
+    def has_section(self, name: str) -> bool:
+        """Whether this generation holds section ``name`` (O(1))."""
+        return self.manifest.section(name) is not None
 
     @property
     def watermark(self) -> Any:

@@ -39,11 +39,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import xxhash
 
 from warmstart._pacing import pace, pacing
 from warmstart.codec import Codec
@@ -64,7 +66,7 @@ from warmstart.store._records import check_generation, check_namespace, shown
 from warmstart.store._snapshot import Snapshot
 from warmstart.store._tables import Tables
 
-__all__ = ("GenerationInfo", "Problem", "Store", "VerifyReport")
+__all__ = ("GenerationInfo", "Problem", "SaveResult", "Store", "VerifyReport")
 
 
 def __dir__() -> tuple[str, ...]:
@@ -86,6 +88,42 @@ class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True):
     delta_chain: int
     watermark: Any
     head: bool
+
+
+_OPEN_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._forked()  # noqa: SLF001 - this module's own class
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: A marker file is ``<32 hex digits>.<name>``: within a file name's 255 bytes.
+_MAX_MARKER_NAME = 200
+
+
+def _marker_prefix(namespace: str) -> str:
+    """Markers of a namespace are named by its digest: a name's hex would not fit.
+
+    A namespace may have 255 bytes; hex-encoded it made file names longer
+    than a file system allows, and that namespace never booted warm (issue 14).
+    """
+    return xxhash.xxh3_128_hexdigest(check_namespace(namespace)) + "."
+
+
+class SaveResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.checkpoint` did: the generation, and each section's fate."""
+
+    namespace: str
+    #: The generation committed; None when no section could be prepared.
+    generation: int | None
+    saved: tuple[str, ...] = ()
+    #: Sections kept from the head as they were (asked for, or failed now).
+    carried: tuple[str, ...] = ()
+    #: Section -> why it could not be saved.
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -191,6 +229,7 @@ class Store:
         self._baselines = Baselines(os.path.realpath(self.path))
         self._saving_locks: dict[str, threading.Lock] = {}
         self._saving_guard = threading.Lock()
+        _OPEN_STORES.add(self)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -205,7 +244,13 @@ class Store:
 
     def close(self) -> None:
         """Close the environment; open snapshots must be closed first."""
+        _OPEN_STORES.discard(self)
         self._env.close()
+
+    def _forked(self) -> None:
+        # A save a parent thread was running holds its lock forever in a child.
+        self._saving_locks = {}
+        self._saving_guard = threading.Lock()
 
     @property
     def readonly(self) -> bool:
@@ -253,6 +298,7 @@ class Store:
         watermark: Any = None,
         tags: Mapping[str, str] | None = None,
         mode: SaveMode = "auto",
+        carry: Collection[str] = (),
     ) -> int:
         """Commit one generation of ``namespace`` and return its number.
 
@@ -271,20 +317,66 @@ class Store:
                 otherwise; ``"delta"`` also diffs untracked mappings against
                 fingerprints kept from the last save (costs memory, see the
                 docs); ``"full"`` always writes a fresh base.
+            carry: sections of the head generation to keep in the new one as
+                they are (by reference: their chunks are already stored), for
+                state this process did not load (an object not built in this
+                run). Names also in ``sections`` are saved, not carried.
 
         Raises:
             EncodeError: a value is not of its contract's type.
             StoreFullError: the map or the disk is full; nothing was written.
             ReadOnlyStoreError: the store is read-only.
         """
+        result = self._checkpoint(namespace, sections, watermark, tags, mode, carry, None)
+        assert result.generation is not None
+        return result.generation
+
+    def checkpoint(
+        self,
+        namespace: str,
+        sections: Sections,
+        *,
+        watermark: Any = None,
+        tags: Mapping[str, str] | None = None,
+        mode: SaveMode = "auto",
+        carry: Collection[str] = (),
+        isolate: bool = True,
+    ) -> SaveResult:
+        """:meth:`save`, where one bad section costs only itself, and a result says so.
+
+        A section that cannot be read or encoded is left out and, when the
+        head holds it, carried forward as it was; the others are saved. The
+        result says what was saved, carried and failed (and why). Nothing is
+        committed when no section could be prepared. ``isolate=False`` raises
+        at the first bad section instead, as :meth:`save` does.
+
+        Raises:
+            StoreFullError, ReadOnlyStoreError: as for :meth:`save`.
+        """
+        failed: dict[str, str] | None = {} if isolate else None
+        return self._checkpoint(namespace, sections, watermark, tags, mode, carry, failed)
+
+    def _checkpoint(
+        self,
+        namespace: str,
+        sections: Sections,
+        watermark: Any,
+        tags: Mapping[str, str] | None,
+        mode: SaveMode,
+        carry: Collection[str],
+        failed: dict[str, str] | None,
+    ) -> SaveResult:
         check_namespace(namespace)
         _prepare.check_metadata(watermark, tags, mode)
+        if isinstance(carry, str):
+            msg = f"Expected carry as a collection of section names, got {carry!r}"
+            raise TypeError(msg)
         # Saves of one namespace in this process run one at a time: each takes
         # change logs and advances the baseline the next one builds on.
         # Paced (warmstart._pacing): every step that is O(entries) works on
         # slices and lets the service's threads run between them.
         with self._saving(namespace), pacing():
-            return self._save(namespace, sections, watermark, tags, mode)
+            return self._save(namespace, sections, watermark, tags, mode, carry, failed)
 
     def _saving(self, namespace: str) -> threading.Lock:
         with self._saving_guard:
@@ -297,10 +389,15 @@ class Store:
         watermark: Any,
         tags: Mapping[str, str] | None,
         mode: SaveMode,
-    ) -> int:
+        carry: Collection[str],
+        failed: dict[str, str] | None,
+    ) -> SaveResult:
         # Built per save: ``compaction`` may be changed on an open store.
         how = Encoding(self.codec, self.compaction, self._baselines)
-        prepared = _prepare.prepare(how, namespace, sections, mode)
+        prepared = _prepare.prepare(how, namespace, sections, mode, failed=failed)
+        if not prepared and failed:
+            return SaveResult(namespace=namespace, generation=None, failed=failed)
+        carried = set(carry) | set(failed or ())
 
         def commit(txn: Any) -> Manifest:
             return _commit.commit(
@@ -312,6 +409,7 @@ class Store:
                 tags=tags,
                 keep=self.keep,
                 now=self.clock,
+                carry=carried,
             )
 
         pace()
@@ -330,7 +428,9 @@ class Store:
                     extra={"namespace": namespace},
                 )
                 _prepare.put_back(prepared)
-                prepared = _prepare.prepare(how, namespace, sections, mode, full=True)
+                prepared = _prepare.prepare(
+                    how, namespace, sections, mode, full=True, failed=failed
+                )
                 ahead += write_ahead(
                     self._tables, namespace, [f for item in prepared for f in item.frames]
                 )
@@ -342,8 +442,15 @@ class Store:
             raise
         pace()
         self._baselines.committed(namespace, manifest, prepared)
+        saved = tuple(p.name for p in prepared)
         _prepare.release(prepared)
-        return manifest.generation
+        return SaveResult(
+            namespace=namespace,
+            generation=manifest.generation,
+            saved=saved,
+            carried=tuple(s.name for s in manifest.sections if s.name not in saved),
+            failed=failed or {},
+        )
 
     # -- reading --------------------------------------------------------------
 
@@ -468,11 +575,19 @@ class Store:
             check_generation(generation)
         return self._tables.write(lambda txn: self._tables.release(txn, namespace, generation))
 
-    def _marker_file(self, namespace: str, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            msg = f"Expected a marker name without '/' or a leading dot, got {name!r}"
+    def marker_file(self, namespace: str, name: str) -> Path:
+        """Where marker ``name`` of ``namespace`` lives (for an owner that rewrites it in place).
+
+        Raises:
+            ValueError: a name with ``/``, a leading dot, or over 200 characters.
+        """
+        if not name or "/" in name or name.startswith(".") or len(name) > _MAX_MARKER_NAME:
+            msg = (
+                f"Expected a marker name of at most {_MAX_MARKER_NAME} characters without '/' "
+                f"or a leading dot, got {name!r}"
+            )
             raise ValueError(msg)
-        return self.path / "markers" / f"{check_namespace(namespace).hex()}.{name}"
+        return self.path / "markers" / f"{_marker_prefix(namespace)}{name}"
 
     def set_marker(self, namespace: str, name: str, value: bytes | None) -> None:
         """Write (or with None, delete) a small marker for ``namespace``.
@@ -484,7 +599,7 @@ class Store:
         if self.readonly:
             msg = f"Expected a writable store, {str(self.path)!r} is open read-only"
             raise ReadOnlyStoreError(msg)
-        target = self._marker_file(namespace, name)
+        target = self.marker_file(namespace, name)
         if value is None:
             target.unlink(missing_ok=True)
             return
@@ -496,7 +611,7 @@ class Store:
     def markers(self, namespace: str) -> dict[str, bytes]:
         """Every marker of ``namespace``, by name."""
         folder = self.path / "markers"
-        prefix = f"{check_namespace(namespace).hex()}."
+        prefix = _marker_prefix(namespace)
         found: dict[str, bytes] = {}
         if not folder.is_dir():
             return found
@@ -605,7 +720,7 @@ class Store:
             # gone: a namespace created again under that name must not inherit them.
             self._tables.forget_namespace(txn, namespace)
             for name in self.markers(namespace):
-                self._marker_file(namespace, name).unlink(missing_ok=True)
+                self.marker_file(namespace, name).unlink(missing_ok=True)
             return True
 
         dropped = self._tables.write(body)
