@@ -175,6 +175,8 @@ def _measure(
                 with pacer:
                     generation = save()
                 wall = time.perf_counter() - started
+            # boot.checkpoint() answers with a report, Store.save with the generation.
+            generation = getattr(generation, "generation", generation)
             if generation is None:
                 msg = f"{path} {kind} {case}: the checkpoint failed"
                 raise RuntimeError(msg)

@@ -232,3 +232,67 @@ def test_a_checkpointer_reports_its_last_checkpoint(store_path: Path) -> None:
     assert report is not None
     assert report.generation == cp.last_generation
     assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3
+
+
+class Mutable(msgspec.Struct):
+    tags: list[int]
+
+
+MUTABLE = warmstart.Contract("mutable", Mutable, key=int)
+
+
+@warmstart.warm(
+    plain=warmstart.state(MUTABLE),
+    cache=warmstart.state(MUTABLE, lock="lock"),
+)
+class InPlace:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.plain: dict[int, Mutable] = {i: Mutable([i]) for i in range(100)}
+        self.cache: Any = cachetools.LRUCache(maxsize=1000)
+        for i in range(100):
+            self.cache[i] = Mutable([i])
+
+
+def test_values_that_change_in_place_are_saved_when_changed(store_path: Path) -> None:
+    """A dict's reads run in C, unseen: it stays diffed; a tracked cache counts reads as writes."""
+    with _boot(store_path, interval=3600) as boot:
+        service = InPlace()
+        assert type(service.plain) is dict  # not a LoggedDict: its reads are not seen
+        assert is_tracked(service.cache)
+        boot.checkpoint()
+        service.plain[3].tags.append(-1)
+        with service.lock:
+            service.cache[4].tags.append(-1)  # a read, then a change in place
+        report = boot.checkpoint()
+        assert report.status == "saved"
+        assert boot.store is not None
+        assert _delta_entries(boot.store, "InPlace.cache") == 1
+    with warmstart.Store(store_path) as store, store.load(NS) as snapshot:
+        assert snapshot.section("InPlace.plain", MUTABLE)[3].tags == [3, -1]
+        assert snapshot.section("InPlace.cache", MUTABLE)[4].tags == [4, -1]
+
+
+def test_skipped_and_partial_checkpoints_are_reported_with_their_cost(store_path: Path) -> None:
+    with _boot(store_path, interval=3600) as boot:
+        service = Service()
+        for i in range(5000):
+            service.rows[i] = Row(i)
+            service.plain[i] = Row(i)
+    with _boot(store_path, interval=3600) as boot:
+        service = Service()
+        boot.wait_ready()
+        skipped = boot.checkpoint()  # nothing changed since the restore
+        assert skipped.status == "skipped"
+        service.plain[-1] = "not a Row"  # type: ignore[assignment]
+        service.rows[1] = Row(-1)
+        partial = boot.checkpoint()
+        assert partial.status == "partial"
+        assert set(partial.failed) == {"Service.plain"}
+        del service.plain[-1]
+    assert boot.report.checkpoints[:2] == [skipped, partial]
+    for report in (skipped, partial):
+        assert report.seconds > 0
+        assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3
+    values = boot.metrics.snapshot()
+    assert values["checkpoint_longest_hold_seconds_max"] >= partial.longest_hold_seconds
