@@ -405,8 +405,11 @@ def test_a_tracked_container_read_in_slices_is_one_moment(
     with warmstart.Store(store_path, sync=False, keep=100) as store:
         writer.start()
         try:
-            for _ in range(8):
+            # At least 8 saves, more on a loaded machine until the writer has run.
+            for saves in itertools.count(1):
                 store.save(NS, {"s": spec}, mode="full")
+                if saves >= 8 and (writer.writes > 100 or saves >= 60):
+                    break
         finally:
             writer.stopping.set()
             writer.join()
@@ -432,8 +435,11 @@ def test_an_untracked_container_read_in_slices_pairs_every_key_with_its_value(
     with warmstart.Store(store_path, sync=False, keep=100) as store:
         writer.start()
         try:
-            for _ in range(8):
+            # At least 8 saves, more on a loaded machine until the writer has run.
+            for saves in itertools.count(1):
                 store.save(NS, {"s": (ROWS, mapping)}, mode=mode)
+                if saves >= 8 and (writer.writes > 100 or saves >= 60):
+                    break
         finally:
             writer.stopping.set()
             writer.join()
