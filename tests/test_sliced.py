@@ -136,6 +136,29 @@ class TestPacing:
         assert not a_set
         assert not a_dict
 
+    def test_old_lists_come_back_to_the_reserve_without_a_collection(self) -> None:
+        first = long_lived(10**6)
+        first.extend(range(100))
+        drop(first)
+        collections: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        gc.callbacks.append(count)
+        try:
+            again = [long_lived(10**6) for _ in range(3)]
+        finally:
+            gc.callbacks.remove(count)
+        assert collections == []  # from the reserve: nothing to promote
+        assert all(items == [] for items in again)
+        assert len({id(items) for items in again}) == 3
+        young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
+        assert not [obj for obj in young if any(obj is items for items in again)]
+        for items in again:
+            drop(items)
+
     def test_lists_that_will_be_big_start_old(self) -> None:
         items = long_lived(10**6)
         first, second, third = _pacing.long_lived_lists(10**6)

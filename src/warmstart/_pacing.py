@@ -209,15 +209,22 @@ def drop(items: Any) -> None:
     Freeing a million references is one C call of 5-20 ms (a decref, often a
     cache miss, each): a checkpoint drops its big temporaries through this
     instead. The caller's one reference (a variable, or the attribute it is
-    about to rebind) must be the only one; shared containers are left alone.
+    about to rebind) must be the only one, and the caller must not use the
+    container again; shared containers are left alone. A list that
+    :func:`long_lived` gave goes back to its reserve, empty.
     """
     # The caller's reference, this argument, and getrefcount's own.
-    if sys.getrefcount(items) > 3 or len(items) <= SLICE:
+    if sys.getrefcount(items) > 3:
+        return
+    reused = type(items) is list and id(items) in _issued
+    if len(items) <= SLICE and not reused:
         return
     if isinstance(items, list):
         while items:
             del items[-SLICE:]
             pace()
+        if reused:
+            _give_back(items)
     elif isinstance(items, (set, dict)):
         pop = items.pop if isinstance(items, set) else items.popitem
         while items:
@@ -228,34 +235,71 @@ def drop(items: Any) -> None:
 
 #: A list expected to hold at least this many entries starts old (see long_lived).
 OLD_AT = 16384
+#: Empty lists kept in reserve (in the oldest generation), and made at once when none is left.
+RESERVE = 32
+BATCH = 8
+
+_reserve: list[list[Any]] = []
+#: Ids of the lists handed out from the reserve (given back by drop()).
+_issued: set[int] = set()
+_reserve_lock = threading.Lock()
 
 
 def long_lived(expected: int) -> list[Any]:
-    """A new, empty list that will hold about ``expected`` entries.
+    """An empty list that will hold about ``expected`` entries, in the oldest generation.
 
     A young container is walked by every young collection until it is
     promoted, each of its references touched (a cache miss each): a list of
     a million keys, built while a checkpoint allocates, made one young
     collection take 116 ms. So a list expected to grow past ``OLD_AT``
-    entries is promoted while it is empty: a collection of the young
-    generations right after creating it (``gc.collect(1)``: about what the
-    young objects of the moment cost, a fraction of a millisecond) moves it
-    to the oldest generation, where only full collections walk it. The
-    service's young objects are collected as they would have been, not
-    promoted unseen.
+    entries comes from a reserve of empty lists that are old already, and
+    :func:`drop` gives it back. Only when the reserve is empty are new lists
+    made, ``BATCH`` at a time, and promoted while empty by one collection of
+    the young generations (``gc.collect(1)``), which walks the service's
+    young objects of the moment: from a fraction of a millisecond to 10-30
+    ms right after a burst of writes (issue 15 measured it at every step of
+    a checkpoint until the reserve replaced it). The service's young
+    objects are collected as they would have been, not promoted unseen
+    (``gc.freeze(); gc.unfreeze()`` would be O(1), but leave the service's
+    young cyclic garbage to the next full collection).
     """
-    items: list[Any] = []
-    if expected >= OLD_AT and gc.isenabled():
-        gc.collect(1)
-    return items
+    if expected < OLD_AT:
+        return []
+    return _old_lists(1)[0]
 
 
 def long_lived_lists(expected: int) -> tuple[list[Any], list[Any], list[Any]]:
-    """Three lists as :func:`long_lived` gives, promoted together (one collection)."""
-    lists: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    if expected >= OLD_AT and gc.isenabled():
-        gc.collect(1)
-    return lists
+    """Three lists as :func:`long_lived` gives."""
+    if expected < OLD_AT:
+        return [], [], []
+    a, b, c = _old_lists(3)
+    return a, b, c
+
+
+def _old_lists(count: int) -> list[list[Any]]:
+    with _reserve_lock:
+        out = [_reserve.pop() for _ in range(min(count, len(_reserve)))]
+    if len(out) < count:
+        made: list[list[Any]] = [[] for _ in range(max(BATCH, count - len(out)))]
+        if gc.isenabled():
+            gc.collect(1)  # promotes them, empty (see long_lived)
+        with _reserve_lock:
+            if len(_issued) > 64 * RESERVE:
+                _issued.clear()  # ids of lists freed without drop(): start over
+            _issued.update(map(id, made))
+        while len(out) < count:
+            out.append(made.pop())
+        for items in made:
+            _give_back(items)
+    return out
+
+
+def _give_back(items: list[Any]) -> None:
+    with _reserve_lock:
+        if len(_reserve) < RESERVE and all(items is not kept for kept in _reserve):
+            _reserve.append(items)
+        else:
+            _issued.discard(id(items))
 
 
 def slices(total: int, size: int = SLICE) -> Iterator[tuple[int, int]]:

@@ -63,12 +63,14 @@ def _payloads(
         chunk_values = list(itertools.islice(value_iter, end - start))
         check_keys(contract, chunk_keys)
         check_values(contract, chunk_values)
+        pace()
         payload = contract.encode_entries(
             chunk_keys,
             chunk_values,
             deleted=deleted if start == 0 else (),
             sequence=sequence,
             expires=expires[start:end],
+            step=pace,  # a chunk's values in a few steps
         )
         yield end - start, payload
         pace()  # one chunk is one step: let the service's threads run
