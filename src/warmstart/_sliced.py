@@ -323,7 +323,7 @@ def _as_of(
     data = view.data
     assert data is not None
     get = data.get
-    out_keys, out_values, out_expires = long_lived_lists(len(keys))
+    out_keys, out_values, out_expires = long_lived_lists(len(keys), third=view.timed)
     present = 0
     dropped = False
     step = min(SLICE, LOOKUP_SLICE)
@@ -404,7 +404,7 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
     it = iter(view.order) if by_order else iter(dict.keys(data))
     size = sys.getsizeof(data)
     now = view.timer() if view.timer is not None else 0.0
-    keys, values, expires = long_lived_lists(len(data))
+    keys, values, expires = long_lived_lists(len(data), third=view.timed)
     get = data.get
     step = min(SLICE, ORDER_SLICE) if by_order else SLICE
     while True:
@@ -451,7 +451,7 @@ def _with_hot_last(
     if not hot:
         return None
     hot_set = set(hot)
-    out_keys, out_values, _ = long_lived_lists(len(keys))
+    out_keys, out_values, _ = long_lived_lists(len(keys), third=False)
     tail: dict[Any, Any] = {}
     for start in range(0, len(keys), SLICE):
         ks = keys[start : start + SLICE]
@@ -520,7 +520,7 @@ def read_keys(mapping: Mapping[Any, Any], keys: Sequence[Any], guard: Guard | No
         with lock:
             return peek_entries(mapping, keys)
     get = view.data.get
-    out_keys, out_values, out_expires = long_lived_lists(len(keys))
+    out_keys, out_values, out_expires = long_lived_lists(len(keys), third=view.timed)
     now = view.timer() if view.timer is not None else 0.0
     step = min(SLICE, SCATTERED_SLICE)
     for start in range(0, len(keys), step):

@@ -180,7 +180,7 @@ class Fingerprints:
             for key in itertools.chain(changes.deletes, changes.upserts):
                 seen.pop(key, None)
             seen.update(zip(keys, fresh))
-            new_keys, new_prints, _ = long_lived_lists(len(seen))
+            new_keys, new_prints, _ = long_lived_lists(len(seen), third=False)
             it = iter(seen.items())
             while chunk := list(itertools.islice(it, SLICE)):
                 new_keys.extend(map(operator.itemgetter(0), chunk))
@@ -328,7 +328,7 @@ def _align(
     if _same(keys, old_keys):  # nothing inserted, deleted or moved: compares in C
         return ([0], [0], [n]) if n else ([], [], []), [], []
     run_new, run_old, run_len = long_lived_lists(n)
-    apart_new, apart_old, _ = long_lived_lists(n)
+    apart_new, apart_old, _ = long_lived_lists(n, third=False)
     i = j = 0
     budget = 64 + n // 64
     while i < n and j < m:
