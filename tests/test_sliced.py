@@ -633,3 +633,33 @@ def test_a_hash_diff_dearer_than_a_full_save_stops_fingerprinting(
         assert store.manifest(NS).kind == "full"
         with store.load(NS) as snapshot:
             assert snapshot.section("s", MUTABLE) == mapping
+
+
+def test_a_full_cache_that_inserts_and_evicts_during_the_read_is_not_read_in_one_step(
+    store_path: Path, small_slices: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new key lands after every key the dict held: the read stops before it, not fails."""
+    n = 30 * small_slices
+    cache: Any = cachetools.LRUCache(maxsize=n)
+    cache.update(rows(n))
+    lock = threading.Lock()
+    inserted = itertools.count(n)
+
+    class Inserting(Pacer):
+        def pace(self) -> None:
+            super().pace()
+            with lock:
+                key = f"k{next(inserted)}"
+                cache[key] = Row(key, 0)  # evicts the least recently used
+
+    one_step: list[int] = []
+    real = _sliced.entries_of
+    monkeypatch.setattr(_sliced, "entries_of", lambda m: one_step.append(1) or real(m))
+    with warmstart.Store(store_path, sync=False) as store:
+        with Inserting(budget=0.0):
+            store.save(NS, {"s": (ROWS, cache, lock)}, mode="full")
+        saved = loaded(store)
+    assert one_step == []
+    assert all(v.key == k for k, v in saved.items())
+    survivors = [f"k{i}" for i in range(n) if f"k{i}" in cache]
+    assert set(survivors) <= set(saved)  # every key held throughout the read is saved

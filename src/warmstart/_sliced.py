@@ -199,8 +199,8 @@ class _Began:
 
     def __init__(self, view: _View, log: ChangeLog) -> None:
         self.epoch = log.epoch
-        self.dirty, self.deletes, self.cleared, self.index, self.pending = log.begin_read()
-        self.size = len(view.mapping)
+        began = log.begin_read(view.mapping)
+        self.dirty, self.deletes, self.cleared, self.index, self.pending, self.size = began
         self.hot = view.hot_tail()
         self.now = view.timer() if view.timer is not None else 0.0
 
@@ -246,6 +246,11 @@ def _read_tracked(
             if read is None:
                 # The log lost track (or a write bypassed it): list the container.
                 read = _enumerate(view, lock if exact else None)
+                if log.capture:
+                    # Written during the listing: that read is of no one moment.
+                    with lock:
+                        entries = entries_of(view.mapping)
+                    read = (entries, len(entries[0]))
         except BaseException:
             log.end_read(began.epoch, None, began.pending)
             _give_back(log, taken)
@@ -401,15 +406,24 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
     lock = guard if guard is not None else contextlib.nullcontext()
     # Keys in policy (or the dict's own) order; each key's value read right
     # after, in C: a value another thread writes in between is that key's own.
-    it = iter(view.order) if by_order else iter(dict.keys(data))
+    with lock:
+        it = iter(view.order) if by_order else iter(dict.keys(data))
+        # A dict's iterator walks its entries in place: a key inserted since
+        # is appended after every key it held then. Asking for no more than
+        # that many keys ends the read before the iterator meets one too many
+        # (it raises then, and the keys of that slice would be lost): with
+        # an LRU cache's steady insert-and-evict, every read of a large cache
+        # failed near its end and fell back to one atomic read (776 ms).
+        remaining = len(data)
     size = sys.getsizeof(data)
     now = view.timer() if view.timer is not None else 0.0
     keys, values, expires = long_lived_lists(len(data), third=view.timed)
     get = data.get
     step = min(SLICE, ORDER_SLICE) if by_order else SLICE
-    while True:
+    while remaining > 0:
         with lock:
-            ks = list(itertools.islice(it, step))
+            ks = list(itertools.islice(it, min(step, remaining)))
+            remaining -= len(ks)
             vs = list(map(get, ks, itertools.repeat(ABSENT)))
             expiries = view.expiries(ks) if view.timed else None
             if sys.getsizeof(data) != size:

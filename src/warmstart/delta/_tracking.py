@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sized
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -332,14 +332,19 @@ class ChangeLog:
             self.deletes = merged.deletes
             self.cleared = merged.full
 
-    def begin_read(self) -> tuple[dict[Any, None], set[Any], bool, list[Any] | None, list[Taken]]:
+    def begin_read(
+        self, mapping: Sized
+    ) -> tuple[dict[Any, None], set[Any], bool, list[Any] | None, list[Taken], int]:
         """Start a sliced read: take the changes, and capture old values from now on.
 
         Returns the changes (as :meth:`take_raw`), the index and the takes to
-        fold into it (the last one is this take): together, the keys now.
-        Call :meth:`end_read` when done, under :attr:`read_lock`.
+        fold into it (the last one is this take): together, the keys now; and
+        ``len(mapping)`` at that moment (under the lock a TrackedDict's and a
+        LoggedDict's writes hold). Call :meth:`end_read` when done, under
+        :attr:`read_lock`.
         """
         with self.lock:
+            size = len(mapping)
             dirty, deletes, cleared = self.dirty, self.deletes, self.cleared
             moved = dirty if self.moves else self.inserted
             self.dirty = {}
@@ -350,7 +355,7 @@ class ChangeLog:
             self.since = []
             self.since_size = 0
             self.capture = {}
-            return dirty, deletes, cleared, index, pending
+            return dirty, deletes, cleared, index, pending, size
 
     def end_read(
         self, epoch: int, keys: list[Any] | None, pending: list[Taken] | None = None
