@@ -19,8 +19,11 @@ slices. Two ways to still save one consistent state:
   a container of up to ``SLICE`` entries is one slice, so one moment. A
   larger one is read by iterating its dict: CPython's iterator raises when
   the dict changes size between two slices, and the read starts over, up to
-  three times, before one atomic read. What a read of a large untracked container that other threads
-  write can give is each key with a value it held during the read; a key
+  three times, before one atomic read (a key inserted at a steady size is
+  appended after every key the dict held: the read asks the iterator for no
+  more keys than that, and stops before it). What a read of a large
+  untracked container that other threads write can give is each key with a
+  value it held during the read; a key
   written during the read may be in it or not, and a key that stays in the
   container could be missed if a write resized the table between two slices
   to the same size (rare: a dict resizes once every hundreds of thousands of
