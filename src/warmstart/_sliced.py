@@ -68,6 +68,10 @@ HOT = 1024
 #: recency list): each step finds the key's node by hash, 1-1.5 us a key in a
 #: million-entry cache, so a SLICE-long step held the GIL for 6 ms.
 ORDER_SLICE = 512
+#: Entries per step when iterating an untracked dict in its own order: each
+#: key and value read, often a cache miss each once writes scattered them,
+#: so a SLICE-long step of a hash diff's read held the GIL for 6-9 ms.
+DICT_SLICE = 2048
 #: Entries per step when looking keys up in no particular order (a delta's
 #: upserts): a cache miss each, 0.5-1 us at a million entries.
 SCATTERED_SLICE = 1024
@@ -422,7 +426,7 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
     now = view.timer() if view.timer is not None else 0.0
     keys, values, expires = long_lived_lists(len(data), third=view.timed)
     get = data.get
-    step = min(SLICE, ORDER_SLICE) if by_order else SLICE
+    step = min(SLICE, ORDER_SLICE) if by_order else min(SLICE, DICT_SLICE)
     while remaining > 0:
         with lock:
             ks = list(itertools.islice(it, min(step, remaining)))
