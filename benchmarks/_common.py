@@ -60,6 +60,23 @@ def frozen_inputs() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextmanager
+def forced_diff() -> Iterator[None]:
+    """Untracked sections are diffed whatever their measured cost (to measure the diff itself).
+
+    A store saves an untracked section in full once a diff of it measured
+    dearer than a full save (``Baselines.diffable``); inside, it always diffs.
+    """
+    from warmstart.store import _prepare
+
+    real = _prepare.Baselines.diffable
+    _prepare.Baselines.diffable = lambda *_: True  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _prepare.Baselines.diffable = real  # type: ignore[method-assign]
+
+
 def peak_rss() -> int:
     """Peak resident set size of this process, in bytes.
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import warmstart
-from benchmarks._common import Report, Table, median, run_child
+from benchmarks._common import Report, Table, forced_diff, median, run_child
 from benchmarks.generate_data import FROZEN_RECORDS, RECORDS, change_some, make_records
 from benchmarks.peers import NAMESPACE, SECTION
-from warmstart._containers import dict_snapshot, entries_of, peek_entries
+from warmstart._sliced import read_all, read_keys
 from warmstart.codec import Codec, digest
 from warmstart.delta._fingerprints import Fingerprints, _align
 from warmstart.store._chunks import _payloads
@@ -57,12 +57,9 @@ def profile_save(n: int, workdir: Path, show: bool) -> Table:
     gc.freeze()
     try:
         stages = []
-        wall, cpu, snapshot = _clock(lambda: dict_snapshot(data))
-        stages.append(("containers.dict_snapshot (one atomic dict.copy)", wall, cpu))
-        assert snapshot is not None
-        wall, cpu, payloads = _clock(
-            lambda: list(_payloads(RECORDS, snapshot.keys(), snapshot.values(), (), 0, (), None))
-        )
+        wall, cpu, (_, (keys, values, _)) = _clock(lambda: read_all(data, None))
+        stages.append(("_sliced.read_all (keys and values, a slice at a time)", wall, cpu))
+        wall, cpu, payloads = _clock(lambda: list(_payloads(RECORDS, keys, values, (), 0, ())))
         stages.append(("_payloads: list, check and encode_entries (msgpack) per chunk", wall, cpu))
         wall, cpu, frames = _clock(lambda: [codec.encode(p) for _, p in payloads])
         stages.append(("Codec.encode per chunk (zstd 1) [worker thread]", wall, cpu))
@@ -184,15 +181,15 @@ def profile_delta(n: int, workdir: Path, show: bool, *, frozen: bool) -> Table:
     gc.freeze()
     path = workdir / f"profile-delta-{frozen}"
     try:
-        with warmstart.Store(path) as store:
+        with warmstart.Store(path) as store, forced_diff():
             store.save(NAMESPACE, {SECTION: (contract, data)}, mode="delta")
             prints = Fingerprints.of(
-                *entries_of(data)[:2], contract.encode_value, by_identity=frozen
+                *read_all(data, None)[1][:2], contract.encode_value, by_identity=frozen
             )
             change_some(data, 0.01, seed=1, next_id=n, frozen=frozen, in_place=not frozen)
             stages = []
-            wall, cpu, (keys, values, _) = _clock(lambda: entries_of(data))
-            stages.append(("containers.entries_of (list keys, values)", wall, cpu))
+            wall, cpu, (_, (keys, values, _)) = _clock(lambda: read_all(data, None))
+            stages.append(("_sliced.read_all (list keys, values, a slice at a time)", wall, cpu))
             wall, cpu, _ = _clock(lambda: prints._print_all(values, contract.encode_value))
             what = "list of values" if frozen else "Contract.encode_value + xxh3-64 per entry"
             stages.append((f"Fingerprints: prints of every entry ({what})", wall, cpu))
@@ -202,8 +199,8 @@ def profile_delta(n: int, workdir: Path, show: bool, *, frozen: bool) -> Table:
                 lambda: Fingerprints.diff(_copy(prints), keys, values, contract.encode_value)
             )
             stages.append(("Fingerprints.diff in all (the two above included)", wall, cpu))
-            wall, cpu, _ = _clock(lambda: peek_entries(data, changes.upserts))
-            stages.append(("containers.peek_entries of the upserts", wall, cpu))
+            wall, cpu, _ = _clock(lambda: read_keys(data, changes.upserts, None))
+            stages.append(("_sliced.read_keys of the upserts", wall, cpu))
             generation = 0
 
             def save() -> None:

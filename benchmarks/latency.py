@@ -18,13 +18,16 @@ little: misses insert and evict, and 1% of requests reload their record
 of 32 connections against the service without checkpoints; see
 ``RATE_DIVISOR``), unless given.
 
-Each configuration (checkpoint interval none or 2 s; with 2 s, the cache
-untracked, so each periodic delta is a hash diff of every entry, or tracked
-with ``warmstart.track``) is booted, warmed up under load, then measured
-for the window; configurations are interleaved over the rounds. Reported:
-p50/p99/p99.9 and max over the window, the worst and the median of the
-per-second p99s, the load generator's own send lag, and the checkpoints
-that ran in the window.
+Each configuration (checkpoint interval none or 2 s; with 2 s, the cache as
+the service declares it, which the boot tracks when it is attached, so each
+periodic checkpoint is a delta of what changed, or declared
+``state(track=False)``, so each is a diff of every entry or a full save,
+whichever the store measured cheaper) is booted, warmed up under load, then
+measured for the window; configurations are interleaved over the rounds.
+Reported: p50/p99/p99.9 and max over the window, the worst and the median of
+the per-second p99s, the load generator's own send lag, the checkpoints that
+ran in the window (seconds, CPU, longest stretch without a yield), and the
+collector's passes in the service during the window.
 
 Run: ``python -m benchmarks.latency [--quick] [--rate R] [--seconds S]``.
 """
@@ -58,11 +61,12 @@ from benchmarks.latency_service import NAMESPACE, SECTION
 from benchmarks.probe import percentile
 
 SIZES = (50_000, 1_000_000)
-#: (label, checkpoint interval in seconds or None, cache tracked)
+#: (label, checkpoint interval in seconds or None, tracking: "default" (the
+#: boot's choice: tracked when attached, with an interval), "off", "explicit")
 CONFIGS = (
-    ("none", None, False),
-    ("2 s", 2.0, False),
-    ("2 s, tracked", 2.0, True),
+    ("none", None, "default"),
+    ("2 s", 2.0, "default"),
+    ("2 s, untracked", 2.0, "off"),
 )
 ZIPF_S = 1.0
 REFRESH = 0.01  # share of requests that reload their record (a write)
@@ -341,16 +345,16 @@ def run_config(
     store: Path,
     n: int,
     interval: float | None,
-    tracked: bool,
+    track: str,
     rate: float,
     warmup: float,
     seconds: float,
     seed: int,
     workdir: Path,
 ) -> dict[str, Any]:
-    copy = workdir / f"run-{n}-{interval}-{tracked}-{seed}"
+    copy = workdir / f"run-{n}-{interval}-{track}-{seed}"
     shutil.copytree(store, copy)
-    settings = {"store": str(copy), "records": n, "interval": interval, "tracked": tracked}
+    settings = {"store": str(copy), "records": n, "interval": interval, "track": track}
     paths = zipf_paths(2 * n, int(rate * (warmup + seconds) * 1.2) + 100, seed)
     try:
         with server(settings) as running:
@@ -365,10 +369,19 @@ def run_config(
     window_start = samples.start + warmup
     window_end = window_start + seconds
     in_window = [c for c in after["checkpoints"] if window_start <= c[0] < window_end]
+    older = [g for g in after["gc"]["older"] if window_start <= g[0] < window_end]
+    gen2 = [g[2] for g in older if g[1] == 2]
     got.update(
         boot=running["boot_status"],
+        tracked=after["tracked"],
         checkpoints=len(in_window),
         checkpoint_seconds=[c[1] for c in in_window],
+        checkpoint_cpu=[c[3] for c in in_window],
+        checkpoint_longest=[c[4] for c in in_window],
+        checkpoint_kinds=[c[2] for c in in_window],
+        gen2=len(gen2),
+        gen2_pause=sum(gen2),
+        gen1=sum(1 for g in older if g[1] == 1),
         hit_ratio=(after["hits"] - before["hits"])
         / max(1, after["hits"] + after["misses"] - before["hits"] - before["misses"]),
     )
@@ -378,7 +391,7 @@ def run_config(
 def measure_capacity(store: Path, n: int, seconds: float, workdir: Path) -> float:
     copy = workdir / "capacity"
     shutil.copytree(store, copy)
-    settings = {"store": str(copy), "records": n, "interval": None, "tracked": False}
+    settings = {"store": str(copy), "records": n, "interval": None, "track": "default"}
     try:
         with server(settings) as running:
             paths = zipf_paths(2 * n, 50_000, seed=99)
@@ -400,7 +413,7 @@ def bench_latency(
     workdir: Path,
     *,
     rate: float | None = None,
-    configs: tuple[tuple[str, float | None, bool], ...] = CONFIGS,
+    configs: tuple[tuple[str, float | None, str], ...] = CONFIGS,
 ) -> Report:
     report = Report("Service tail latency")
     stores = {}
@@ -415,9 +428,9 @@ def bench_latency(
     results: dict[str, list[dict[str, Any]]] = {}
     for r in range(rounds):
         for n in sizes:
-            for label, interval, tracked in configs:
+            for label, interval, track in configs:
                 got = run_config(
-                    stores[n], n, interval, tracked, rate, warmup, seconds, 1000 + r, workdir
+                    stores[n], n, interval, track, rate, warmup, seconds, 1000 + r, workdir
                 )
                 results.setdefault(f"{n} {label}", []).append(got)
                 print(
@@ -425,7 +438,11 @@ def bench_latency(
                     f"p99 {_ms(got['p99']):.1f} p99.9 {_ms(got['p999']):.1f} max "
                     f"{_ms(got['max']):.0f} worst 1-s p99 {_ms(got['worst_second_p99']):.0f} ms; "
                     f"{got['checkpoints']} checkpoints "
-                    f"{[round(s, 3) for s in got['checkpoint_seconds']]}; "
+                    f"{[round(s, 3) for s in got['checkpoint_seconds']]} s, CPU "
+                    f"{[round(_ms(s), 1) for s in got['checkpoint_cpu']]} ms, longest hold "
+                    f"{[round(_ms(s), 2) for s in got['checkpoint_longest']]} ms; "
+                    f"gen-2 GCs {got['gen2']} ({_ms(got['gen2_pause']):.0f} ms); "
+                    f"tracked {got['tracked']}; "
                     f"hits {got['hit_ratio']:.1%}; send lag p99 {_ms(got['send_lag_p99']):.1f} ms; "
                     f"errors {got['errors']}; {got['connections']} connections",
                     flush=True,
@@ -435,6 +452,8 @@ def bench_latency(
         for label, _, _ in configs:
             runs = results[f"{n} {label}"]
             ckpt = [s for run in runs for s in run["checkpoint_seconds"]]
+            cpu = [s for run in runs for s in run["checkpoint_cpu"]]
+            longest = [s for run in runs for s in run["checkpoint_longest"]]
             rows.append(
                 [
                     n,
@@ -447,6 +466,10 @@ def bench_latency(
                     _ms(median([x["median_second_p99"] for x in runs])),
                     median([float(x["checkpoints"]) for x in runs]),
                     _ms(median(ckpt)) if ckpt else "-",
+                    _ms(median(cpu)) if cpu else "-",
+                    _ms(max(longest)) if longest else "-",
+                    median([float(x["gen2"]) for x in runs]),
+                    _ms(median([x["gen2_pause"] for x in runs])),
                     f"{median([x['hit_ratio'] for x in runs]):.1%}",
                     _ms(median([x["send_lag_p99"] for x in runs])),
                     sum(sum(x["errors"].values()) for x in runs),
@@ -467,6 +490,10 @@ def bench_latency(
                 "median 1-s p99 ms",
                 "checkpoints in window",
                 "checkpoint ms (median)",
+                "checkpoint CPU ms (median)",
+                "longest hold ms (max)",
+                "gen-2 GCs in window",
+                "gen-2 pause ms",
                 "hit ratio",
                 "client send lag p99 ms",
                 "errors",
@@ -476,8 +503,12 @@ def bench_latency(
                 "Latency from each request's intended send time to its full answer. 1-s p99: "
                 "the p99 of the requests due in each second of the window; worst and median "
                 "over the seconds. Checkpoint ms: seconds the boot logged per periodic "
-                "checkpoint that ended in the window. Client send lag: how late the load "
-                "generator sent (its own delay, included in the latencies)."
+                "checkpoint that ended in the window; CPU: its thread's CPU time (about its GIL "
+                "time); longest hold: the longest stretch of that CPU between two yields, the "
+                "worst of the window (CheckpointReport.longest_hold_seconds). Gen-2: full "
+                "collections in the service during the window, and their pause. Client send "
+                "lag: how late the load generator sent (its own delay, included in the "
+                "latencies)."
             ),
         )
     )

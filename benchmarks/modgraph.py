@@ -20,7 +20,7 @@ END = "<!-- end of module graph -->"
 #: Folders that are wings: the picture shows each as one node.
 WINGS = ("store", "boot", "cli", "remote", "delta", "workers", "integrations")
 #: Left out of the picture (not of the checks): every layer may use them.
-EVERYWHERE = ("errors", "_api", "_version", "__main__", "warmstart")
+EVERYWHERE = ("errors", "_api", "_pacing", "_version", "__main__", "warmstart")
 
 
 def _modules(root: Path) -> dict[str, Path]:

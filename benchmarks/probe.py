@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import gc
 import math
+import os
 import sys
 import threading
 import time
@@ -116,13 +117,26 @@ class Stall:
     #: thread name -> innermost frames, outermost first ("file:line function").
     stacks: tuple[tuple[str, tuple[str, ...]], ...]
 
-    def culprit(self, prefer: str = "warmstart/") -> str:
+    def culprit(self, prefer: str = "warmstart/", thread: str | None = None) -> str:
         """Where the GIL was let go: the innermost ``prefer`` frame of a running thread.
 
-        Threads parked in a wait (a lock, a queue, a selector) cannot have
-        held the GIL; of the others, the first with a frame under ``prefer``
-        names its innermost such frame, else its innermost frame.
+        Threads parked in a wait (a lock, a queue, a selector, a checkpoint's
+        pause) cannot have held the GIL; of the others, the first with a frame
+        under ``prefer`` names its innermost such frame, else its innermost
+        frame. With ``thread``, only that thread is considered: if it was
+        parked, the wait was not its doing ("(parked) ..."): another thread,
+        the collector or the operating system's scheduler kept the ticker
+        waiting.
         """
+        if thread is not None:
+            mine = [(n, f) for n, f in self.stacks if n == thread and f]
+            if not mine:
+                return "?"
+            frames = mine[0][1]
+            if frames[-1].startswith(_PARKED):
+                return f"(parked) {frames[-1]}"
+            inner = [f for f in frames if f.startswith(prefer)]
+            return inner[-1] if inner else frames[-1]
         running = [(n, f) for n, f in self.stacks if f and not f[-1].startswith(_PARKED)]
         for _, frames in running:
             mine = [f for f in frames if f.startswith(prefer)]
@@ -131,8 +145,9 @@ class Stall:
         return running[0][1][-1] if running else "?"
 
 
-#: Innermost frames of a thread that waits (it holds no GIL there).
-_PARKED = ("threading.py:", "queue.py:", "selectors.py:", "thread.py:")
+#: Innermost frames of a thread that waits (it holds no GIL there): a lock, a
+#: queue, a selector, a checkpoint's pause between two slices.
+_PARKED = ("threading.py:", "queue.py:", "selectors.py:", "thread.py:", "warmstart/_pacing.py:")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +184,11 @@ class Probe:
         attribute_over: a thread-ticker delay at least this long (seconds)
             records the other threads' stacks (None: never).
         keep_stalls: how many of the longest stalls to keep.
+        realtime: run the tickers with a real-time scheduling priority
+            (``SCHED_FIFO``, when the process may): on a loaded machine a
+            ticker then waits for the GIL, not for a CPU, and its delays
+            measure the GIL holds of the process rather than the load of
+            other processes. ``realtime_ok`` says whether it took.
     """
 
     def __init__(
@@ -179,8 +199,11 @@ class Probe:
         loop: bool = True,
         attribute_over: float | None = 0.010,
         keep_stalls: int = 5,
+        realtime: bool = False,
     ) -> None:
         self.period = period
+        self.realtime = realtime
+        self.realtime_ok: bool | None = None
         self._want_thread = thread
         self._want_loop = loop
         self.attribute_over = attribute_over
@@ -248,7 +271,18 @@ class Probe:
 
     # -- tickers ------------------------------------------------------------------
 
+    def _prioritize(self) -> None:
+        if not self.realtime or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(1))
+        except OSError:
+            self.realtime_ok = False
+        else:
+            self.realtime_ok = self.realtime_ok is not False
+
     def _run_thread(self) -> None:
+        self._prioritize()
         period, stop, delays = self.period, self._stop, self._thread_delays
         clock, sleep = time.perf_counter, time.sleep
         threshold = math.inf if self.attribute_over is None else self.attribute_over
@@ -261,6 +295,7 @@ class Probe:
                 self._stalls.append(Stall(late, _stacks()))
 
     def _run_loop(self) -> None:
+        self._prioritize()
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._tick())

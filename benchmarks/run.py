@@ -1,7 +1,10 @@
 """Run the benchmark suite and publish the tables: ``python -m benchmarks.run``.
 
 A full run (1,000,000 records; about 25 minutes on 2 shared cores) writes
-``docs/benchmarks.md``. ``--quick`` (100,000 records) is a smoke run and
+``docs/benchmarks.md``, carrying over the block between the ``KEPT`` markers
+(the checkpoint stalls and service tail latency, measured by
+``benchmarks.stall`` and ``benchmarks.latency``, which take longer and pin
+both cores: run on their own). ``--quick`` (100,000 records) is a smoke run and
 ``--only`` picks benchmarks; both print the tables and write them only where
 ``--out`` says. ``--json`` keeps every raw measurement.
 
@@ -41,6 +44,19 @@ BENCHMARKS = (
     "values",
     "hostile",
 )
+#: A block of the published page that a run keeps as it is, between these lines.
+KEPT = (
+    "<!-- kept by make bench: measured by benchmarks.stall and benchmarks.latency -->",
+    "<!-- end of the kept block -->",
+)
+
+
+def kept_block(text: str) -> str:
+    """The block between the ``KEPT`` markers, markers included ("" if none)."""
+    begin, end = text.find(KEPT[0]), text.find(KEPT[1])
+    if begin < 0 or end < begin:
+        return ""
+    return text[begin : end + len(KEPT[1])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
+        kept = kept_block(out.read_text()) if out.exists() else ""
+        if kept:
+            text = text.rstrip() + "\n\n" + kept + "\n"
         out.write_text(text)
         print(f"[bench] wrote {out}", file=sys.stderr)
     if args.json:

@@ -16,9 +16,18 @@ Cases, for a ``cachetools.LRUCache`` and a plain dict of small records
   every entry for the next diff;
 - ``hash delta``: the next ``mode="delta"`` saves, each after 1% of the
   entries changed (half updates, a quarter inserts, a quarter deletes):
-  untracked, so every entry is read and hashed and diffed;
+  untracked, so every entry is read and hashed and diffed, or saved in full
+  once the store measured the diff dearer than a full save ("saved as");
+  through a boot, the container is declared ``state(track=False)``;
 - ``tracked delta``: the same change on a tracked container
-  (``warmstart.track(cache)``; ``TrackedDict`` for the dict).
+  (``warmstart.track(cache)``; ``TrackedDict`` for the dict; through a boot
+  with ``interval``, the boot tracks it when it is attached);
+- ``tracked base``: a fresh base of the tracked container (what compaction
+  writes every dozen deltas), read a slice at a time from the change log's
+  index, as of one moment.
+
+Besides the probe, each checkpoint's own figures (``warmstart._pacing``): its
+CPU time and its longest stretch of CPU between two yields.
 
 Nothing is frozen out of the collector's sight: the records live in the heap
 as they do in a service, so a generation-2 collection that a checkpoint
@@ -27,12 +36,16 @@ the culprit is the innermost ``warmstart`` frame of the worker when the
 thread ticker woke after its longest delay (the call that held the GIL ends
 on that line).
 
-Run: ``python -m benchmarks.stall [--quick] [--sizes 50000,1000000]``.
+With ``--realtime`` the tickers run at a real-time priority (``SCHED_FIFO``)
+so that on a loaded machine they wait for the GIL, not for a CPU.
+
+Run: ``python -m benchmarks.stall [--quick] [--sizes 50000,1000000] [--realtime]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import shutil
 import tempfile
@@ -41,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cachetools
 
@@ -49,6 +62,7 @@ import warmstart
 from benchmarks._common import Report, Table, finish, machine, median, versions
 from benchmarks.generate_data import RECORDS, change_some, make_records
 from benchmarks.probe import Probe, ProbeResult
+from warmstart._pacing import Pacer
 
 SIZES = (50_000, 1_000_000)
 QUICK_SIZES = (50_000,)
@@ -57,7 +71,7 @@ SECTION = "cache"
 FRACTION = 0.01
 CONTAINERS = ("LRUCache", "dict")
 PATHS = ("Store.save", "boot.checkpoint()")
-CASES = ("full", "delta-mode base", "hash delta", "tracked delta")
+CASES = ("full", "delta-mode base", "hash delta", "tracked delta", "tracked base")
 
 
 def _container(kind: str, n: int, *, tracked: bool) -> Any:
@@ -78,7 +92,9 @@ def _saver(
     path: str, kind: str, n: int, case: str, root: Path
 ) -> Iterator[tuple[Any, Callable[[], Any]]]:
     """(container, one checkpoint) for ``case`` through ``path``."""
-    tracked = case == "tracked delta"
+    tracked = case.startswith("tracked")
+    every_base = warmstart.CompactionPolicy(max_deltas=0)
+    compaction = every_base if case == "tracked base" else None
     if path == "Store.save":
         container = _container(kind, n, tracked=tracked)
         lock = threading.RLock()
@@ -86,23 +102,32 @@ def _saver(
         mode = (
             "full" if case == "full" else "delta" if case.startswith(("hash", "delta")) else "auto"
         )
-        with warmstart.Store(root) as store:
+        with warmstart.Store(root, compaction=compaction) as store:
             yield container, lambda: store.save(NAMESPACE, sections, mode=mode)
         return
 
     holder: dict[str, Any] = {}
 
-    @warmstart.warm(cache=warmstart.state(RECORDS, section=SECTION, lock="lock"))
+    # Untracked when built: with an interval the boot tracks it when it is
+    # attached (the tracked cases), unless track=False (the others).
+    state = warmstart.state(RECORDS, section=SECTION, lock="lock", track=None if tracked else False)
+
+    @warmstart.warm(cache=state)
     class Service:
         def __init__(self) -> None:
             self.lock = threading.RLock()
-            self.cache = _container(kind, n, tracked=tracked)
+            self.cache = _container(kind, n, tracked=False)
             holder["service"] = self
 
     # interval: the checkpointer saves in delta mode (a tick in an hour never comes).
-    interval = None if case in ("full", "tracked delta") else 3600.0
+    interval = None if case == "full" else 3600.0
     boot = warmstart.boot(
-        root, namespace=NAMESPACE, interval=interval, signals=False, checkpoint_on_exit=False
+        root,
+        namespace=NAMESPACE,
+        interval=interval,
+        signals=False,
+        checkpoint_on_exit=False,
+        store_options={"compaction": compaction} if compaction else None,
     )
     with boot:
         Service()
@@ -112,32 +137,70 @@ def _saver(
         boot.close()
 
 
+class Sample(NamedTuple):
+    wall: float
+    probe: ProbeResult
+    cpu: float  # the checkpointing thread's CPU seconds
+    longest: float  # its longest CPU stretch between two yields
+    kind: str  # what the checkpoint wrote: "full" or "delta"
+
+
 def _measure(
-    path: str, kind: str, n: int, case: str, repeats: int, root: Path
-) -> list[tuple[float, ProbeResult]]:
-    """``repeats`` probed checkpoints of one case: (wall seconds, probe) each."""
+    path: str, kind: str, n: int, case: str, repeats: int, root: Path, *, realtime: bool
+) -> list[Sample]:
+    """``repeats`` probed checkpoints of one case."""
     out = []
     with _saver(path, kind, n, case, root) as (container, save):
         gc.collect()
         next_id = n
-        deltas = case in ("hash delta", "tracked delta")
+        deltas = case in ("hash delta", "tracked delta", "tracked base")
         if deltas:
             save()  # the base the deltas build on
+            if case == "hash delta":
+                # Two diffs: the store measures them against the base before choosing.
+                for seed in (97, 98):
+                    _, inserts, _ = change_some(container, FRACTION, seed=seed, next_id=next_id)
+                    next_id += inserts
+                    save()
         # Only the first delta-mode save of a store writes the base: one sample a store.
         for r in range(1 if case == "delta-mode base" else repeats):
             if deltas:
                 _, inserts, _ = change_some(container, FRACTION, seed=r + 1, next_id=next_id)
                 next_id += inserts
-            with Probe() as probe:
+            # A boot measures its own checkpoints (its report); Store.save, this pacer.
+            boot = getattr(save, "__self__", None)
+            pacer: Any = Pacer() if boot is None else contextlib.nullcontext()
+            with Probe(realtime=realtime) as probe:
                 started = time.perf_counter()
-                generation = save()
+                with pacer:
+                    generation = save()
                 wall = time.perf_counter() - started
+            # boot.checkpoint() answers with a report, Store.save with the generation.
+            generation = getattr(generation, "generation", generation)
             if generation is None:
                 msg = f"{path} {kind} {case}: the checkpoint failed"
                 raise RuntimeError(msg)
             assert probe.result is not None
-            out.append((wall, probe.result))
+            if boot is None:
+                cpu, longest = pacer.cpu, pacer.longest
+            else:
+                report = boot.report.checkpoints[-1]
+                cpu, longest = report.cpu_seconds, report.longest_hold_seconds
+            out.append(Sample(wall, probe.result, cpu, longest, _saved_as(save, generation)))
     return out
+
+
+def _saved_as(save: Callable[[], Any], generation: int) -> str:
+    """What a checkpoint wrote for the section: a base ("full") or a delta."""
+    boot = getattr(save, "__self__", None)
+    store = boot.store if boot is not None else None
+    for cell in getattr(save, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, warmstart.Store):
+            store = cell.cell_contents
+    written = store.manifest(NAMESPACE, generation).section(SECTION) if store else None
+    if written is None:
+        return "-"
+    return "delta" if any(c.sequence == generation for c in written.deltas) else "full"
 
 
 def bench_stall(
@@ -147,6 +210,8 @@ def bench_stall(
     *,
     containers: tuple[str, ...] = CONTAINERS,
     paths: tuple[str, ...] = PATHS,
+    cases: tuple[str, ...] = CASES,
+    realtime: bool = False,
 ) -> Report:
     report = Report("Checkpoint stalls")
     rows = []
@@ -154,32 +219,46 @@ def bench_stall(
     for n in sizes:
         for kind in containers:
             for path in paths:
-                for case in CASES:
-                    runs: list[tuple[float, ProbeResult]] = []
+                for case in cases:
+                    runs: list[Sample] = []
                     # A base is written once per store: take a fresh store per sample.
                     rounds = repeats if case == "delta-mode base" else 1
                     for i in range(rounds):
                         root = workdir / f"{n}-{kind}-{path[:5]}-{case.replace(' ', '-')}-{i}"
-                        runs += _measure(path, kind, n, case, repeats, root)
+                        runs += _measure(path, kind, n, case, repeats, root, realtime=realtime)
                         shutil.rmtree(root, ignore_errors=True)
                         gc.collect()
                     rows.append(_row(n, kind, path, case, runs))
                     raw[f"{n} {kind} {path} {case}"] = [
                         {
-                            "wall": wall,
-                            "thread_max": p.thread.max,
-                            "loop_max": p.loop.max,
-                            "gen2": p.gc.gen2,
-                            "gen2_pause": p.gc.gen2_pause,
-                            "stalls": [(s.delay, s.culprit()) for s in p.stalls],
+                            "wall": r.wall,
+                            "cpu": r.cpu,
+                            "longest": r.longest,
+                            "saved_as": r.kind,
+                            "thread_max": r.probe.thread.max,
+                            "loop_max": r.probe.loop.max,
+                            "collections": r.probe.gc.collections,
+                            "gen2": r.probe.gc.gen2,
+                            "gen2_pause": r.probe.gc.gen2_pause,
+                            "stalls": [
+                                (s.delay, s.culprit(thread="MainThread")) for s in r.probe.stalls
+                            ],
                         }
-                        for wall, p in runs
+                        for r in runs
                     ]
                     print(
-                        f"[stall] {n:,} {kind} {path} {case}: "
-                        f"{rows[-1][4] * 1000:.0f} ms wall, thread max {rows[-1][5]:.0f} ms",
+                        f"[stall] {n:,} {kind} {path} {case}: {rows[-1][4] * 1000:.0f} ms wall, "
+                        f"{rows[-1][5]:.1f} ms CPU, longest stretch {rows[-1][6]:.2f} ms, "
+                        f"thread max {rows[-1][7]:.1f} ms, asyncio max {rows[-1][9]:.1f} ms, "
+                        f"saved as {rows[-1][13]}",
                         flush=True,
                     )
+    realtime_note = (
+        " The tickers ran at a real-time priority (SCHED_FIFO): on this shared machine they "
+        "wait for the GIL, not for a CPU."
+        if realtime
+        else ""
+    )
     report.tables.append(
         Table(
             f"One checkpoint beside a 1 ms thread ticker and a 1 ms asyncio ticker, "
@@ -190,22 +269,31 @@ def bench_stall(
                 "path",
                 "case",
                 "checkpoint s",
+                "CPU ms",
+                "longest stretch ms",
                 "thread max ms",
                 "thread p99 ms",
                 "asyncio max ms",
                 "asyncio p99 ms",
                 "gen-2 GCs",
                 "gen-2 pause ms",
-                "longest hold ends at",
+                "saved as",
+                "longest wait ends at",
             ],
             rows,
             note=(
-                "Thread/asyncio max: the longest a ticker woke late during the checkpoint, about "
-                "the longest uninterrupted GIL hold (between bytecodes the GIL changes hands "
-                "every 5 ms; one C call holds it to its end). Gen-2: collections of the oldest "
-                "generation during the checkpoint and their pause (collector on, nothing frozen)."
-                " Longest hold ends at: the innermost warmstart frame of the checkpointing thread "
-                "when the thread ticker woke after its longest delay, in the worst sample."
+                "CPU: the checkpointing thread's CPU time (about its GIL time; compression runs "
+                "in a worker thread without the GIL). Longest stretch: its longest stretch of "
+                "CPU between two yields, as the boot reports it (CheckpointReport."
+                "longest_hold_seconds). Thread/asyncio max: the longest a ticker woke late during"
+                " the checkpoint (between bytecodes the GIL changes hands after 5 ms; one C "
+                "call holds it to its end). Gen-2: collections of the oldest generation during "
+                "the checkpoint and their pause (collector on, nothing frozen). Saved as: what "
+                "the checkpoint wrote for the section. Longest wait ends at: the innermost "
+                "warmstart frame of the checkpointing thread when the thread ticker woke after "
+                "its longest delay, in the worst sample; '(parked)' when that thread was "
+                "pausing between slices (the ticker waited for something else: another thread, "
+                "the collector, the scheduler)." + realtime_note
             ),
         )
     )
@@ -213,25 +301,26 @@ def bench_stall(
     return report
 
 
-def _row(
-    n: int, kind: str, path: str, case: str, runs: list[tuple[float, ProbeResult]]
-) -> list[Any]:
-    walls = [w for w, _ in runs]
-    probes = [p for _, p in runs]
+def _row(n: int, kind: str, path: str, case: str, runs: list[Sample]) -> list[Any]:
+    probes = [r.probe for r in runs]
     worst = max(probes, key=lambda p: p.thread.max)
-    culprit = worst.stalls[0].culprit() if worst.stalls else "-"
+    culprit = worst.stalls[0].culprit(thread="MainThread") if worst.stalls else "-"
+    kinds = sorted({r.kind for r in runs})
     return [
         n,
         kind,
         path,
         case,
-        median(walls),
+        median([r.wall for r in runs]),
+        1000 * median([r.cpu for r in runs]),
+        1000 * median([r.longest for r in runs]),
         1000 * median([p.thread.max for p in probes]),
         1000 * median([p.thread.p99 for p in probes]),
         1000 * median([p.loop.max for p in probes]),
         1000 * median([p.loop.p99 for p in probes]),
         median([float(p.gc.gen2) for p in probes]),
         1000 * median([p.gc.gen2_pause for p in probes]),
+        "/".join(kinds),
         culprit,
     ]
 
@@ -243,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="saves per case (default 5, --quick 2)")
     parser.add_argument("--containers", default=",".join(CONTAINERS))
     parser.add_argument("--paths", default=",".join(PATHS), help="Store.save,boot.checkpoint()")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument(
+        "--realtime", action="store_true", help="tickers at a real-time priority (SCHED_FIFO)"
+    )
     parser.add_argument("--json", type=Path, help="also write every raw measurement here")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
@@ -259,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             containers=tuple(args.containers.split(",")),
             paths=tuple(args.paths.split(",")),
+            cases=tuple(args.cases.split(",")),
+            realtime=args.realtime,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -93,6 +93,14 @@ def test_hostile(tmp_path: Path) -> None:
     assert not any("FOREIGN" in row["outcome"] for row in report.raw["rows"])
 
 
+def test_a_run_keeps_the_block_it_does_not_measure() -> None:
+    from benchmarks.run import KEPT, kept_block
+
+    page = f"# Benchmarks\n\nold tables\n\n{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}\n"
+    assert kept_block(page) == f"{KEPT[0]}\n## Tail latency\n\n| a |\n{KEPT[1]}"
+    assert kept_block("# Benchmarks\n") == ""
+
+
 def test_lifecycle(tmp_path: Path) -> None:
     from benchmarks.lifecycle import attach_seconds, data_file_growth
 

@@ -855,3 +855,23 @@ class TestMalformedChunks:
         """A payload that is not a chunk at all is damage, on the typed and the upgrade path."""
         with pytest.raises(IntegrityError, match="Expected"):
             contract.decode_entries(payload, writer)
+
+
+class _Paced(msgspec.Struct):
+    name: str
+    tags: list[int]
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 2047, 2048, 2049, 5000, 70_000])
+def test_entries_encoded_in_steps_are_the_same_bytes(n: int) -> None:
+    """A checkpoint encodes a chunk's values a slice at a time (issue 15): same payload."""
+    contract = Contract("paced", _Paced, key=int)
+    keys = list(range(n))
+    values = [_Paced(f"v{i}", [i, -i]) for i in range(n)]
+    steps: list[None] = []
+    stepped = contract.encode_entries(
+        keys, values, deleted=[-1], sequence=3, step=lambda: steps.append(None)
+    )
+    assert stepped == contract.encode_entries(keys, values, deleted=[-1], sequence=3)
+    assert len(steps) == (0 if n <= 2048 else -(-n // 2048))
+    assert contract.decode_entries(stepped, contract.write_schema).keys == keys

@@ -1,7 +1,7 @@
 """The GIL-hold probe sees a known stall; the stall and latency benchmarks run at toy sizes.
 
 Figures at these sizes mean nothing (the real runs are ``python -m
-benchmarks.stall`` and ``python -m benchmarks.latency``, docs/latency-baseline.md);
+benchmarks.stall`` and ``python -m benchmarks.latency``, docs/benchmarks.md);
 what is checked is that the probe measures what it claims and that both
 benchmarks run end to end.
 """
@@ -91,7 +91,9 @@ def test_latency_benchmark_runs(tmp_path: Path) -> None:
     paths = zipf_paths(1000, 2000, seed=1)
     hot = sum(p.startswith("/item/0") for p in paths)
     assert hot > 50  # id 0 is the hottest
-    report = bench_latency((2000,), 1, 1.0, 2.0, tmp_path, rate=100, configs=(("2 s", 2.0, False),))
+    report = bench_latency(
+        (2000,), 1, 1.0, 2.0, tmp_path, rate=100, configs=(("2 s", 2.0, "default"),)
+    )
     (row,) = report.tables[0].rows
     (run,) = report.raw["results"]["2000 2 s"]
     assert run["requests"] > 100

@@ -42,7 +42,7 @@ def test_tracked_dict_removal_during_hot_retouch_stays_removed(store_path: Path)
         store.save("n", {"TrackedService.rows": (ROWS, {i: Row(i) for i in range(SIZE)})})
     target = SIZE - 1  # the hottest key: in the last base chunk
     code = _restore._move_to_end.__code__
-    window_line = _line_of(_restore._move_to_end, "data.setdefault(key, value)")
+    window_line = _line_of(_restore._move_to_end, "dict.setdefault(data, key, value)")
     in_window = threading.Event()
     go = threading.Event()
 

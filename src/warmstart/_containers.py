@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from warmstart.delta import TrackedDict
+from warmstart.delta import LoggedDict, TrackedDict
 from warmstart.errors import ContractError
 
 __all__ = ("RestoreStats", "check_container", "entries_of", "restore_into")
@@ -129,6 +129,17 @@ def dict_snapshot(mapping: object) -> dict[Any, Any] | None:
     return data.copy() if type(data) is dict else dict(data)
 
 
+def dict_of(mapping: object) -> dict[Any, Any]:
+    """The dict holding a supported container's entries (a cache's own, a TrackedDict's)."""
+    data = dict_behind(mapping)
+    if data is None:
+        data = vars(mapping).get("_Cache__data") if hasattr(mapping, "__dict__") else None
+    if not isinstance(data, dict):
+        msg = f"Expected a container with a dict behind it, got {type(mapping).__name__}"
+        raise TypeError(msg)
+    return data
+
+
 def dict_behind(mapping: object) -> dict[Any, Any] | None:
     """The dict behind a dict-like container, when reading it is side-effect free."""
     if isinstance(mapping, dict):
@@ -207,7 +218,7 @@ def restore_into(
         # Only the hottest entries that fit: inserting colder ones would evict.
         start = max(0, len(keys) - max(room, 0))
         stats.skipped_capacity = start
-    if isinstance(mapping, dict) and type(mapping) in (dict, collections.OrderedDict):
+    if isinstance(mapping, dict) and type(mapping) in (dict, collections.OrderedDict, LoggedDict):
         _restore_dict(mapping, keys[start:], values[start:], overwrite, stats)
         return stats
     remaining = [e - wall for e in expires[start:]] if expires else []
@@ -238,7 +249,8 @@ def bulk_target(mapping: object, entries: int) -> dict[Any, Any] | None:  # noqa
     a dict.
     """
     if isinstance(mapping, dict):
-        return mapping if not mapping and type(mapping) in (dict, collections.OrderedDict) else None
+        plain = type(mapping) in (dict, collections.OrderedDict, LoggedDict)
+        return mapping if not mapping and plain else None
     data = dict_behind(mapping)
     if data is not None:
         return data if not data else None
@@ -279,17 +291,21 @@ def _restore_dict(
     overwrite: bool,
     stats: RestoreStats,
 ) -> None:
+    # A LoggedDict through dict's own methods: restored entries are in the
+    # generation already, not changes (an OrderedDict needs its own).
+    ops: Any = dict if isinstance(mapping, LoggedDict) else type(mapping)
     if overwrite:
         if mapping:
             # Re-inserted keys move to the end, as in replay.
             for key in keys:
-                mapping.pop(key, None)
-        mapping.update(zip(keys, values))
+                ops.pop(mapping, key, None)
+        ops.update(mapping, zip(keys, values))
         stats.inserted = len(keys)
         return
+    setdefault = ops.setdefault
     for key, value in zip(keys, values):
         # setdefault is atomic for dicts: a live write is never overwritten.
-        if mapping.setdefault(key, value) is value:
+        if setdefault(mapping, key, value) is value:
             stats.inserted += 1
         else:
             stats.skipped_live += 1

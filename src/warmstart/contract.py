@@ -384,11 +384,15 @@ class Contract(Generic[T]):
         deleted: Sequence[Any] = (),
         sequence: int = 0,
         expires: Sequence[float] = (),
+        step: Callable[[], None] | None = None,
     ) -> bytes:
         """Encode a batch of entries (and deletions, for a delta) deterministically.
 
         The payload is ``[sequence, keys, values, deleted, expires]``; ``expires``
-        is empty or holds one wall-clock expiry per entry (TTL caches).
+        is empty or holds one wall-clock expiry per entry (TTL caches). With
+        ``step``, the values are encoded ``VALUES_STEP`` at a time and ``step()``
+        is called between them (a checkpoint lets other threads run); the
+        bytes are the same.
         """
         if len(keys) != len(values) or (expires and len(expires) != len(keys)):
             # Such a chunk could never be read back (decode refuses it as damage).
@@ -411,13 +415,40 @@ class Contract(Generic[T]):
         else:
             written = values
         try:
-            return self._encoder.encode((sequence, keys, written, deleted, expires))
+            if step is None or len(values) <= VALUES_STEP:
+                return self._encoder.encode((sequence, keys, written, deleted, expires))
+            return self._encode_in_steps(sequence, keys, written, deleted, expires, step)
         except (TypeError, ValueError, OverflowError) as exc:
             msg = (
                 f"Expected entries encodable as {describe(self.type)}, got: {exc} "
                 f"- in contract {self.name!r}"
             )
             raise EncodeError(msg) from exc
+
+    def _encode_in_steps(
+        self,
+        sequence: int,
+        keys: Sequence[Any],
+        values: Iterable[Any],
+        deleted: Sequence[Any],
+        expires: Sequence[float],
+        step: Callable[[], None],
+    ) -> bytes:
+        """``encode((sequence, keys, values, deleted, expires))``, the values a slice at a time.
+
+        A msgpack array is its header, then its items one after another: the
+        slices' items, each slice encoded as an array and its header cut off,
+        join into the bytes of the whole.
+        """
+        encode = self._encoder.encode
+        items = values if isinstance(values, list) else list(values)
+        parts = [b"\x95", encode(sequence), encode(keys), _array_header(len(items))]
+        for start in range(0, len(items), VALUES_STEP):
+            chunk = items[start : start + VALUES_STEP]
+            parts.append(encode(chunk)[len(_array_header(len(chunk))) :])
+            step()
+        parts += [encode(deleted), encode(expires)]
+        return b"".join(parts)
 
     @property
     def encode_value(self) -> Callable[[T], bytes]:
@@ -657,3 +688,16 @@ def _schema(
             kind="pydantic",
         )
     return schema_of(tp, version=version, name=name, key=key, deprecated=deprecated)
+
+
+#: Values encoded in one step by ``encode_entries(..., step=...)``: 0.3-0.8 ms of small records.
+VALUES_STEP = 2048
+
+
+def _array_header(length: int) -> bytes:
+    """The msgpack header of an array of ``length`` items."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")

@@ -91,6 +91,10 @@ class SectionReport(msgspec.Struct):
         )
 
 
+#: Checkpoint reports a BootReport keeps.
+KEEP_CHECKPOINTS = 32
+
+
 class BootReport(msgspec.Struct):
     """What a boot did: the generation used and why, and every section's fate."""
 
@@ -109,6 +113,13 @@ class BootReport(msgspec.Struct):
     #: The shared pool (``boot(pool=...)``): each other worker's namespace and
     #: what was taken from it ("generation 12, 3s old") or why not.
     pool: dict[str, str] = msgspec.field(default_factory=dict)
+    #: The latest checkpoints (at most ``KEEP_CHECKPOINTS``), oldest first.
+    checkpoints: list[CheckpointReport] = msgspec.field(default_factory=list)
+
+    def add_checkpoint(self, report: CheckpointReport) -> None:
+        """Remember one checkpoint (the oldest is forgotten past ``KEEP_CHECKPOINTS``)."""
+        self.checkpoints.append(report)
+        del self.checkpoints[:-KEEP_CHECKPOINTS]
 
     @property
     def restored(self) -> int:
@@ -139,13 +150,19 @@ CheckpointStatus = Literal["saved", "partial", "failed", "skipped", "nothing"]
 
 
 class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
-    """One checkpoint, as ``boot.checkpoint()`` returns it.
+    """One checkpoint, as ``boot.checkpoint()`` returns it, with what it cost the service.
 
     ``status`` is ``"saved"`` (every attached section), ``"partial"`` (some
     sections failed and kept their previous state: see ``failed``),
     ``"failed"`` (no generation written: see ``error``), ``"skipped"`` (this
     process has changed nothing since its restore and another process wrote
     the head since), or ``"nothing"`` (no object attached).
+
+    ``cpu_seconds`` is the CPU time of the checkpointing thread, about the time
+    it held the GIL (compression runs in another thread, without it).
+    ``longest_hold_seconds`` is the longest stretch of that CPU between two
+    points where it let the service's threads run: an upper bound of the
+    longest time a request thread or an event loop waited for it.
     """
 
     namespace: str
@@ -160,6 +177,8 @@ class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     carried: tuple[str, ...] = ()
     #: Section -> why it was not saved.
     failed: dict[str, str] = msgspec.field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    longest_hold_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -186,6 +205,7 @@ class Metrics:
         "checkpoint_section_failures_total",
         "checkpoints_skipped_total",
         "checkpoint_seconds_total",
+        "checkpoint_cpu_seconds_total",
         "warm_hits_total",
         "lookups_total",
         "handoff_requests_total",
@@ -196,6 +216,9 @@ class Metrics:
         "time_to_ready_seconds",
         "readiness",
         "last_checkpoint_seconds",
+        "last_checkpoint_cpu_seconds",
+        "last_checkpoint_longest_hold_seconds",
+        "checkpoint_longest_hold_seconds_max",
         "last_checkpoint_generation",
         "last_checkpoint_bytes",
     )
@@ -288,7 +311,15 @@ class Metrics:
         """Fold one checkpoint into the counters."""
         self.inc("checkpoints_total")
         self.inc("checkpoint_seconds_total", report.seconds)
+        self.inc("checkpoint_cpu_seconds_total", report.cpu_seconds)
         self.set("last_checkpoint_seconds", report.seconds)
+        self.set("last_checkpoint_cpu_seconds", report.cpu_seconds)
+        self.set("last_checkpoint_longest_hold_seconds", report.longest_hold_seconds)
+        with self._lock:
+            worst = self._values["checkpoint_longest_hold_seconds_max"]
+            self._values["checkpoint_longest_hold_seconds_max"] = max(
+                worst, report.longest_hold_seconds
+            )
         if report.status == "skipped":
             self.inc("checkpoints_skipped_total")
             return

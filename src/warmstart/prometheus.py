@@ -42,6 +42,7 @@ _HELP = {
     "checkpoint_section_failures_total": "Sections left out of a checkpoint (kept as they were).",
     "checkpoints_skipped_total": "Checkpoints skipped: nothing changed, or a restore ran.",
     "checkpoint_seconds_total": "Seconds spent checkpointing.",
+    "checkpoint_cpu_seconds_total": "CPU seconds of the checkpointing thread (about its GIL time).",
     "warm_hits_total": "Lookups served by restored entries.",
     "lookups_total": "Lookups counted.",
     "handoff_requests_total": "Hand-off requests from successors (rolling deploys).",
@@ -50,6 +51,11 @@ _HELP = {
     "time_to_ready_seconds": "Seconds from boot until the hot state was in place.",
     "readiness": "Fraction of saved entries in place (1 when warm).",
     "last_checkpoint_seconds": "Seconds the last checkpoint took.",
+    "last_checkpoint_cpu_seconds": "CPU seconds of the last checkpoint's thread.",
+    "last_checkpoint_longest_hold_seconds": (
+        "Longest stretch the last checkpoint ran without letting other threads run."
+    ),
+    "checkpoint_longest_hold_seconds_max": "The longest such stretch of any checkpoint.",
     "last_checkpoint_generation": "Generation written by the last checkpoint.",
     "last_checkpoint_bytes": "Stored bytes referenced by the last checkpoint.",
 }

@@ -43,6 +43,7 @@ import msgspec
 from warmstart._containers import check_container
 from warmstart.boot._agent import Agent
 from warmstart.boot._attachments import Attached, Attachments
+from warmstart.boot._autotrack import track_attached
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
@@ -310,7 +311,9 @@ class Boot:
         self._incomplete = False  # forked during a restore: this copy must not save
         self._restoring: set[int] = set()  # threads inside an attach's own restore
         self._unnoted: list[Attached] = []  # attached since the last _finish_restore
-        self._saver = Saver(self.settings, self.metrics, self._watermark_now, self.remote_outcomes)
+        self._saver = Saver(
+            self.settings, self.metrics, self.report, self._watermark_now, self.remote_outcomes
+        )
         self._breaker = CrashLoopBreaker(namespace)
         self._stale = False  # validate() refused the checkpoint; refresh() reloads keys
         self._stop = threading.Event()
@@ -624,6 +627,8 @@ class Boot:
             self._unnoted.append(attached)
             # Restoring from now on: no checkpoint may save its containers yet.
             self._background.begin()
+        # Before the restore: periodic checkpoints cost what changed (_autotrack).
+        track_attached(obj, spec, periodic=self.settings.interval is not None)
         if id(spec) not in self._specs:
             self._specs[id(spec)] = spec
             if self._agent is not None:

@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from warmstart._pacing import Pacer
 from warmstart.boot._periodic import Periodic
+from warmstart.metrics import CheckpointReport
 from warmstart.store import SectionSpec, Store
 
 __all__ = ("Checkpointer",)
@@ -54,7 +56,9 @@ class Checkpointer:
 
     Attributes:
         saves, failures: counters; ``last_error`` and ``last_generation``,
-        ``last_seconds`` describe the latest attempt.
+        ``last_seconds`` describe the latest attempt, ``last_report`` too,
+        with its CPU and its longest stretch without letting other threads
+        run (see :class:`~warmstart.metrics.CheckpointReport`).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Checkpointer:
         self.last_error: BaseException | None = None
         self.last_generation: int | None = None
         self.last_seconds: float | None = None
+        self.last_report: CheckpointReport | None = None
 
     def __enter__(self) -> Checkpointer:
         self.start()
@@ -112,15 +117,18 @@ class Checkpointer:
         """
         with self._lock:
             started = time.perf_counter()
+            pacer = Pacer()
             try:
                 sections = self._sections() if callable(self._sections) else self._sections
                 watermark = self._watermark() if self._watermark is not None else None
-                generation = self.store.save(
-                    self.namespace, sections, watermark=watermark, mode="delta"
-                )
+                with pacer:
+                    generation = self.store.save(
+                        self.namespace, sections, watermark=watermark, mode="delta"
+                    )
             except Exception as exc:
                 self.failures += 1
                 self.last_error = exc
+                self.last_report = self._report(None, started, pacer, str(exc))
                 log.warning(
                     "checkpoint of %r failed: %s",
                     self.namespace,
@@ -135,4 +143,18 @@ class Checkpointer:
             self.saves += 1
             self.last_generation = generation
             self.last_error = None
+            self.last_report = self._report(generation, started, pacer, None)
             return generation
+
+    def _report(
+        self, generation: int | None, started: float, pacer: Pacer, error: str | None
+    ) -> CheckpointReport:
+        return CheckpointReport(
+            namespace=self.namespace,
+            generation=generation,
+            seconds=time.perf_counter() - started,
+            reason="periodic",
+            error=error,
+            cpu_seconds=pacer.cpu,
+            longest_hold_seconds=pacer.longest,
+        )

@@ -14,7 +14,9 @@ untracked one holds the same keys, in the same order, bound to the very same
 value objects as right after its restore (a reference per entry, compared in
 C; an object mutated in place is not seen, as for identity deltas); a single
 Struct attribute is the same object. The references are kept only until the
-process's first save, after which it is a writer like any other.
+process's first save, after which it is a writer like any other. Untracked
+containers are listed a slice at a time (``warmstart._sliced``), pacing
+inside a checkpoint like the save itself (issue 15).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
-from warmstart._containers import entries_of
+from warmstart._pacing import pacing
+from warmstart._sliced import read_all
 from warmstart.boot._attachments import Attached
 from warmstart.delta import change_log
 
@@ -48,6 +51,10 @@ class Pristine:
 
     def note(self, attached: Iterable[Attached]) -> None:
         """Remember the state of sections not noted yet (called once restores are done)."""
+        with pacing():
+            self._note(attached)
+
+    def _note(self, attached: Iterable[Attached]) -> None:
         for item in attached:
             obj = item.obj
             for attr, section in item.sections.items():
@@ -57,8 +64,7 @@ class Pristine:
                 if _tracked_clean(value) is not None:
                     self._seen[section] = None  # its change log answers later
                 elif hasattr(value, "keys"):
-                    keys, values, _ = entries_of(value)
-                    self._seen[section] = (keys, values)
+                    self._seen[section] = _entries(value)
                 else:
                     self._seen[section] = value  # a single Struct: by identity
 
@@ -78,9 +84,15 @@ class Pristine:
         noted = self._seen[section]
         if not isinstance(noted, tuple):
             return value is noted
-        keys, values, _ = entries_of(value)
+        keys, values = _entries(value)
         return (
             len(values) == len(noted[1])
             and keys == noted[0]
             and all(map(operator.is_, values, noted[1]))
         )
+
+
+def _entries(container: Any) -> tuple[list[Any], list[Any]]:
+    """An untracked container's keys and values, a slice at a time (its log untouched)."""
+    _, (keys, values, _) = read_all(container, None)
+    return keys, values

@@ -21,7 +21,7 @@ from typing import Any
 from warmstart._containers import bulk_target, dict_behind, finish_bulk, restore_into
 from warmstart._hits import counter_of
 from warmstart.contract import Contract
-from warmstart.delta import FoldedChain, TrackedDict, change_log
+from warmstart.delta import FoldedChain, LoggedDict, TrackedDict, change_log
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
 from warmstart.store import SectionStats, Snapshot, paused_gc
@@ -84,8 +84,8 @@ class SectionRestore:
         # The background phase must not bring back what the service removed
         # since the restore began (tracked mappings record it).
         log = None if overwrite else change_log(target)
-        if not overwrite and isinstance(target, TrackedDict):
-            # The background phase fills the dict behind a TrackedDict: its
+        if not overwrite and isinstance(target, (TrackedDict, LoggedDict)):
+            # The background phase fills the dict behind the log: its
             # setdefault is atomic (a live write is never overwritten), and the
             # entries, already in the generation, are not logged as changes.
             target = getattr(target, "_data", target)
@@ -99,7 +99,20 @@ class SectionRestore:
         ):
             if log is not None:
                 keys, values, expires = _kept(log.restorable(keys), keys, values, expires)
-            stats = restore_into(target, keys, values, expires, overwrite=overwrite, now=self.now())
+                # A tracked cache's writes now are the restore's: entries the
+                # generation holds, not changes for the next delta (without
+                # this, the first checkpoint after a warm boot was a delta of
+                # nearly every entry).
+                log.muted = True
+            try:
+                stats = restore_into(
+                    target, keys, values, expires, overwrite=overwrite, now=self.now()
+                )
+            finally:
+                if log is not None:
+                    log.muted = False
+        if log is not None:
+            log.restored(keys)  # the next base saves them: they are in the index
         self.report.restored += stats.inserted
         self.report.dropped_expired += stats.skipped_expired
         self.report.skipped_capacity += stats.skipped_capacity
@@ -187,9 +200,12 @@ class SectionRestore:
         guard = self._background_guard()
         with guard if guard is not None else contextlib.nullcontext():
             keep = log.restorable(self.hot_keys) if log is not None else None
-            for key in itertools.compress(self.hot_keys, keep or itertools.repeat(True)):
+            moved = list(itertools.compress(self.hot_keys, keep or itertools.repeat(True)))
+            for key in moved:
                 with contextlib.suppress(KeyError):
                     move(key)
+        if log is not None:
+            log.moved_last(moved)  # last in the order the next base saves, as here
 
     def _background_guard(self) -> Any:
         """The lock a background write into the container holds (None: none needed).
@@ -201,7 +217,8 @@ class SectionRestore:
         if self.lock is not None:
             return self.lock
         log = change_log(self.container)
-        return log.lock if log is not None and isinstance(self.container, TrackedDict) else None
+        logged = isinstance(self.container, (TrackedDict, LoggedDict))
+        return log.lock if log is not None and logged else None
 
     @property
     def cold_entries(self) -> int:
@@ -228,6 +245,7 @@ def _move_to_end(data: dict[Any, Any], key: Any) -> None:
     pop then setdefault: if the live service writes the key in between, its
     value wins (a reader in that instant sees a miss, as for any cache).
     """
-    value = data.pop(key, _DELETED)
+    # dict's own methods: on a LoggedDict, the restore's moves are not changes.
+    value = dict.pop(data, key, _DELETED)
     if value is not _DELETED:
-        data.setdefault(key, value)
+        dict.setdefault(data, key, value)

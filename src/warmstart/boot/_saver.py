@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from warmstart._pacing import Pacer
 from warmstart.boot._attachments import Attached
 from warmstart.boot._pristine import Pristine
 from warmstart.boot._sections import sections_of
 from warmstart.boot._settings import BootSettings
-from warmstart.metrics import CheckpointReport, Metrics
+from warmstart.metrics import BootReport, CheckpointReport, Metrics
 from warmstart.store import SectionSpec, Store
 
 __all__ = ("Saver",)
@@ -44,11 +45,13 @@ class Saver:
         self,
         settings: BootSettings,
         metrics: Metrics,
+        boot_report: BootReport,
         watermark: Callable[[], Any],
         remote_outcomes: dict[str, Any],
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._boot_report = boot_report
         self._watermark = watermark
         self._remote_outcomes = remote_outcomes
         #: Sections of the generation restored, for carrying forward.
@@ -62,7 +65,7 @@ class Saver:
         self._warned_empty = False
 
     def report(self, why: str, status: str, started: float, **fields: Any) -> CheckpointReport:
-        """A report of this checkpoint, folded into the metrics and logged."""
+        """A report of this checkpoint, folded into the metrics and the boot's report."""
         report = CheckpointReport(
             namespace=self.settings.namespace,
             reason=why,
@@ -71,6 +74,7 @@ class Saver:
             **fields,
         )
         self.metrics.record_checkpoint(report)
+        self._boot_report.add_checkpoint(report)
         return report
 
     def nothing_attached(self, why: str, started: float) -> CheckpointReport:
@@ -94,30 +98,37 @@ class Saver:
         settings = self.settings
         claimed = {name for item in attached for name in item.sections.values()}
         carry = self._carry(claimed)
-        skip = self._unchanged(store, attached, claimed | carry)
-        if skip is not None:
-            log.info("%s checkpoint of %r skipped: %s", why, settings.namespace, skip)
-            return self.report(why, "skipped", started, generation=None, error=skip)
-        sections = sections_of(attached)
-        if self.expose is not None:
-            sections = self.expose(sections)
+        # Measures the checkpoint's CPU and its longest stretch between yields
+        # (_pacing); everything inside that is O(entries) works in slices.
+        pacer = Pacer()
         try:
-            result = store.checkpoint(
-                settings.namespace,
-                sections,
-                watermark=self._watermark(),
-                # With an interval, untracked mappings keep fingerprints so
-                # that each periodic checkpoint is a delta.
-                mode="auto" if settings.interval is None else "delta",
-                carry=carry,
-                isolate=not raise_errors,  # strict: the first bad section raises
-            )
+            with pacer:
+                skip = self._unchanged(store, attached, claimed | carry)
+                if skip is None:
+                    sections = sections_of(attached)
+                    if self.expose is not None:
+                        sections = self.expose(sections)
+                    result = store.checkpoint(
+                        settings.namespace,
+                        sections,
+                        watermark=self._watermark(),
+                        # With an interval, untracked mappings keep fingerprints
+                        # so that each periodic checkpoint is a delta.
+                        mode="auto" if settings.interval is None else "delta",
+                        carry=carry,
+                        isolate=not raise_errors,  # strict: the first bad section raises
+                    )
         except Exception as exc:
             # Never let a checkpoint failure reach the service (unless strict).
             log.warning("%s checkpoint of %r failed: %s", why, settings.namespace, exc)
             if raise_errors:
                 raise
-            return self.report(why, "failed", started, generation=None, error=str(exc))
+            cost = {"cpu_seconds": pacer.cpu, "longest_hold_seconds": pacer.longest}
+            return self.report(why, "failed", started, generation=None, error=str(exc), **cost)
+        cost = {"cpu_seconds": pacer.cpu, "longest_hold_seconds": pacer.longest}
+        if skip is not None:
+            log.info("%s checkpoint of %r skipped: %s", why, settings.namespace, skip)
+            return self.report(why, "skipped", started, generation=None, error=skip, **cost)
         if result.generation is not None:
             self.pristine = None  # this process is a writer now
         for section, error in result.failed.items():
@@ -139,13 +150,17 @@ class Saver:
             carried=result.carried,
             failed=result.failed,
             error=None if not result.failed else f"{len(result.failed)} sections failed",
+            **cost,
         )
         log.info(
-            "%s checkpoint of %r: generation %s in %.3fs (%d saved, %d carried, %d failed)",
+            "%s checkpoint of %r: generation %s in %.3fs (%.1f ms CPU, longest hold %.1f ms; "
+            "%d saved, %d carried, %d failed)",
             why,
             settings.namespace,
             result.generation,
             report.seconds,
+            1000 * report.cpu_seconds,
+            1000 * report.longest_hold_seconds,
             len(result.saved),
             len(result.carried),
             len(result.failed),
@@ -153,6 +168,8 @@ class Saver:
                 "namespace": settings.namespace,
                 "generation": result.generation,
                 "seconds": report.seconds,
+                "cpu_seconds": report.cpu_seconds,
+                "longest_hold_seconds": report.longest_hold_seconds,
             },
         )
         if settings.remote is not None and result.generation is not None:

@@ -26,14 +26,21 @@ from typing import Any
 
 import msgspec
 
-from warmstart._containers import entries_of
+from warmstart._containers import dict_of, entries_of
 from warmstart._hits import counter_of
+from warmstart._sliced import keys_of
 from warmstart.boot._attachments import Attached
 from warmstart.boot._reload import KeyReloader
 from warmstart.boot._restore import SectionRestore
 from warmstart.boot._warm import State
 from warmstart.contract import Contract
-from warmstart.delta import TrackedDict, change_log, deeply_immutable, watch_reads
+from warmstart.delta import (
+    LoggedDict,
+    TrackedDict,
+    change_log,
+    deeply_immutable,
+    watch_reads,
+)
 from warmstart.metrics import BootReport, Metrics, SectionReport, warn_cold_start
 from warmstart.store import SectionSpec, Snapshot, Store, paused_gc
 
@@ -83,8 +90,7 @@ def sections_of(attached: Iterable[Attached]) -> dict[str, SectionSpec]:
             # The service's lock for this container, held while a save reads it.
             lock = getattr(obj, st.lock) if st.lock is not None else None
             if st.keys_only:
-                with lock if lock is not None else contextlib.nullcontext():
-                    keys, _, _ = entries_of(value)
+                keys = keys_of(value, lock)  # a slice at a time, each under the lock
                 if st.max_keys is not None:
                     keys = keys[-st.max_keys :]
                 key_type = st.contract.key if st.contract is not None else str
@@ -208,7 +214,7 @@ class AttributeRestore:
         thread_safe = (
             lock is not None
             or type(container) in (dict, _ordered_dict())
-            or isinstance(container, TrackedDict)
+            or isinstance(container, (TrackedDict, LoggedDict))
         )
         if self.progressive and thread_safe and restore.cold_entries:
             changes_log = change_log(container)
@@ -225,7 +231,7 @@ class AttributeRestore:
             # The baseline is what the service sees now: its own writes from
             # here on are changes for the next delta; the background phase
             # only adds entries the generation already holds.
-            self._mark_baseline(section, container, snapshot.generation)
+            self._mark_baseline(section, container, snapshot.generation, lock)
             self._arm_counter(container, final=False)
             report.status = "warming"
             cancel = changes_log.end_restore if changes_log is not None else None
@@ -238,7 +244,7 @@ class AttributeRestore:
                 report.reason = (
                     "restored eagerly: the container is not thread-safe (pass state(lock=...))"
                 )
-            self._mark_baseline(section, container, snapshot.generation)
+            self._mark_baseline(section, container, snapshot.generation, lock)
             self._arm_counter(container, final=True)
 
     def _cold_phase(self, restore: SectionRestore) -> None:
@@ -277,9 +283,15 @@ class AttributeRestore:
         counter.arm(keys, final=final)
         self.metrics.watch(counter)
 
-    def _mark_baseline(self, section: str, container: Any, generation: int) -> None:
+    def _mark_baseline(self, section: str, container: Any, generation: int, lock: Any) -> None:
         if self.store is not None:
             self.store.mark_baseline(self.namespace, section, container, generation)
+        changes_log = change_log(container)
+        if changes_log is not None:
+            # What the restore put in, in order: the keys the next base folds
+            # later changes into, instead of listing the container.
+            with lock if lock is not None else contextlib.nullcontext():
+                changes_log.rebase(dict_of(container))
 
     # -- single Structs -------------------------------------------------------
 

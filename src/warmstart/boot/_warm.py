@@ -56,6 +56,7 @@ class State(msgspec.Struct, frozen=True):
     prefetch: Prefetch | None = None
     lock: str | None = None
     max_keys: int | None = None
+    track: bool | None = None
 
 
 def state(
@@ -66,6 +67,7 @@ def state(
     prefetch: Prefetch | None = None,
     lock: str | None = None,
     max_keys: int | None = None,
+    track: bool | None = None,
 ) -> State:
     """Describe one warm attribute beyond its contract.
 
@@ -86,6 +88,12 @@ def state(
             container; without it, containers that are not thread-safe
             (cachetools caches) are restored eagerly.
         max_keys: with ``keys_only``, how many of the hottest keys to keep.
+        track: record the container's changes, so that each checkpoint costs
+            what changed and reads it a slice at a time (a cachetools cache
+            is tracked in place; a plain ``dict`` is replaced by a
+            ``LoggedDict``, a ``dict`` subclass holding the same entries, if
+            nothing else refers to it). None (the default): when the boot
+            checkpoints periodically (``interval``). False: never.
 
     >>> state(keys_only=True, prefetch=print, max_keys=1000).keys_only
     True
@@ -105,7 +113,11 @@ def state(
     if not keys_only and not isinstance(contract, Contract):
         msg = f"Expected a warmstart.Contract, got {type(contract).__name__}"
         raise ContractError(msg)
-    return State(contract, section, keys_only, prefetch, lock, max_keys)
+    given_track: object = track
+    if given_track is not None and not isinstance(given_track, bool):
+        msg = f"Expected track as True, False or None, got {given_track!r}"
+        raise ContractError(msg)
+    return State(contract, section, keys_only, prefetch, lock, max_keys, track)
 
 
 class WarmInfo(NamedTuple):

@@ -27,10 +27,13 @@ from warmstart.delta._policy import CompactionPolicy as CompactionPolicy
 from warmstart.delta._replay import FoldedChain as FoldedChain
 from warmstart.delta._replay import replay
 from warmstart.delta._replay import replay_batch as replay_batch
+from warmstart.delta._tracking import ABSENT as ABSENT
 from warmstart.delta._tracking import ChangeLog as ChangeLog
 from warmstart.delta._tracking import ChangeSet, is_tracked, mark_changed
+from warmstart.delta._tracking import LoggedDict as LoggedDict
 from warmstart.delta._tracking import TrackedDict as TrackedDict
 from warmstart.delta._tracking import change_log as change_log
+from warmstart.delta._tracking import fold_keys as fold_keys
 from warmstart.delta._tracking import track as track
 from warmstart.delta._tracking import watch_reads as watch_reads
 

@@ -10,6 +10,7 @@ run by run, in C.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +19,14 @@ from typing import Any
 import msgspec.inspect
 import xxhash
 
+from warmstart._pacing import SLICE, drop, long_lived, long_lived_lists, pace
 from warmstart.delta._tracking import ChangeSet
 
 __all__ = ("Fingerprints", "deeply_immutable")
+
+#: Values encoded and hashed in one step: 1-2 us each once writes scattered
+#: them, so a SLICE-long step held the GIL for 6-8 ms.
+PRINT_SLICE = 1024
 
 
 class Fingerprints:
@@ -57,7 +63,15 @@ class Fingerprints:
     def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> list[Any]:
         if self.by_identity:
             return values if type(values) is list else list(values)  # kept, not copied
-        return list(map(xxhash.xxh3_64_intdigest, map(encode, values)))
+        # A slice at a time: hashing a million values in one map() held the
+        # GIL for 300-800 ms.
+        prints = long_lived(len(values))
+        hash_ = xxhash.xxh3_64_intdigest
+        step = min(SLICE, PRINT_SLICE)
+        for start in range(0, len(values), step):
+            prints.extend(map(hash_, map(encode, values[start : start + step])))
+            pace()
+        return prints
 
     @classmethod
     def of(
@@ -83,23 +97,53 @@ class Fingerprints:
         old_keys, old_prints = self._keys, self._prints
         changed = operator.is_not if self.by_identity else operator.ne
         runs, apart_new, apart_old = _align(keys, old_keys)
-        # Where the sequences agree, compare prints position by position, in C.
-        at: list[int] = []
+        # Where the sequences agree, compare prints position by position, in
+        # C, at most SLICE positions a step.
+        at = long_lived(len(keys))
         for i, j, run in zip(*runs):
-            pairs = map(changed, _iter_from(new, i), _iter_from(old_prints, j))
-            at.extend(itertools.compress(range(i, i + run), pairs))
+            for offset in range(0, run, SLICE):
+                size = min(SLICE, run - offset)
+                pairs = map(
+                    changed,
+                    itertools.islice(_iter_from(new, i + offset), size),
+                    _iter_from(old_prints, j + offset),
+                )
+                at.extend(itertools.compress(range(i + offset, i + offset + size), pairs))
+                pace()
         # Where they part, look keys up by hash, as a dict would.
-        gone = {old_keys[j]: old_prints[j] for j in apart_old}
+        gone: dict[Any, Any] = {}
+        for part in _parts(apart_old):
+            gone.update(zip(map(old_keys.__getitem__, part), map(old_prints.__getitem__, part)))
+            pace()
         if apart_new:
-            at.extend(i for i in apart_new if changed(gone.get(keys[i]), new[i]))
-            at.sort()
-        upserts = list(map(keys.__getitem__, at))
+            extra: list[int] = []
+            for part in _parts(apart_new):
+                extra.extend(i for i in part if changed(gone.get(keys[i]), new[i]))
+                pace()
+            at = _merged(at, extra)
+        upserts = _picked(keys, at)
         deletes: set[Any] = set()
         if gone:
-            present = set(map(keys.__getitem__, apart_new))
-            deletes = set(itertools.filterfalse(present.__contains__, gone))
+            present: set[Any] = set()
+            for part in _parts(apart_new):
+                present.update(map(keys.__getitem__, part))
+                pace()
+            it = iter(gone)
+            while chunk := list(itertools.islice(it, SLICE)):
+                deletes.update(itertools.filterfalse(present.__contains__, chunk))
+                pace()
+            drop(present)
+            drop(gone)
         changes = ChangeSet(upserts=upserts, deletes=deletes)
         self._pending = (keys, new, changes, at)
+        # The alignment's lists (a million positions when the orders part).
+        run_new, run_old, run_len = runs
+        del runs
+        drop(run_new)
+        drop(run_old)
+        drop(run_len)
+        drop(apart_new)
+        drop(apart_old)
         return changes
 
     def positions(self, changes: ChangeSet) -> list[int]:
@@ -128,18 +172,44 @@ class Fingerprints:
         :meth:`positions`), that read is adopted as is: O(1).
         """
         pending, self._pending = self._pending, None
+        old_keys, old_prints = self._keys, self._prints
         if pending is not None and pending[2] is changes and keys == changes.upserts:
             self._keys, self._prints = pending[0], pending[1]
-            return
-        # Any other change set: through a dict.
-        fresh = self._print_all(values, encode)
-        seen = self.seen
-        for key in changes.deletes:
-            seen.pop(key, None)
-        for key in changes.upserts:
-            seen.pop(key, None)
-        seen.update(zip(keys, fresh))
-        self._keys, self._prints = list(seen), list(seen.values())
+        else:
+            # Any other change set: through a dict, a slice at a time.
+            fresh = self._print_all(values, encode)
+            seen: dict[Any, Any] = {}
+            for start in range(0, len(old_keys), SLICE):
+                seen.update(zip(old_keys[start : start + SLICE], old_prints[start : start + SLICE]))
+                pace()
+            for key in itertools.chain(changes.deletes, changes.upserts):
+                seen.pop(key, None)
+            seen.update(zip(keys, fresh))
+            new_keys, new_prints, _ = long_lived_lists(len(seen), third=False)
+            it = iter(seen.items())
+            while chunk := list(itertools.islice(it, SLICE)):
+                new_keys.extend(map(operator.itemgetter(0), chunk))
+                new_prints.extend(map(operator.itemgetter(1), chunk))
+                pace()
+            self._keys, self._prints = new_keys, new_prints
+            drop(seen)
+        # The lists of the previous read: freed a slice at a time.
+        drop(old_keys)
+        drop(old_prints)
+
+    def release(self) -> None:
+        """Forget every print, freeing the lists a slice at a time (a million entries each)."""
+        keys, prints, self._keys, self._prints = self._keys, self._prints, [], []
+        pending, self._pending = self._pending, None
+        drop(keys)
+        drop(prints)
+        del keys, prints
+        if pending is not None:
+            read_keys, read_prints, _, at = pending
+            del pending
+            drop(read_keys)
+            drop(read_prints)
+            drop(at)
 
     def bytes_per_entry(self) -> float:
         """Approximate memory this record costs per entry (for the docs)."""
@@ -159,6 +229,45 @@ _RESYNC_WINDOW = 32
 #: (the largest bounds the copy a compare makes).
 _RUN_FIRST = 32
 _RUN_MAX = 4096
+
+
+def _parts(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), SLICE):
+        yield items[start : start + SLICE]
+
+
+def _picked(items: list[Any], at: list[int]) -> list[Any]:
+    out = long_lived(len(at))
+    for part in _parts(at):
+        out.extend(map(items.__getitem__, part))
+        pace()
+    return out
+
+
+def _merged(a: list[int], b: list[int]) -> list[int]:
+    """Two ascending lists of positions as one (in bounded steps)."""
+    if len(a) + len(b) <= 4 * SLICE:
+        a.extend(b)
+        a.sort()  # two runs: timsort merges them in one pass
+        return a
+    out = long_lived(len(a) + len(b))
+    merged = heapq.merge(a, b)
+    while chunk := list(itertools.islice(merged, SLICE)):
+        out.extend(chunk)
+        pace()
+    return out
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    """``a == b``, a slice at a time (identical objects compare by address, in C)."""
+    if len(a) != len(b):
+        return False
+    step = 4 * SLICE
+    for start in range(0, len(a), step):
+        if a[start : start + step] != b[start : start + step]:
+            return False
+        pace()
+    return True
 
 
 def _iter_from(items: list[Any], start: int) -> Iterator[Any]:
@@ -195,6 +304,7 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
             return done + lo + operator.indexOf(pairs, True)
         done += size
         size = min(size * 2, _RUN_MAX)
+        pace()
     return limit
 
 
@@ -220,13 +330,10 @@ def _align(
     reordered cache) the rest is left apart, to be looked up by hash.
     """
     n, m = len(keys), len(old_keys)
-    if keys == old_keys:  # nothing inserted, deleted or moved: one compare in C
+    if _same(keys, old_keys):  # nothing inserted, deleted or moved: compares in C
         return ([0], [0], [n]) if n else ([], [], []), [], []
-    run_new: list[int] = []
-    run_old: list[int] = []
-    run_len: list[int] = []
-    apart_new: list[int] = []
-    apart_old: list[int] = []
+    run_new, run_old, run_len = long_lived_lists(n)
+    apart_new, apart_old, _ = long_lived_lists(n, third=False)
     i = j = 0
     budget = 64 + n // 64
     while i < n and j < m:
@@ -240,6 +347,7 @@ def _align(
             if i == n or j == m:
                 break
         # keys[i] != old_keys[j]: find where the sequences meet again.
+        pace()
         budget -= 1
         if budget < 0:
             break
@@ -257,8 +365,12 @@ def _align(
         apart_old.append(j)
         i += 1
         j += 1
-    apart_new.extend(range(i, n))
-    apart_old.extend(range(j, m))
+    for start in range(i, n, SLICE):
+        apart_new.extend(range(start, min(start + SLICE, n)))
+        pace()
+    for start in range(j, m, SLICE):
+        apart_old.extend(range(start, min(start + SLICE, m)))
+        pace()
     return (run_new, run_old, run_len), apart_new, apart_old
 
 

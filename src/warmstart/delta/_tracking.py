@@ -14,19 +14,24 @@ write; cache evictions and expiries count as deletions.
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sized
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from warmstart._pacing import SLICE, drop, long_lived, pace
 from warmstart.errors import ContractError
 
 __all__ = (
+    "ABSENT",
     "ChangeLog",
     "ChangeSet",
+    "LoggedDict",
     "TrackedDict",
     "change_log",
+    "fold_keys",
     "is_tracked",
     "mark_changed",
     "track",
@@ -62,22 +67,65 @@ class ChangeSet(msgspec.Struct, frozen=True, kw_only=True):
         return ChangeSet(upserts=upserts, deletes=deletes, full=self.full or later.full)
 
 
+class _Absent:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: Stands for "not in the mapping" in captured old values and sliced reads.
+ABSENT: Any = _Absent()
+
+#: (keys written in last-write order, keys deleted): one take of a change log.
+Taken = tuple[Iterable[Any], set[Any]]
+
+
 class ChangeLog:
-    """The record a tracked mapping keeps: O(1) per write, thread-safe."""
+    """The record a tracked mapping keeps: O(1) per write, thread-safe.
+
+    Besides the changes since the last checkpoint (``dirty``, ``deletes``),
+    the log knows which keys the mapping holds, in the mapping's order,
+    without listing them: the keys it held at some take (``index``) and what
+    every take since deleted and moved to the end (``since``: inserted keys,
+    or for an LRU or FIFO cache every written key). Folding the two gives the
+    keys at the last take, a slice at a time (:func:`fold_keys`), so that a
+    checkpoint never walks the live mapping, which other threads change
+    under it.
+
+    While a checkpoint reads the mapping a slice at a time, ``capture`` holds
+    the value each key had when the read began, recorded by a write before it
+    changes the key (copy-on-write): the read then gives the mapping as of
+    one moment, whatever the writes in between.
+    """
 
     __slots__ = (
         "baseline",
+        "capture",
         "cleared",
         "deletes",
         "dirty",
+        "epoch",
+        "index",
+        "inserted",
         "lock",
+        "moves",
+        "muted",
+        "read_lock",
         "reads_write",
         "removed",
         "removed_all",
+        "since",
+        "since_size",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Iterable[Any] | None = (), *, moves: bool = False) -> None:
         self.dirty: dict[Any, None] = {}
+        #: Keys inserted (absent before) since the last take, in insertion order.
+        self.inserted: dict[Any, None] = {}
+        #: Whether a write moves a key to the end of the mapping's order (an
+        #: LRU or FIFO cache), or only an insert does (a dict).
+        self.moves = moves
         self.deletes: set[Any] = set()
         self.cleared = True  # no checkpoint yet: the first one is a full base
         self.baseline: object = None
@@ -87,6 +135,19 @@ class ChangeLog:
         # restore must not bring those back with their saved, stale values.
         self.removed: set[Any] | None = None
         self.removed_all = False
+        #: The keys at some earlier take, in order (None: unknown), and what
+        #: each take since then wrote and deleted.
+        self.index: list[Any] | None = None if keys is None else list(keys)
+        self.since: list[Taken] = []
+        self.since_size = 0
+        #: Key -> value (or ABSENT) when the running sliced read began.
+        self.capture: dict[Any, Any] | None = None
+        #: Writes are the restore's own (under the container's lock): not changes.
+        self.muted = False
+        #: Bumped by clear(): a sliced read across it is void.
+        self.epoch = 0
+        #: One sliced read of the mapping at a time.
+        self.read_lock = threading.Lock()
         # Values of a type that can change in place (a list field, a mutable
         # Struct): a value read may be changed without a write through the
         # mapping, so a read counts as a write (issue 14). Set from the
@@ -120,20 +181,29 @@ class ChangeLog:
 
     # The lock makes a write and a concurrent checkpoint's take() atomic with
     # respect to each other: every write lands in exactly one checkpoint.
-    def wrote(self, key: Any) -> None:
+    def wrote(self, key: Any, *, new: bool = False) -> None:
+        """``key`` was written (``new``: it was not in the mapping before)."""
+        if self.muted:
+            return
         with self.lock:
-            self.deletes.discard(key)
-            # pop + set moves a rewritten key to the end: last-write order.
-            self.dirty.pop(key, None)
-            self.dirty[key] = None
+            self.wrote_locked(key, new)
+
+    def wrote_locked(self, key: Any, new: bool) -> None:
+        self.deletes.discard(key)
+        # pop + set moves a rewritten key to the end: last-write order.
+        dirty = self.dirty
+        dirty.pop(key, None)
+        dirty[key] = None
+        if new:
+            self.inserted[key] = None
 
     def wrote_all(self, keys: Iterable[Any]) -> None:
         """Every key of ``keys`` may have changed (their values were handed out)."""
+        if self.muted:
+            return
         with self.lock:
             for key in keys:
-                self.deletes.discard(key)
-                self.dirty.pop(key, None)
-                self.dirty[key] = None
+                self.wrote_locked(key, False)
 
     def deleted(self, key: Any) -> None:
         with self.lock:
@@ -141,32 +211,256 @@ class ChangeLog:
 
     def deleted_locked(self, key: Any) -> None:
         self.dirty.pop(key, None)
+        self.inserted.pop(key, None)
         self.deletes.add(key)
 
-    def take(self) -> ChangeSet:
+    def captured(self, key: Any, value: Any) -> None:
+        """Before ``key`` changes: keep the ``value`` it had when a running read began."""
+        capture = self.capture
+        if capture is not None and key not in capture:
+            capture.setdefault(key, value)
+
+    # -- writes to a dict behind the log (TrackedDict, LoggedDict) -------------
+    # The dict is changed under the log's lock, after its old value was
+    # captured: a take, and the start of a read, fall between whole writes.
+
+    def set_in(self, data: dict[Any, Any], key: Any, value: Any) -> None:
         with self.lock:
-            changes = ChangeSet(upserts=list(self.dirty), deletes=self.deletes, full=self.cleared)
+            old = dict.get(data, key, ABSENT)
+            capture = self.capture
+            if capture is not None and key not in capture:
+                capture[key] = old
+            dict.__setitem__(data, key, value)
+            self.wrote_locked(key, old is ABSENT)
+
+    def pop_from(self, data: dict[Any, Any], key: Any) -> Any:
+        """Remove ``key`` from ``data``; its value, or ABSENT."""
+        with self.lock:
+            removed = self.removed
+            if removed is not None:
+                # A background restore fills this dict: the key stays removed,
+                # even if it is not restored yet (an invalidation).
+                removed.add(key)
+            value = dict.pop(data, key, ABSENT)
+            if value is not ABSENT:
+                self.captured(key, value)
+                self.deleted_locked(key)
+            return value
+
+    def setdefault_in(self, data: dict[Any, Any], key: Any, default: Any) -> Any:
+        with self.lock:
+            value = dict.get(data, key, ABSENT)
+            if value is not ABSENT:
+                if self.reads_write:
+                    self.wrote_locked(key, False)  # handed out: may change in place
+                return value
+            self.captured(key, ABSENT)
+            dict.__setitem__(data, key, default)
+            self.wrote_locked(key, True)
+            return default
+
+    def popitem_from(self, data: dict[Any, Any], *, last: bool) -> tuple[Any, Any]:
+        """Remove the last entry (``dict.popitem``) or the first (``MutableMapping.popitem``)."""
+        with self.lock:
+            if last:
+                key, value = dict.popitem(data)
+            else:
+                key = next(iter(data), ABSENT)
+                if key is ABSENT:
+                    raise KeyError("popitem(): mapping is empty")
+                value = dict.pop(data, key)
+            self.note_removal(key)
+            self.captured(key, value)
+            self.deleted_locked(key)
+            return key, value
+
+    def clear_locked(self) -> None:
+        """The mapping was emptied (call under the lock, with the mapping's own clear)."""
+        self.dirty.clear()
+        self.inserted.clear()
+        self.deletes.clear()
+        self.cleared = True
+        self.removed_all = self.removed is not None
+        self.index = []
+        self.since = []
+        self.since_size = 0
+        self.epoch += 1
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def take(self) -> ChangeSet:
+        """The changes since the last take (and start recording anew)."""
+        dirty, deletes, cleared = self.take_raw()
+        return ChangeSet(upserts=list(dirty), deletes=deletes, full=cleared)
+
+    def take_raw(self) -> tuple[dict[Any, None], set[Any], bool]:
+        """:meth:`take` without listing the upserts: the dict of them, now private."""
+        with self.lock:
+            dirty, deletes, cleared = self.dirty, self.deletes, self.cleared
+            self._remember(dirty if self.moves else self.inserted, deletes)
             self.dirty = {}
+            self.inserted = {}
             self.deletes = set()
             self.cleared = False
-            return changes
+            return dirty, deletes, cleared
+
+    def _remember(self, upserts: Iterable[Any], deletes: set[Any], *, count: bool = True) -> None:
+        index = self.index
+        if index is None:
+            return
+        self.since.append((upserts, deletes))
+        if count:
+            self.since_size += len(upserts) + len(deletes)  # type: ignore[arg-type]
+            if self.since_size > 2 * len(index) + 65536:
+                # Never checkpointed as a base since: stop keeping the changes
+                # (the next base lists the mapping instead).
+                self.index = None
+                self.since = []
+                self.since_size = 0
 
     def restore(self, changes: ChangeSet) -> None:
         """Put back changes whose checkpoint failed, ahead of newer ones."""
         with self.lock:
+            if changes.full:
+                # A base is written next whatever the keys: they need not be merged
+                # (a million of them would be a long step under the lock).
+                self.cleared = True
+                return
             later = ChangeSet(upserts=list(self.dirty), deletes=self.deletes, full=self.cleared)
             merged = changes.merge_back(later)
             self.dirty = dict.fromkeys(merged.upserts)
             self.deletes = merged.deletes
             self.cleared = merged.full
 
+    def begin_read(
+        self, mapping: Sized
+    ) -> tuple[dict[Any, None], set[Any], bool, list[Any] | None, list[Taken], int]:
+        """Start a sliced read: take the changes, and capture old values from now on.
+
+        Returns the changes (as :meth:`take_raw`), the index and the takes to
+        fold into it (the last one is this take): together, the keys now; and
+        ``len(mapping)`` at that moment (under the lock a TrackedDict's and a
+        LoggedDict's writes hold). Call :meth:`end_read` when done, under
+        :attr:`read_lock`.
+        """
+        with self.lock:
+            size = len(mapping)
+            dirty, deletes, cleared = self.dirty, self.deletes, self.cleared
+            moved = dirty if self.moves else self.inserted
+            self.dirty = {}
+            self.inserted = {}
+            self.deletes = set()
+            self.cleared = False
+            index, pending = self.index, [*self.since, (moved, deletes)]
+            self.since = []
+            self.since_size = 0
+            self.capture = {}
+            return dirty, deletes, cleared, index, pending, size
+
+    def end_read(
+        self, epoch: int, keys: list[Any] | None, pending: list[Taken] | None = None
+    ) -> bool:
+        """End a sliced read begun at ``epoch``; False if a clear() voided it.
+
+        ``keys``: the keys the mapping held when the read began, in saved
+        order, the index from now on. Without them (the read failed), the
+        takes it folded are kept for the next read (``pending``).
+        """
+        with self.lock:
+            self.capture = None
+            if self.epoch != epoch:
+                return False
+            if keys is not None:
+                self.index = keys
+            elif pending is not None and self.index is not None:
+                self.since[:0] = pending
+            return True
+
+    def rebase(self, keys: Iterable[Any]) -> None:
+        """The mapping holds ``keys`` now (in this order): a restore filled it.
+
+        Listed under the log's lock, which a TrackedDict's or LoggedDict's
+        writes hold (a cache's are held off by the caller's lock).
+        """
+        with self.lock:
+            self.index = list(keys)
+            self.since = []
+            self.since_size = 0
+
+    def restored(self, keys: list[Any]) -> None:
+        """A background restore put ``keys`` in, unlogged: they join the index, last.
+
+        They are new to the mapping (the restore never overwrites, and skips
+        what the service removed), so they are appended as they are: folded
+        as changes instead, a million restored keys made one step of the next
+        base (a set of them growing) hold the GIL for 27 ms. No checkpoint
+        reads the index while a restore runs.
+        """
+        with self.lock:
+            if self.index is not None:
+                self.index.extend(keys)
+
+    def moved_last(self, keys: list[Any]) -> None:
+        """A restore moved ``keys`` to the end of the mapping's order, unlogged."""
+        with self.lock:
+            self._remember(keys, set(), count=False)
+
+
+def fold_keys(index: list[Any], pending: list[Taken]) -> list[Any]:
+    """The keys after the takes ``pending`` (oldest first) applied to ``index``.
+
+    Replay order: the keys no take touched keep their place, then each
+    take's writes in order, each key at its last write; deleted keys go.
+    Every step handles at most ``SLICE`` keys, pacing between them.
+
+    >>> fold_keys(["a", "b", "c"], [(["b", "x"], {"c"}), (["a"], set())])
+    ['b', 'x', 'a']
+    """
+    later: set[Any] = set()
+    tails: list[list[Any]] = []
+    for upserts, deletes in reversed(pending):
+        kept = long_lived(len(upserts))  # type: ignore[arg-type]
+        for chunk in _chunks_of(upserts):
+            kept.extend(itertools.filterfalse(later.__contains__, chunk) if later else chunk)
+            pace()
+        tails.append(kept)
+        for chunk in itertools.chain(_chunks_of(upserts), _chunks_of(deletes)):
+            later.update(chunk)
+            pace()
+    if not later:  # nothing written or deleted: the index as it is
+        return index
+    keys = long_lived(len(index))
+    for chunk in _chunks_of(index):
+        keys.extend(itertools.filterfalse(later.__contains__, chunk))
+        pace()
+    drop(later)
+    while tails:
+        tail = tails.pop()
+        for chunk in _chunks_of(tail):
+            keys.extend(chunk)
+            pace()
+        drop(tail)
+        del tail
+    return keys
+
+
+def _chunks_of(items: Iterable[Any]) -> Iterator[list[Any]]:
+    """``items`` as lists of at most ``SLICE`` (a list is sliced, anything else iterated)."""
+    if isinstance(items, list):
+        for start in range(0, len(items), SLICE):
+            yield items[start : start + SLICE]
+        return
+    it = iter(items)
+    while chunk := list(itertools.islice(it, SLICE)):
+        yield chunk
+
 
 _MISSING: Any = object()
 
 
 def _popped(key: Any, value: Any, default: Any) -> Any:
-    """``dict.pop`` semantics for a value taken with ``_MISSING`` as default."""
-    if value is not _MISSING:
+    """``dict.pop`` semantics for a value taken with ``ABSENT`` (or ``_MISSING``) as default."""
+    if value is not _MISSING and value is not ABSENT:
         return value
     if default is _MISSING:
         raise KeyError(key)
@@ -191,7 +485,7 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._data: dict[K, V] = dict(*args, **kwargs)
-        self._warm_log = ChangeLog()
+        self._warm_log = ChangeLog(self._data)
 
     def __getitem__(self, key: K) -> V:
         value = self._data[key]
@@ -200,34 +494,17 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         return value
 
     def __setitem__(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._warm_log.wrote(key)
+        self._warm_log.set_in(self._data, key, value)
 
     def __delitem__(self, key: K) -> None:
-        log = self._warm_log
-        if log.removed is not None:
-            self.pop(key)  # records the removal for the restore under way
-            return
-        del self._data[key]
-        log.deleted(key)
+        if self._warm_log.pop_from(self._data, key) is ABSENT:
+            raise KeyError(key)
 
     def pop(self, key: K, default: Any = _MISSING) -> Any:
-        log = self._warm_log
-        if log.removed is not None:
-            # A background restore is filling this dict: remove the key and
-            # record it in one step under the lock the restore inserts under,
-            # even when it is not restored yet (an invalidation).
-            with log.lock:
-                if log.removed is not None:
-                    log.removed.add(key)
-                    value = self._data.pop(key, _MISSING)
-                    if value is not _MISSING:
-                        log.deleted_locked(key)
-                    return _popped(key, value, default)
-        value = self._data.pop(key, _MISSING)
-        if value is not _MISSING:
-            log.deleted(key)
-        return _popped(key, value, default)
+        return _popped(key, self._warm_log.pop_from(self._data, key), default)
+
+    def popitem(self) -> tuple[K, V]:
+        return self._warm_log.popitem_from(self._data, last=False)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._data)
@@ -250,19 +527,12 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         log = self._warm_log
         with log.lock:
             self._data.clear()
-            log.dirty.clear()
-            log.deletes.clear()
-            log.cleared = True
-            log.removed_all = log.removed is not None
+            log.clear_locked()
 
     def setdefault(self, key: K, default: Any = None) -> Any:
-        # dict.setdefault is atomic under the GIL: a background restore uses it
-        # so that it never overwrites a value the live service just wrote.
-        before = len(self._data)
-        value = self._data.setdefault(key, default)
-        if len(self._data) != before or self._warm_log.reads_write:
-            self._warm_log.wrote(key)
-        return value
+        # Atomic under the log's lock: a background restore uses the dict's own
+        # setdefault, so that it never overwrites a value the live service just wrote.
+        return self._warm_log.setdefault_in(self._data, key, default)
 
     def items(self) -> Any:
         if self._warm_log.reads_write:
@@ -290,6 +560,77 @@ class TrackedDict(MutableMapping[K, V], Generic[K, V]):
         mark_changed(self, key)
 
 
+class LoggedDict(dict[K, V]):
+    """A ``dict`` that records its changes, for a plain dict a boot tracks for the service.
+
+    A ``dict`` cannot record its own writes and its class cannot be changed in
+    place, so a boot with periodic checkpoints puts the content of a warm
+    attribute holding a plain ``dict`` into one of these and sets the
+    attribute to it (only when nothing else refers to the dict). Reads are
+    the dict's own, in C; every method that writes is overridden to record the
+    write. Code that writes through ``dict``'s C API directly
+    (``dict.__setitem__(d, ...)``, a C extension's ``PyDict_SetItem``)
+    bypasses the record; the next base checkpoint finds such changes.
+    """
+
+    __slots__ = ("_warm_hits", "_warm_log")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._warm_log = ChangeLog(dict.keys(self))
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._warm_log.set_in(self, key, value)
+
+    def __delitem__(self, key: K) -> None:
+        if self._warm_log.pop_from(self, key) is ABSENT:
+            raise KeyError(key)
+
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        return _popped(key, self._warm_log.pop_from(self, key), default)
+
+    def popitem(self) -> tuple[K, V]:
+        return self._warm_log.popitem_from(self, last=True)
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
+        return self._warm_log.setdefault_in(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> LoggedDict[K, V]:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        log = self._warm_log
+        with log.lock:
+            dict.clear(self)
+            log.clear_locked()
+
+    def copy(self) -> dict[K, V]:
+        """A plain dict with the same entries."""
+        return dict(self)
+
+    def __reduce__(self) -> Any:
+        return dict, (dict(self),)
+
+
+def _data_of(mapping: Any) -> dict[Any, Any] | None:
+    """A cachetools cache's own dict (None for other mappings)."""
+    data = vars(mapping).get("_Cache__data")
+    return data if isinstance(data, dict) else None
+
+
+def _current(mapping: Any, cls: Any, key: Any) -> Any:
+    """``key``'s value now, or ABSENT, read without touching recency or ``__missing__``."""
+    data = _data_of(mapping)
+    if data is not None:
+        return data.get(key, ABSENT)
+    return cls.__getitem__(mapping, key) if cls.__contains__(mapping, key) else ABSENT
+
+
 def _tracking_class(cls: Any) -> type:
     """A subclass of ``cls`` that records writes, deletions and evictions."""
     cached = _TRACKING_CLASSES.get(cls)
@@ -308,9 +649,16 @@ def _tracking_class(cls: Any) -> type:
 def _writes(cls: Any) -> dict[str, Callable[..., Any]]:
     """A tracking subclass's writes, and its reads (writes when values can change in place)."""
 
+    # Each write captures the old value first, for a sliced read in progress
+    # (ChangeLog.capture); the service's lock (state(lock=...)) makes the
+    # capture and the write one step for a read holding it.
     def __setitem__(self: Any, key: Any, value: Any) -> None:  # noqa: N807
+        log: ChangeLog = self._warm_log
+        old = _current(self, cls, key)
+        if log.capture is not None:
+            log.captured(key, old)
         cls.__setitem__(self, key, value)
-        self._warm_log.wrote(key)
+        log.wrote(key, new=old is ABSENT)
 
     def __getitem__(self: Any, key: Any) -> Any:  # noqa: N807
         # get(), values() and items() of a cache read through here too.
@@ -329,9 +677,12 @@ def _removals(cls: Any) -> dict[str, Callable[..., Any]]:
     # state(lock=...)) serialises with these calls, a removed key must stay
     # removed, whether it was restored yet or not.
     def __delitem__(self: Any, key: Any) -> None:  # noqa: N807
-        self._warm_log.note_removal(key)
+        log: ChangeLog = self._warm_log
+        log.note_removal(key)
+        if log.capture is not None:
+            log.captured(key, _current(self, cls, key))
         cls.__delitem__(self, key)
-        self._warm_log.deleted(key)
+        log.deleted(key)
 
     def pop(self: Any, key: Any, default: Any = _MISSING) -> Any:
         if key in self:
@@ -344,15 +695,16 @@ def _removals(cls: Any) -> dict[str, Callable[..., Any]]:
     def popitem(self: Any) -> tuple[Any, Any]:
         # cachetools evicts through popitem(): an eviction is a deletion.
         key, value = cls.popitem(self)
-        self._warm_log.deleted(key)
+        log: ChangeLog = self._warm_log
+        log.captured(key, value)
+        log.deleted(key)
         return key, value
 
     def clear(self: Any) -> None:
         cls.clear(self)
-        log = self._warm_log
+        log: ChangeLog = self._warm_log
         with log.lock:
-            log.cleared = True
-            log.removed_all = log.removed is not None
+            log.clear_locked()
 
     return {"__delitem__": __delitem__, "pop": pop, "popitem": popitem, "clear": clear}
 
@@ -364,8 +716,10 @@ def _tracking_expire(cls: Any) -> Callable[..., Any]:
     def expire(self: Any, time: Any = None) -> Any:
         # TTL caches drop expired entries here, bypassing __delitem__.
         expired = cls.expire(self, time) if time is not None else cls.expire(self)
-        for key, _ in expired or ():
-            self._warm_log.deleted(key)
+        log: ChangeLog = self._warm_log
+        for key, value in expired or ():
+            log.captured(key, value)
+            log.deleted(key)
         return expired
 
     return expire
@@ -396,8 +750,17 @@ def track(mapping: MutableMapping[K, V]) -> MutableMapping[K, V]:
             f"MutableMapping subclass), got {cls.__name__}; use warmstart.TrackedDict"
         )
         raise ContractError(msg)
+    data = _data_of(mapping)
+    # The keys now, without touching recency (a cachetools cache's own dict):
+    # the log folds later changes into them instead of listing the cache again.
+    keys = list(data) if data is not None else list(mapping.keys())
+    # An LRU or FIFO cache moves a written key to the end of its order; a
+    # plain cache (LFU, RR, TTL by expiry) keeps it in place, as a dict does.
+    moves = any(
+        getattr(mapping, f"_{name}__order", None) is not None for name in ("LRUCache", "FIFOCache")
+    )
     mapping.__class__ = _tracking_class(cls)
-    setattr(mapping, LOG_ATTRIBUTE, ChangeLog())
+    setattr(mapping, LOG_ATTRIBUTE, ChangeLog(keys, moves=moves))
     return mapping
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from warmstart._pacing import helper_thread, pace
 from warmstart.codec import Codec, digest
 from warmstart.contract import Contract
 from warmstart.errors import EncodeError
@@ -41,7 +42,6 @@ def _payloads(
     deleted: Sequence[Any],
     sequence: int,
     expires: Sequence[float],
-    kept: tuple[list[Any], list[Any]] | None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield (entry count, payload) per chunk; deletions ride in the first.
 
@@ -63,17 +63,17 @@ def _payloads(
         chunk_values = list(itertools.islice(value_iter, end - start))
         check_keys(contract, chunk_keys)
         check_values(contract, chunk_values)
-        if kept is not None:
-            kept[0].extend(chunk_keys)
-            kept[1].extend(chunk_values)
+        pace()
         payload = contract.encode_entries(
             chunk_keys,
             chunk_values,
             deleted=deleted if start == 0 else (),
             sequence=sequence,
             expires=expires[start:end],
+            step=pace,  # a chunk's values in a few steps
         )
         yield end - start, payload
+        pace()  # one chunk is one step: let the service's threads run
         per_entry = max(len(payload) / (end - start), 1.0)
         size = max(MIN_CHUNK, min(MAX_CHUNK, int(TARGET_RAW / per_entry)))
         start = end
@@ -124,12 +124,11 @@ def encode_chunks(
     deleted: Sequence[Any] = (),
     sequence: int = 0,
     expires: Sequence[float] = (),
-    kept: tuple[list[Any], list[Any]] | None = None,
 ) -> list[tuple[ChunkRef, bytes]]:
     """Encode entries (and deletions) into frames, with their chunk references.
 
-    ``keys`` and ``values`` are iterated once, in step (lists, or a private
-    dict's views); ``kept``, if given, receives them as two lists. Nothing is
+    ``keys`` and ``values`` are iterated once, in step, a chunk at a time
+    (pacing between chunks: each is one bounded step). Nothing is
     written: a value of the wrong type raises :class:`EncodeError` before the
     commit. msgpack encoding holds the GIL but zstd releases it, so for a
     section of more than ``SERIAL_MAX`` entries the compression of chunk i
@@ -138,7 +137,7 @@ def encode_chunks(
     if len(keys) != len(values):
         msg = f"Expected as many keys as values, got {len(keys)} and {len(values)}"
         raise EncodeError(msg)
-    payloads = _payloads(contract, keys, values, deleted, sequence, expires, kept)
+    payloads = _payloads(contract, keys, values, deleted, sequence, expires)
     if len(keys) <= SERIAL_MAX:
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
     import concurrent.futures  # noqa: PLC0415 - only large sections pay its import
@@ -150,7 +149,7 @@ def encode_chunks(
     except RuntimeError:
         # At interpreter shutdown (an atexit checkpoint) no thread can start.
         return [_ref(n, p, codec.encode(p), sequence) for n, p in payloads]
-    with pool:
+    with helper_thread(), pool:
         pending: list[tuple[int, bytes, concurrent.futures.Future[bytes]]] = []
         for n, payload in payloads:
             pending.append((n, payload, pool.submit(codec.encode, payload)))

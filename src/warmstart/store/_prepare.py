@@ -14,12 +14,15 @@ whenever the save does not commit, so none is lost.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
 
-from warmstart._containers import dict_snapshot, entries_of, peek_entries
+from warmstart._pacing import SLICE, drop, pace
+from warmstart._sliced import listed, read_all, read_keys
 from warmstart.codec import Codec
 from warmstart.contract import Contract
 from warmstart.delta import (
@@ -36,6 +39,8 @@ from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 from warmstart.store._chunks import encode_chunks
 
 __all__ = ()
+
+log = logging.getLogger("warmstart.store")
 
 #: Held while a section's mapping is read: the service's lock, or a no-op.
 Guard = contextlib.AbstractContextManager[Any]
@@ -74,6 +79,10 @@ class Prepared(msgspec.Struct):
     values: list[Any] = msgspec.field(default_factory=list)
     #: For a delta: the (generation, lineage) it was computed against.
     base: tuple[int, str] | None = None
+    #: Fingerprint the entries once committed (the next save diffs against them).
+    keep: bool = False
+    #: CPU seconds this thread spent preparing the section (read, diff, encode).
+    cpu: float = 0.0
 
 
 def check_metadata(watermark: Any, tags: Mapping[str, str] | None, mode: str) -> None:
@@ -92,6 +101,16 @@ def check_metadata(watermark: Any, tags: Mapping[str, str] | None, mode: str) ->
     ):
         msg = f"Expected tags as a mapping of str to str, got {tags!r}"
         raise EncodeError(msg)
+
+
+def release(prepared: list[Prepared]) -> None:
+    """After a save: free the entries the sections kept, a slice at a time."""
+    while prepared:
+        item = prepared.pop()
+        keys, values, item.keys, item.values = item.keys, item.values, [], []
+        del item
+        drop(keys)
+        drop(values)
 
 
 def put_back(prepared: Iterable[Prepared]) -> None:
@@ -155,18 +174,22 @@ def _prepare_one(
     full: bool,
     baseline: Baseline | None,
 ) -> Prepared:
+    started = time.thread_time()
     contract, mapping, lock = _section_spec(name, spec)
     # Values that can change in place: reads of a tracked mapping count as writes.
     watch_reads(mapping, not _immutable(contract))
-    guard = lock if lock is not None else contextlib.nullcontext()
     base = None if full else baseline
-    item = _prepare_delta(how, name, contract, mapping, guard, base, mode, namespace)
+    item = _prepare_delta(how, name, contract, mapping, lock, base, mode, namespace)
     if item is None:
-        # A base keeps its entries, to be fingerprinted, when deltas will be diffed from it.
-        keep = change_log(mapping) is None and (
-            mode == "delta" or (baseline is not None and name in baseline.prints)
+        # A base keeps its entries, to be fingerprinted, when deltas
+        # will be diffed from it and diffing is the cheaper way.
+        keep = (
+            change_log(mapping) is None
+            and (mode == "delta" or (baseline is not None and name in baseline.prints))
+            and how.baselines.diffable(namespace, name)
         )
-        item = _prepare_full(how.codec, name, contract, mapping, guard, keep)
+        item = _prepare_full(how.codec, name, contract, mapping, lock, keep)
+    item.cpu = time.thread_time() - started
     return item
 
 
@@ -200,28 +223,20 @@ def _prepare_full(
     name: str,
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
-    guard: Guard,
+    lock: Guard | None,
     keep: bool,
 ) -> Prepared:
     """A section as a fresh base; ``keep``: keep its entries, to fingerprint them."""
-    changes_log = change_log(mapping)
+    # Read a slice at a time, each under the service's lock (never while
+    # encoding); a tracked mapping's change log is taken at the moment read.
+    taken, (keys, values, expires) = read_all(mapping, lock)
     changes = None
+    if taken is not None:
+        changes = ChangeSet(upserts=taken[0], deletes=taken[1], full=taken[2])
     try:
-        # The service's lock is held only while the mapping is read, not while encoding.
-        with guard:
-            changes = changes_log.take() if changes_log is not None else None
-            snapshot = dict_snapshot(mapping)
-            read = entries_of(mapping) if snapshot is None else None
-        if read is not None:
-            keys, values, expires = read
-            frames = encode_chunks(contract, codec, keys, values, expires=expires)
-        else:
-            # Streamed from the private copy, a chunk at a time (see _chunks).
-            assert snapshot is not None
-            keys, values = [], []
-            kept = (keys, values) if keep else None
-            frames = encode_chunks(contract, codec, snapshot.keys(), snapshot.values(), kept=kept)
+        frames = encode_chunks(contract, codec, keys, values, expires=expires)
     except BaseException:
+        changes_log = change_log(mapping)
         if changes_log is not None and changes is not None:
             changes_log.restore(changes)
         raise
@@ -231,7 +246,14 @@ def _prepare_full(
         base=tuple(ref for ref, _ in frames),
         entries=sum(ref.entries for ref, _ in frames),
     )
-    return Prepared(name, contract, mapping, frames, section, False, changes, keys, values)
+    if not keep:
+        # A million references freed in one go is one long step: a slice at a time.
+        drop(keys)
+        drop(values)
+        keys, values = [], []
+    return Prepared(
+        name, contract, mapping, frames, section, False, changes, keys, values, keep=keep
+    )
 
 
 def _prepare_delta(
@@ -239,7 +261,7 @@ def _prepare_delta(
     name: str,
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
-    guard: Guard,
+    lock: Guard | None,
     baseline: Baseline | None,
     mode: SaveMode,
     namespace: str,
@@ -256,10 +278,12 @@ def _prepare_delta(
     changes_log = change_log(mapping)
     if changes_log is not None:
         token = (how.baselines.token, namespace, name, baseline.generation, baseline.lineage)
-        read = _take_tracked(changes_log, mapping, guard) if changes_log.baseline == token else None
+        read = _take_tracked(changes_log, mapping, lock) if changes_log.baseline == token else None
     else:
         prints = baseline.prints.get(name)
-        read = _diff_untracked(prints, contract, mapping, guard) if prints is not None else None
+        if prints is None or not how.baselines.diffable(namespace, name):
+            return None
+        read = _diff_untracked(prints, contract, mapping, lock)
     if read is None:
         return None
     changes, (keys, values, expires) = read
@@ -295,22 +319,32 @@ Entries = tuple[list[Any], list[Any], list[float]]
 
 
 def _take_tracked(
-    changes_log: ChangeLog, mapping: Mapping[Any, Any], guard: Guard
+    changes_log: ChangeLog, mapping: Mapping[Any, Any], lock: Guard | None
 ) -> tuple[ChangeSet, Entries] | None:
     """A tracked mapping's changes and the upserted entries (None: it needs a base)."""
-    changes = None
+    raw = None
     try:
-        with guard:
-            changes = changes_log.take()
-            read = None if changes.full else peek_entries(mapping, changes.upserts)
+        with lock if lock is not None else contextlib.nullcontext():
+            raw = changes_log.take_raw()
     except BaseException:
-        # The read failed, or the service's lock did on release: keep the changes.
-        if changes is not None:
-            changes_log.restore(changes)
+        # The service's lock failed on release: keep the changes taken.
+        if raw is not None:
+            changes_log.restore(ChangeSet(upserts=list(raw[0]), deletes=raw[1], full=raw[2]))
         raise
-    if read is None:
-        changes_log.restore(changes)  # no baseline to build on: the save writes a base
+    dirty, deletes, cleared = raw
+    if cleared:
+        # No baseline to build on: the save writes a base (which takes the log again).
+        changes_log.restore(ChangeSet(upserts=[], deletes=deletes, full=True))
         return None
+    changes = ChangeSet(upserts=listed(dirty), deletes=deletes)
+    try:
+        # A slice at a time under the service's lock: each value is one its
+        # key held during the read; a key written meanwhile is in the next
+        # change log too, so the next delta repairs what this one raced with.
+        read = read_keys(mapping, changes.upserts, lock)
+    except BaseException:
+        changes_log.restore(changes)  # the read failed: keep the changes
+        raise
     return changes, read
 
 
@@ -318,17 +352,47 @@ def _diff_untracked(
     prints: Fingerprints,
     contract: Contract[Any],
     mapping: Mapping[Any, Any],
-    guard: Guard,
+    lock: Guard | None,
 ) -> tuple[ChangeSet, Entries]:
     """An untracked mapping's changes against its prints, and the upserted entries."""
-    with guard:
-        all_keys, all_values, all_expires = entries_of(mapping)
+    _, (all_keys, all_values, all_expires) = read_all(mapping, lock)
     changes = prints.diff(all_keys, all_values, contract.encode_value)
-    # The upserts' values come from the read the diff compared: one moment.
+    # The upserts' values come from the read the diff compared: one read.
     at = prints.positions(changes)
-    values = list(map(all_values.__getitem__, at))
-    expires = list(map(all_expires.__getitem__, at)) if all_expires else []
+    values = _picked(all_values, at)
+    expires = _picked(all_expires, at) if all_expires else []
+    # The read's lists, unless the prints keep them: freed a slice at a time.
+    del all_keys
+    drop(all_values)
+    drop(all_expires)
     return changes, (changes.upserts, values, expires)
+
+
+def _picked(items: list[Any], at: list[int]) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(at), SLICE):
+        out.extend(map(items.__getitem__, at[start : start + SLICE]))
+        pace()
+    return out
+
+
+class SectionCost(msgspec.Struct):
+    """CPU seconds (of the saving thread: what the service's threads wait for) per way of saving."""
+
+    full: float | None = None  # a full save: read and encode
+    diff: float | None = None  # a diff against fingerprints, the delta encoded
+    prints: float | None = None  # fingerprinting every entry after a base
+    diffs: int = 0  # diffs measured
+
+
+#: CPU seconds under which a section's diff is never traded for a full save.
+CHEAP = 0.005
+#: How much dearer than a full save a diff must measure to be traded for one.
+MARGIN = 1.1
+
+
+def _averaged(old: float | None, new: float) -> float:
+    return new if old is None else (old + new) / 2
 
 
 class Baselines:
@@ -343,6 +407,49 @@ class Baselines:
     def __init__(self, token: str) -> None:
         self.token = token
         self._by_namespace: dict[str, Baseline] = {}
+        self._costs: dict[tuple[str, str], SectionCost] = {}
+
+    def diffable(self, namespace: str, section: str) -> bool:
+        """Whether diffing ``section`` against fingerprints costs less than a full save.
+
+        Decided by what was measured: once a diff (or merely fingerprinting
+        every entry, which any diff must do) took more CPU than a full save
+        of the same section, the section is saved in full, without
+        fingerprints, from then on. A diff is judged on the average of two at
+        least, and must cost ``MARGIN`` times a full save: one measurement
+        on a loaded machine is noise (a diff of frozen records costs about
+        half a full save, one of mutable records 1.4 times). Below ``CHEAP``
+        seconds either way is cheap, and the diff is kept: its delta writes
+        far fewer bytes.
+        """
+        cost = self._costs.get((namespace, section))
+        if cost is None or cost.full is None:
+            return True
+        bound = max(MARGIN * cost.full, CHEAP)
+        if cost.prints is not None and cost.prints > bound:
+            return False  # every diff fingerprints every entry: it cannot be cheaper
+        return cost.diffs < 2 or cost.diff is None or cost.diff <= bound
+
+    def _measured(self, namespace: str, item: Prepared, prints_cpu: float | None) -> None:
+        cost = self._costs.setdefault((namespace, item.name), SectionCost())
+        was = self.diffable(namespace, item.name)
+        if item.delta:
+            cost.diff = _averaged(cost.diff, item.cpu + (prints_cpu or 0.0))
+            cost.diffs += 1
+        else:
+            cost.full = _averaged(cost.full, item.cpu)
+            if prints_cpu is not None:
+                cost.prints = _averaged(cost.prints, prints_cpu)
+        if was and not self.diffable(namespace, item.name):
+            log.info(
+                "section %r of %r: a diff costs more than a full save (%.0f vs %.0f ms of "
+                "CPU); saved in full from now on",
+                item.name,
+                namespace,
+                1000 * max(cost.diff or 0.0, cost.prints or 0.0),
+                1000 * (cost.full or 0.0),
+                extra={"namespace": namespace, "section": item.name},
+            )
 
     def get(self, namespace: str) -> Baseline | None:
         """The namespace's baseline, if this process has one."""
@@ -352,9 +459,7 @@ class Baselines:
         """The head moved under this process (an import, a pull, a drop)."""
         self._by_namespace.pop(namespace, None)
 
-    def committed(
-        self, namespace: str, manifest: Manifest, prepared: list[Prepared], mode: SaveMode
-    ) -> None:
+    def committed(self, namespace: str, manifest: Manifest, prepared: list[Prepared]) -> None:
         """After a commit: remember the baseline for the next delta."""
         baseline = Baseline(manifest.generation, manifest.lineage, manifest)
         previous = self._by_namespace.get(namespace)
@@ -371,14 +476,29 @@ class Baselines:
                 continue
             prints = previous.prints.get(item.name) if previous else None
             encode = item.contract.encode_value
+            started = time.thread_time()
+            fingerprinted = False
             if item.delta and prints is not None and item.changes is not None:
                 prints.update(item.keys, item.values, item.changes, encode)
-            elif (mode == "delta" or prints is not None) and len(item.keys) == item.section.entries:
+            elif item.keep and len(item.keys) == item.section.entries:
                 immutable = _immutable(item.contract)
                 prints = Fingerprints.of(item.keys, item.values, encode, by_identity=immutable)
+                fingerprinted = True
             else:
-                continue
-            baseline.prints[item.name] = prints
+                prints = None
+            cpu = time.thread_time() - started
+            self._measured(namespace, item, cpu if (fingerprinted or item.delta) else None)
+            if prints is not None and self.diffable(namespace, item.name):
+                baseline.prints[item.name] = prints
+            elif prints is not None and (
+                previous is None or previous.prints.get(item.name) is not prints
+            ):
+                prints.release()  # made, then found not worth keeping
+        if previous is not None:
+            # Prints this baseline does not carry over: freed a slice at a time.
+            for name, prints in previous.prints.items():
+                if baseline.prints.get(name) is not prints:
+                    prints.release()
         self._by_namespace[namespace] = baseline
 
     def loaded(self, namespace: str, manifest: Manifest) -> None:

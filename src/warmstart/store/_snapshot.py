@@ -23,7 +23,7 @@ import msgspec
 
 from warmstart.codec import Codec
 from warmstart.contract import Contract, DecodedEntries
-from warmstart.delta import FoldedChain
+from warmstart.delta import FoldedChain, LoggedDict
 from warmstart.errors import CheckpointNotFoundError
 from warmstart.manifest import ChunkRef, Manifest, SectionManifest
 
@@ -204,6 +204,9 @@ class Snapshot:
         started = time.perf_counter()
         stats = SectionStats(name)
         entries: dict[Any, T] = {} if into is None else into
+        # A LoggedDict is filled through dict's own update: restored entries
+        # are in the generation already, not changes to log.
+        update: Any = dict.update if isinstance(entries, LoggedDict) else type(entries).update
         expires: dict[Any, float] = {}
         section = self.section_manifest(name)
         chain = FoldedChain()
@@ -219,11 +222,11 @@ class Snapshot:
                 # the hashes: ~10% faster than inserting pairs one by one.
                 chunk = dict(zip(decoded.keys, decoded.values))
                 chain.drop_superseded(chunk)
-                entries.update(chunk)
+                update(entries, chunk)
                 if decoded.expires:
                     expires.update(zip(decoded.keys, decoded.expires))
             chain.release()
-            entries.update(chain.upserts)
+            update(entries, chain.upserts)
             expires.update(chain.expires)
             if not freeze_gc and not gc.get_freeze_count():
                 # Move what was built to the oldest generation in O(1), before

@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 import xxhash
 
+from warmstart._pacing import pace, pacing
 from warmstart.codec import SEAL_MARKER, Codec
 from warmstart.delta import CompactionPolicy
 from warmstart.errors import (
@@ -57,7 +58,8 @@ from warmstart.errors import (
     StoreFormatError,
 )
 from warmstart.manifest import ChunkRef, Manifest
-from warmstart.store import _commit, _prepare, _retention
+from warmstart.store import _ahead, _commit, _prepare, _retention
+from warmstart.store._ahead import write_ahead
 from warmstart.store._env import PLAIN_FORMAT, SEALED_FORMAT, Env
 from warmstart.store._inbound import Inbound
 from warmstart.store._prepare import Baselines, Encoding, SaveMode, Sections, StaleBaseError
@@ -376,7 +378,9 @@ class Store:
                 raise TypeError(msg)
             # Saves of one namespace in this process run one at a time: each takes
             # change logs and advances the baseline the next one builds on.
-            with self._saving(namespace):
+            # Paced (warmstart._pacing): every step that is O(entries) works on
+            # slices and lets the service's threads run between them.
+            with self._saving(namespace), pacing():
                 return self._save(namespace, sections, watermark, tags, mode, carry, failed)
         except RecursionError as exc:
             # msgpack encoding recurses: a value that refers to itself (or nests
@@ -421,7 +425,13 @@ class Store:
                 carry=carried,
             )
 
+        pace()
+        ahead = 0
         try:
+            # A large save's chunks first, a few MB per transaction (_ahead).
+            ahead = write_ahead(
+                self._tables, namespace, [f for item in prepared for f in item.frames]
+            )
             try:
                 manifest = self._tables.write(commit)
             except StaleBaseError:
@@ -434,16 +444,23 @@ class Store:
                 prepared = _prepare.prepare(
                     how, namespace, sections, mode, full=True, failed=failed
                 )
+                ahead += write_ahead(
+                    self._tables, namespace, [f for item in prepared for f in item.frames]
+                )
                 manifest = self._tables.write(commit)
         except BaseException:
             _prepare.put_back(prepared)
+            if ahead:
+                _ahead.sweep(self._tables, namespace)  # no space taken by a failed save
             raise
-        self._baselines.committed(namespace, manifest, prepared, mode)
-        saved = {p.name for p in prepared}
+        pace()
+        self._baselines.committed(namespace, manifest, prepared)
+        saved = tuple(p.name for p in prepared)
+        _prepare.release(prepared)
         return SaveResult(
             namespace=namespace,
             generation=manifest.generation,
-            saved=tuple(p.name for p in prepared),
+            saved=saved,
             carried=tuple(s.name for s in manifest.sections if s.name not in saved),
             failed=failed or {},
         )

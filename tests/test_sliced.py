@@ -1,0 +1,665 @@
+"""Checkpoints work in bounded slices, and a slice-at-a-time read is still consistent (issue 15).
+
+The figures (how long a slice holds the GIL) are measured by the benchmarks
+(``benchmarks.stall``); these tests check the mechanisms: that reads, diffs
+and encodes are sliced and paced, that a tracked container read a slice at a
+time while a thread writes it is the container of one moment, that an
+untracked one never pairs a key with another key's value, and that the index
+a change log keeps equals the container's keys.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import itertools
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import warmstart
+from warmstart import _pacing, _sliced
+from warmstart._pacing import Pacer, drop, long_lived, pace
+from warmstart.delta import LoggedDict, _fingerprints, _tracking, change_log, fold_keys
+from warmstart.store import _ahead, _prepare
+
+NS = "svc"
+#: Entries per slice in these tests: containers of a few hundred entries are
+#: read in many slices.
+SMALL = 16
+
+
+class Row(msgspec.Struct, frozen=True):
+    """A value that names its own key, so a mispaired entry is visible."""
+
+    key: str
+    version: int
+
+
+ROWS = warmstart.Contract("row", Row, key=str)
+
+
+@pytest.fixture
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every module that slices reads ``SMALL`` entries a step."""
+    for module in (_pacing, _sliced, _tracking, _fingerprints, _prepare):
+        monkeypatch.setattr(module, "SLICE", SMALL)
+    return SMALL
+
+
+@pytest.fixture
+def frequent_switches() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+class Recorder(Pacer):
+    """A pacer that ends a stretch at every pace() (and counts them)."""
+
+    def __init__(self) -> None:
+        super().__init__(budget=0.0, pause=0.0)
+
+
+def rows(n: int, start: int = 0) -> dict[str, Row]:
+    return {f"k{i}": Row(f"k{i}", i) for i in range(start, start + n)}
+
+
+def loaded(store: warmstart.Store, generation: int | None = None) -> dict[str, Row]:
+    with store.load(NS, generation=generation) as snapshot:
+        return snapshot.section("s", ROWS)
+
+
+# -- pacing ----------------------------------------------------------------------
+
+
+class TestPacing:
+    def test_pace_outside_a_pacer_does_nothing(self) -> None:
+        pace()  # no error, no state
+
+    def test_a_pacer_measures_its_stretches(self) -> None:
+        with Pacer(budget=0.0) as pacer:
+            sum(range(200_000))
+            pace()
+            pace()
+        assert pacer.steps == 2
+        assert pacer.yields == 2
+        assert 0 < pacer.longest <= pacer.cpu
+        assert pacer.wall >= pacer.cpu * 0.5
+
+    def test_nested_pacing_reuses_the_outer_pacer(self) -> None:
+        with Pacer(budget=0.0) as outer, _pacing.pacing() as inner:
+            pace()
+        assert inner is outer
+        assert outer.steps == 1
+
+    def test_a_pacer_sleeps_only_when_another_thread_could_run(self) -> None:
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        try:
+            with Pacer(budget=0.0, pause=0.001) as pacer:
+                pace()
+        finally:
+            stop.set()
+            other.join()
+        assert pacer.paused >= 0.0009
+
+    def test_drop_empties_a_private_container_and_leaves_a_shared_one(
+        self, small_slices: int
+    ) -> None:
+        private = list(range(200))
+        drop(private)
+        assert private == []
+        shared = list(range(200))
+        alias = shared
+        drop(shared)
+        assert len(alias) == 200
+        a_set, a_dict = set(range(200)), dict.fromkeys(range(200))
+        drop(a_set)
+        drop(a_dict)
+        assert not a_set
+        assert not a_dict
+
+    def test_old_lists_come_back_to_the_reserve_without_a_collection(self) -> None:
+        first = long_lived(10**6)
+        first.extend(range(100))
+        drop(first)
+        collections: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        gc.callbacks.append(count)
+        try:
+            again = [long_lived(10**6) for _ in range(3)]
+        finally:
+            gc.callbacks.remove(count)
+        assert collections == []  # from the reserve: nothing to promote
+        assert all(items == [] for items in again)
+        assert len({id(items) for items in again}) == 3
+        young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
+        assert not [obj for obj in young if any(obj is items for items in again)]
+        for items in again:
+            drop(items)
+
+    def test_lists_that_will_be_big_start_old(self) -> None:
+        items = long_lived(10**6)
+        first, second, third = _pacing.long_lived_lists(10**6)
+        assert first is not second
+        young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
+        assert not [obj for obj in young if obj is items or obj is first or obj is third]
+        small = long_lived(10)
+        young = gc.get_objects(generation=0)
+        assert any(obj is small for obj in young)  # not worth a collection
+
+
+# -- sliced reads, diffs and encodes ------------------------------------------------
+
+
+class _SpyItertools:
+    """``itertools`` for ``_sliced``, recording how many entries each islice takes."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def islice(self, it: Any, *args: Any) -> Any:
+        if len(args) == 1:
+            self.counts.append(args[0])
+        return itertools.islice(it, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(itertools, name)
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode"),
+    [("dict", "full"), ("dict", "delta"), ("tracked", "full"), ("lru", "full"), ("lru", "delta")],
+)
+def test_every_large_step_is_sliced(
+    store_path: Path, small_slices: int, kind: str, mode: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save of a container of many slices takes many paced steps, none reading more than one."""
+    n = 40 * small_slices
+    mapping: Any = rows(n)
+    lock = None
+    if kind == "tracked":
+        mapping = warmstart.TrackedDict(mapping)
+    elif kind == "lru":
+        cache: Any = cachetools.LRUCache(maxsize=2 * n)
+        cache.update(mapping)
+        mapping, lock = cache, threading.Lock()
+    spy = _SpyItertools()
+    monkeypatch.setattr(_sliced, "itertools", spy)
+    with warmstart.Store(store_path, sync=False) as store:
+        sections = {"s": (ROWS, mapping) if lock is None else (ROWS, mapping, lock)}
+        store.save(NS, sections, mode=mode)
+        mapping["k3"] = Row("k3", -3)
+        with Recorder() as pacer:
+            store.save(NS, sections, mode=mode)
+        assert loaded(store) == dict(mapping.items())
+    # Dozens of steps, each ending with pace(); no islice of a read beyond a slice.
+    assert pacer.steps >= n // small_slices
+    assert max(spy.counts, default=0) <= small_slices
+
+
+def test_a_full_save_of_a_large_container_is_read_and_encoded_in_steps(
+    store_path: Path, small_slices: int
+) -> None:
+    mapping = rows(50 * small_slices)
+    with warmstart.Store(store_path, sync=False) as store, Recorder() as pacer:
+        store.save(NS, {"s": (ROWS, mapping)}, mode="full")
+    assert pacer.steps >= 50
+
+
+def test_a_large_save_writes_its_chunks_ahead_in_small_transactions(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks go in before the commit; a chunk swept meanwhile is written again by it."""
+    monkeypatch.setattr(_ahead, "BATCH", 1024)
+    mapping = rows(3000)
+    with warmstart.Store(store_path, sync=False) as store:
+        tables = store._tables
+        transactions: list[int] = []
+        real = _ahead.write_ahead
+
+        def write_ahead(into: Any, namespace: str, frames: Any, batch: int | None = None) -> int:
+            done = real(into, namespace, frames, batch)
+            if into is tables and frames:  # this store only (other tests' threads may save)
+                transactions.append(done)
+                # Another process's save sweeps one of them away before the commit.
+                nsid = tables.write(lambda txn: tables.nsid(txn, namespace, create=False))
+                ref = frames[0][0]
+                tables.write(lambda txn: txn.delete(nsid + ref.digest, db=tables._db("chunks")))
+            return done
+
+        monkeypatch.setattr(warmstart.store._store, "write_ahead", write_ahead)
+        store.save(NS, {"s": (ROWS, mapping)}, mode="full")
+        assert transactions[0] > 1
+        assert store.verify().ok
+        assert loaded(store) == mapping
+
+
+def test_a_failed_save_leaves_no_chunk_written_ahead(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ahead, "BATCH", 1024)
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, rows(10))})
+        real = store._tables.write
+        calls = {"n": 0}
+
+        def write(body: Any) -> Any:
+            calls["n"] += 1
+            if getattr(body, "__name__", "") == "commit":
+                msg = "the disk is full"
+                raise warmstart.errors.StoreFullError(msg)
+            return real(body)
+
+        monkeypatch.setattr(store._tables, "write", write)
+        with pytest.raises(warmstart.errors.StoreFullError):
+            store.save(NS, {"s": (ROWS, rows(3000, start=100))}, mode="full")
+        assert calls["n"] > 3  # chunks were written ahead, then the commit failed
+        monkeypatch.undo()
+        report = store.verify()
+        assert report.ok
+        assert report.orphans == 0
+        assert loaded(store) == rows(10)
+
+
+# -- consistency while a thread writes ------------------------------------------------
+
+
+class Writer(threading.Thread):
+    """Writes the mapping until told to stop, each write under ``lock`` if given.
+
+    ``churn``: inserts a new key, then deletes a random present one: the
+    mapping holds N or N+1 keys at every moment, but a read spread over time
+    misses keys deleted before it reached them. ``rounds``: rewrites the keys
+    in turn with increasing versions: at every moment the versions are N
+    consecutive numbers, one per key, which a read spread over time mixes.
+    """
+
+    def __init__(self, mapping: MutableMapping[str, Row], how: str, lock: Any = None) -> None:
+        super().__init__(daemon=True)
+        self.mapping = mapping
+        self.how = how
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.stopping = threading.Event()
+        self.writes = 0
+
+        self.present = list(mapping)
+        self.n = len(self.present)
+        self.version = self.n
+        self.rng = random.Random(7)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.step()
+
+    def step(self) -> None:
+        version, present = self.version, self.present
+        if self.how == "churn":
+            key = f"k{version}"
+            with self.lock:
+                self.mapping[key] = Row(key, version)
+            present.append(key)
+            at = self.rng.randrange(len(present))
+            present[at], present[-1] = present[-1], present[at]
+            with self.lock:
+                del self.mapping[present.pop()]
+        else:
+            key = f"k{version % self.n}"
+            with self.lock:
+                self.mapping[key] = Row(key, version)
+        self.version += 1
+        self.writes += 1
+
+
+class Interleaved(Pacer):
+    """Runs ``writer`` steps at every slice boundary: where other threads would run."""
+
+    def __init__(self, writer: Writer, steps: int = 3) -> None:
+        super().__init__(budget=1.0)
+        self.writer = writer
+        self.steps_each = steps
+
+    def pace(self) -> None:
+        super().pace()
+        for _ in range(self.steps_each):
+            self.writer.step()
+
+
+def _one_moment(entries: dict[str, Row], n: int, how: str) -> bool:
+    if any(v.key != k for k, v in entries.items()):
+        return False
+    if how == "churn":
+        return len(entries) in (n, n + 1)
+    versions = sorted(v.version for v in entries.values())
+    return versions == list(range(versions[0], versions[0] + n))
+
+
+def _tracked(kind: str, n: int) -> tuple[Any, Any]:
+    if kind == "tracked":
+        return warmstart.TrackedDict(rows(n)), None
+    if kind == "logged":
+        return LoggedDict(rows(n)), None
+    cache = cachetools.LRUCache(maxsize=10 * n)
+    warmstart.track(cache)
+    cache.update(rows(n))
+    return cache, threading.Lock()
+
+
+@pytest.mark.parametrize("how", ["churn", "rounds"])
+@pytest.mark.parametrize("kind", ["tracked", "logged", "lru"])
+def test_a_tracked_container_written_between_slices_is_read_as_of_one_moment(
+    store_path: Path, small_slices: int, kind: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writes land between every two slices of a base's read: it still saves one moment."""
+    n = 30 * small_slices
+    mapping, lock = _tracked(kind, n)
+    writer = Writer(mapping, how, lock)
+    spec = (ROWS, mapping) if lock is None else (ROWS, mapping, lock)
+    with warmstart.Store(store_path, sync=False, keep=100) as store:
+        for _ in range(4):
+            with Interleaved(writer), caplog.at_level(logging.WARNING):
+                store.save(NS, {"s": spec}, mode="full")
+        assert "bypassed" not in caplog.text  # read from the log's index, not listed
+        assert writer.writes > 100
+        for info in store.generations(NS):
+            assert _one_moment(loaded(store, info.generation), n, how)
+        store.save(NS, {"s": spec})
+        assert loaded(store) == dict(mapping.items())
+
+
+@pytest.mark.parametrize("how", ["churn", "rounds"])
+@pytest.mark.parametrize("kind", ["dict", "ordered", "lru"])
+def test_an_untracked_container_written_between_slices_keeps_keys_with_their_values(
+    store_path: Path, small_slices: int, kind: str, how: str
+) -> None:
+    """Untracked, large: read over time (not one moment), but never a key with another's value."""
+    n = 30 * small_slices
+    lock = None
+    if kind == "lru":
+        mapping: Any = cachetools.LRUCache(maxsize=10 * n)
+        mapping.update(rows(n))
+        lock = threading.Lock()
+    else:
+        mapping = rows(n) if kind == "dict" else collections.OrderedDict(rows(n))
+    writer = Writer(mapping, how, lock)
+    spec = (ROWS, mapping) if lock is None else (ROWS, mapping, lock)
+    with warmstart.Store(store_path, sync=False, keep=100) as store:
+        for mode in ("delta", "delta", "full", "delta"):
+            with Interleaved(writer, steps=1):
+                store.save(NS, {"s": spec}, mode=mode)
+        for info in store.generations(NS):
+            assert all(v.key == k for k, v in loaded(store, info.generation).items())
+        store.save(NS, {"s": spec}, mode="full")
+        assert loaded(store) == dict(mapping.items())
+
+
+@pytest.mark.usefixtures("frequent_switches")
+@pytest.mark.parametrize("how", ["churn", "rounds"])
+@pytest.mark.parametrize("kind", ["tracked", "logged", "lru"])
+def test_a_tracked_container_read_in_slices_is_one_moment(
+    store_path: Path, small_slices: int, kind: str, how: str
+) -> None:
+    """Bases read a slice at a time while a thread writes are each the container of one moment."""
+    n = 30 * small_slices
+    mapping, lock = _tracked(kind, n)
+    writer = Writer(mapping, how, lock)
+    spec = (ROWS, mapping) if lock is None else (ROWS, mapping, lock)
+    with warmstart.Store(store_path, sync=False, keep=100) as store:
+        writer.start()
+        try:
+            # At least 8 saves, more on a loaded machine until the writer has run.
+            for saves in itertools.count(1):
+                store.save(NS, {"s": spec}, mode="full")
+                if saves >= 8 and (writer.writes > 100 or saves >= 60):
+                    break
+        finally:
+            writer.stopping.set()
+            writer.join()
+        assert writer.writes > 100
+        for info in store.generations(NS):
+            entries = loaded(store, info.generation)
+            assert _one_moment(entries, n, how), len(entries)
+        store.save(NS, {"s": spec})
+        assert loaded(store) == dict(mapping.items())
+
+
+@pytest.mark.usefixtures("frequent_switches")
+@pytest.mark.parametrize("how", ["churn", "rounds"])
+@pytest.mark.parametrize("kind", ["dict", "ordered"])
+@pytest.mark.parametrize("mode", ["full", "delta"])
+def test_an_untracked_container_read_in_slices_pairs_every_key_with_its_value(
+    store_path: Path, small_slices: int, kind: str, mode: Any, how: str
+) -> None:
+    """Large untracked reads are per-key consistent; a quiet save afterwards is exact."""
+    n = 30 * small_slices
+    mapping: Any = rows(n) if kind == "dict" else collections.OrderedDict(rows(n))
+    writer = Writer(mapping, how)
+    with warmstart.Store(store_path, sync=False, keep=100) as store:
+        writer.start()
+        try:
+            # At least 8 saves, more on a loaded machine until the writer has run.
+            for saves in itertools.count(1):
+                store.save(NS, {"s": (ROWS, mapping)}, mode=mode)
+                if saves >= 8 and (writer.writes > 100 or saves >= 60):
+                    break
+        finally:
+            writer.stopping.set()
+            writer.join()
+        assert writer.writes > 100
+        for info in store.generations(NS):
+            entries = loaded(store, info.generation)
+            assert all(v.key == k for k, v in entries.items())
+        store.save(NS, {"s": (ROWS, mapping)}, mode=mode)
+        assert loaded(store) == dict(mapping)
+
+
+def test_a_clear_during_a_sliced_read_starts_it_over(
+    store_path: Path, small_slices: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapping = warmstart.TrackedDict(rows(10 * small_slices))
+    real = _sliced._as_of
+    cleared: list[bool] = []
+
+    def as_of(*args: Any) -> Any:
+        if not cleared:
+            cleared.append(True)
+            mapping.clear()
+            mapping.update(rows(3, start=1000))
+        return real(*args)
+
+    monkeypatch.setattr(_sliced, "_as_of", as_of)
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, mapping)})
+        assert loaded(store) == rows(3, start=1000)
+
+
+def test_a_write_that_bypasses_the_log_is_found_at_the_next_base(
+    store_path: Path, small_slices: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dict.__setitem__ on a LoggedDict skips the log: the base lists the dict instead."""
+    mapping = LoggedDict(rows(5 * small_slices))
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, mapping)})
+        dict.__setitem__(mapping, "sneaky", Row("sneaky", 0))
+        with caplog.at_level(logging.WARNING, logger="warmstart.store"):
+            store.save(NS, {"s": (ROWS, mapping)}, mode="full")
+        assert "bypassed the log" in caplog.text
+        assert loaded(store) == dict(mapping)
+        log = change_log(mapping)
+        assert log is not None
+        assert log.index is not None
+        assert "sneaky" in log.index
+
+
+# -- the index a change log keeps ------------------------------------------------------
+
+keys = st.integers(0, 30)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), keys),
+        st.tuples(st.just("del"), keys),
+        st.tuples(st.just("take")),
+        st.tuples(st.just("clear")),
+        st.tuples(st.just("setdefault"), keys),
+        st.tuples(st.just("popitem")),
+    ),
+    max_size=60,
+)
+
+
+def _apply(mapping: Any, op: tuple[Any, ...], version: int) -> None:
+    name = op[0]
+    if name == "set":
+        mapping[op[1]] = version
+    elif name == "del":
+        mapping.pop(op[1], None)
+    elif name == "take":
+        change_log(mapping).take()  # type: ignore[union-attr]
+    elif name == "clear":
+        mapping.clear()
+    elif name == "setdefault":
+        mapping.setdefault(op[1], version)
+    elif mapping:
+        mapping.popitem()
+
+
+def _folded(mapping: Any) -> list[Any]:
+    log = change_log(mapping)
+    assert log is not None
+    assert log.index is not None
+    moved = log.dirty if log.moves else log.inserted
+    return fold_keys(log.index, [*log.since, (moved, log.deletes)])
+
+
+@given(st.sampled_from(["tracked", "logged"]), st.lists(keys, max_size=10), ops)
+def test_the_index_folds_to_the_dict_order(kind: str, start: list[int], steps: Any) -> None:
+    """A TrackedDict's or LoggedDict's log knows its keys, in insertion order."""
+    initial = dict.fromkeys(start, 0)
+    mapping: Any = warmstart.TrackedDict(initial) if kind == "tracked" else LoggedDict(initial)
+    for version, op in enumerate(steps):
+        _apply(mapping, op, version)
+        assert _folded(mapping) == list(mapping)
+
+
+@given(ops.filter(lambda s: all(op[0] not in ("popitem", "setdefault") for op in s)))
+def test_the_index_of_an_lru_cache_folds_to_its_write_order(steps: Any) -> None:
+    """Without reads, an LRU cache's order is its write order: the fold gives it."""
+    cache: Any = warmstart.track(cachetools.LRUCache(maxsize=20))
+    for version, op in enumerate(steps):
+        _apply(cache, op, version)
+        order = list(cache._LRUCache__order)
+        assert _folded(cache) == order
+
+
+def test_fold_keys_applies_takes_in_order() -> None:
+    assert fold_keys([1, 2, 3], []) == [1, 2, 3]
+    assert fold_keys([1, 2, 3], [([4, 2], {1}), ([1], set())]) == [3, 4, 2, 1]
+
+
+# -- cost-based choice between a diff and a full save ------------------------------------
+
+
+def test_a_section_whose_diff_costs_more_than_a_full_save_is_saved_in_full() -> None:
+    baselines = _prepare.Baselines("token")
+    assert baselines.diffable("ns", "s")  # nothing measured yet
+    cost = _prepare.SectionCost
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.1, prints=0.05, diffs=3)
+    assert baselines.diffable("ns", "s")
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.3, diffs=1)
+    assert baselines.diffable("ns", "s")  # one diff measured: maybe noise
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.3, diffs=2)
+    assert not baselines.diffable("ns", "s")
+    baselines._costs[("ns", "s")] = cost(full=0.2, diff=0.21, diffs=5)
+    assert baselines.diffable("ns", "s")  # within the margin
+    baselines._costs[("ns", "s")] = cost(full=0.2, prints=0.25)
+    assert not baselines.diffable("ns", "s")
+    # Below CHEAP either way, the diff stays (its delta writes fewer bytes).
+    baselines._costs[("ns", "s")] = cost(full=0.001, diff=0.003, diffs=4)
+    assert baselines.diffable("ns", "s")
+
+
+class Mutable(msgspec.Struct):
+    key: str
+    tags: list[int]
+
+
+MUTABLE = warmstart.Contract("mutable", Mutable, key=str)
+
+
+def test_a_hash_diff_dearer_than_a_full_save_stops_fingerprinting(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once fingerprinting measured dearer than the full save: full saves, no prints kept."""
+    monkeypatch.setattr(_prepare, "CHEAP", 0.0)
+    real = _prepare.Fingerprints.of
+
+    def dear(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.05:  # fingerprinting costs 50 ms of CPU
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_prepare.Fingerprints, "of", dear)
+    mapping = {f"k{i}": Mutable(f"k{i}", [i]) for i in range(200)}
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (MUTABLE, mapping)}, mode="delta")
+        assert not store._baselines.diffable(NS, "s")
+        baseline = store._baselines.get(NS)
+        assert baseline is not None
+        assert "s" not in baseline.prints
+        mapping["k1"] = Mutable("k1", [-1])
+        store.save(NS, {"s": (MUTABLE, mapping)}, mode="delta")
+        assert store.manifest(NS).kind == "full"
+        with store.load(NS) as snapshot:
+            assert snapshot.section("s", MUTABLE) == mapping
+
+
+def test_a_full_cache_that_inserts_and_evicts_during_the_read_is_not_read_in_one_step(
+    store_path: Path, small_slices: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new key lands after every key the dict held: the read stops before it, not fails."""
+    n = 30 * small_slices
+    cache: Any = cachetools.LRUCache(maxsize=n)
+    cache.update(rows(n))
+    lock = threading.Lock()
+    inserted = itertools.count(n)
+
+    class Inserting(Pacer):
+        def pace(self) -> None:
+            super().pace()
+            with lock:
+                key = f"k{next(inserted)}"
+                cache[key] = Row(key, 0)  # evicts the least recently used
+
+    one_step: list[int] = []
+    real = _sliced.entries_of
+    monkeypatch.setattr(_sliced, "entries_of", lambda m: one_step.append(1) or real(m))
+    with warmstart.Store(store_path, sync=False) as store:
+        with Inserting(budget=0.0):
+            store.save(NS, {"s": (ROWS, cache, lock)}, mode="full")
+        saved = loaded(store)
+    assert one_step == []
+    assert all(v.key == k for k, v in saved.items())
+    survivors = [f"k{i}" for i in range(n) if f"k{i}" in cache]
+    assert set(survivors) <= set(saved)  # every key held throughout the read is saved
