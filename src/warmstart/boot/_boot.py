@@ -67,12 +67,12 @@ from warmstart.errors import (
 )
 from warmstart.metrics import BootReport, CheckpointReport, Metrics, warn_cold_start
 from warmstart.store import Snapshot, Store, check_namespace, is_lock
-from warmstart.workers import Pool, PoolItem, PoolMerge, check_pool
 
 if TYPE_CHECKING:
     import asyncio
 
     from warmstart.remote import Remote, SyncOutcome
+    from warmstart.workers import Pool, PoolItem
 
 __all__ = ("Boot", "boot")
 
@@ -286,7 +286,7 @@ class Boot:
             remote_deadline=remote_deadline,
             capture=_classes(capture),
             carry_forward=carry_forward,
-            pool=check_pool(pool, namespace),
+            pool=None if pool is None or pool is False else _checked_pool(pool, namespace),
             handoff=handoff,
             heartbeat=heartbeat,
         )
@@ -662,6 +662,8 @@ class Boot:
         pool = self.settings.pool
         if pool is None or self.store is None or self._stale:
             return
+        from warmstart.workers import PoolItem, PoolMerge  # noqa: PLC0415 - only pools pay for it
+
         now: list[PoolItem] = []
         later: list[PoolItem] = []
         for attr, section in sections.items():
@@ -1042,3 +1044,10 @@ class Boot:
 
 
 boot = Boot
+
+
+def _checked_pool(pool: Pool | bool, namespace: str) -> Pool | None:
+    """``pool=`` checked (``warmstart.workers`` is imported only by boots that pool)."""
+    from warmstart.workers import check_pool  # noqa: PLC0415 - ~1 ms of every import
+
+    return check_pool(pool, namespace)
