@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ def slots(ready: dict[int, dict[str, Any]]) -> set[int]:
     return {body["slot"] for body in ready.values()}
 
 
+def restart_then_reload(start: Callable[[], Server]) -> None:
+    """Fill 2 workers; SIGTERM + start: both warm, in slots 0 and 1; SIGHUP: the new ones warm."""
+    with start() as server:
+        fill(server, 2)
+        assert server.stop() == 0
+    with start() as server:
+        before = assert_warm(server, 2)
+        assert slots(before) == {0, 1}
+        server.send(signal.SIGHUP)
+        assert_warm(server, 2, exclude=set(before))
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
 # -- gunicorn -----------------------------------------------------------------------
 
 
@@ -101,19 +116,9 @@ def test_uvicorn_workers_restart_and_reload(tmp_path: Path, framework: str) -> N
     """``uvicorn --workers 2``: SIGTERM + start, then a rolling SIGHUP restart."""
     pytest.importorskip("uvicorn")
     pytest.importorskip(framework)
-    cwd = EXAMPLES / framework
-    with uvicorn(cwd, tmp_path, "app:app") as server:
-        fill(server, 2)
-        assert server.stop() == 0
-    with uvicorn(cwd, tmp_path, "app:app") as server:
-        before = assert_warm(server, 2)
-        assert slots(before) == {0, 1}
-        # uvicorn >= 0.51 replaces one worker at a time, the new one ready
-        # before the old one stops: a replacement takes the next free slot.
-        server.send(signal.SIGHUP)
-        assert_warm(server, 2, exclude=set(before))
-        assert server.stop() == 0
-    assert "Traceback" not in server.log()
+    # uvicorn >= 0.51 replaces one worker at a time, the new one ready before
+    # the old one stops: a replacement takes the next free slot.
+    restart_then_reload(lambda: uvicorn(EXAMPLES / framework, tmp_path, "app:app"))
 
 
 # -- Flask ------------------------------------------------------------------------
@@ -154,17 +159,7 @@ def test_flask_factory_with_the_hooks_and_preload(tmp_path: Path) -> None:
 def test_django_app_config_under_gunicorn(tmp_path: Path) -> None:
     """INSTALLED_APPS + settings.WARMSTART under gunicorn: SIGTERM + start, then SIGHUP."""
     pytest.importorskip("django")
-    cwd = EXAMPLES / "django"
-    with gunicorn(cwd, tmp_path, "shop.wsgi") as server:
-        fill(server, 2)
-        assert server.stop() == 0
-    with gunicorn(cwd, tmp_path, "shop.wsgi") as server:
-        before = assert_warm(server, 2)
-        assert slots(before) == {0, 1}
-        server.send(signal.SIGHUP)
-        assert_warm(server, 2, exclude=set(before))
-        assert server.stop() == 0
-    assert "Traceback" not in server.log()
+    restart_then_reload(lambda: gunicorn(EXAMPLES / "django", tmp_path, "shop.wsgi"))
 
 
 # -- longer variants (make test-slow) ---------------------------------------------------
