@@ -802,7 +802,9 @@ class TestAnyPositions:
     def test_a_set_of_literals_of_one_type_sorts(self) -> None:
         """set[Literal['a', 'b']] is fine; mixed literal types are refused."""
         Contract("ok", set[Literal["a", "b"]])
-        with pytest.raises(ContractError, match="do not sort"):
+        # msgspec 0.18 sorts the literals itself while inspecting the type, so
+        # there the refusal quotes its comparison error (make test-deps, lowest).
+        with pytest.raises(ContractError, match=r"do not sort|not supported between"):
             Contract("bad", set[Literal["a", 1]])
 
     def test_a_generic_msgspec_cannot_inspect_is_refused(self) -> None:
