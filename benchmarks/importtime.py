@@ -21,6 +21,10 @@ VARIANTS = (
     ("bare interpreter: python -I -c pass", "pass"),
     ("msgspec + zstandard + lmdb + xxhash", "import msgspec, zstandard, lmdb, xxhash"),
     ("import warmstart", "import warmstart"),
+    (
+        "import warmstart + the engine (first boot(), Store, @cached)",
+        "import warmstart; warmstart.boot; warmstart.Store; warmstart.cached",
+    ),
     (COLD, "import warmstart"),
 )
 

@@ -250,6 +250,48 @@ class TestImportCost:
         assert leaked == []
         assert "importlib.metadata" not in loaded
 
+    def test_the_engine_loads_at_the_first_use_of_boot(self) -> None:
+        """``import warmstart`` and ``@warm`` declarations leave the engine and store unloaded."""
+        code = (
+            "import json, sys, warmstart\n"
+            "@warmstart.warm(hits=warmstart.Contract('hits', int))\n"
+            "class Service:\n"
+            "    def __init__(self): self.hits = {}\n"
+            "before = sorted(sys.modules)\n"
+            "factory = warmstart.boot\n"
+            "shown = [repr(factory), repr(warmstart.Store)]\n"
+            "print(json.dumps([before, sorted(sys.modules), *shown]))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        )
+        before, after, factory, store = json.loads(out.stdout)
+        engine = {"warmstart.boot._boot", "warmstart.store._store"}
+        assert engine.isdisjoint(before)
+        assert "warmstart.boot._memo" not in after  # @cached loads on its own first use
+        assert engine <= set(after)
+        assert (factory, store) == ("<class 'warmstart.Boot'>", "<class 'warmstart.Store'>")
+
+    def test_every_path_to_a_lazy_name_gives_the_same_object(self) -> None:
+        import warmstart
+        import warmstart.boot as boot_attribute
+        from warmstart import Boot, Store, boot, cached
+        from warmstart.boot import CacheInfo, Collector, HandoffReport
+        from warmstart.store import Store as StoreInWing
+
+        assert boot is Boot is warmstart.boot is boot_attribute
+        assert Store is StoreInWing is warmstart.Store
+        assert cached is warmstart.cached
+        assert [t.__module__ for t in (Boot, Store, CacheInfo, Collector, HandoffReport)] == [
+            "warmstart",
+            "warmstart",
+            "warmstart.boot",
+            "warmstart.boot",
+            "warmstart.boot",
+        ]
+        with pytest.raises(AttributeError, match="no attribute 'Bootx'"):
+            _ = sys.modules["warmstart.boot"].Bootx
+
     def test_an_extra_is_installed(self) -> None:
         """The check above can fail: cachetools (a test dependency) is importable here."""
         assert importlib.util.find_spec("cachetools") is not None

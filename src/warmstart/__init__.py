@@ -12,13 +12,13 @@ stored), ``warmstart.codec``, ``warmstart.metrics`` (reports, counters),
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warmstart import _deprecated
-from warmstart._api import claim
+from warmstart._api import claim, load_lazily
 from warmstart._hits import counted
 from warmstart._version import version
-from warmstart.boot import Boot, Checkpointer, boot, cached, cachedmethod, state, warm
+from warmstart.boot import state, warm
 from warmstart.contract import Contract
 from warmstart.delta import CompactionPolicy, TrackedDict, track
 from warmstart.errors import (
@@ -34,7 +34,10 @@ from warmstart.errors import (
 )
 from warmstart.metrics import BootReport
 from warmstart.schema import compatibility
-from warmstart.store import Store
+
+if TYPE_CHECKING:
+    from warmstart.boot import Boot, Checkpointer, boot, cached, cachedmethod
+    from warmstart.store import Store
 
 __all__ = (
     "Boot",
@@ -64,7 +67,19 @@ __all__ = (
     "warm",
 )
 
-claim("warmstart", *(globals()[name] for name in __all__ if name != "__version__"))
+#: Loaded on first use (see ``warmstart.boot``): the boot engine, the memo
+#: decorators and the store. ``import warmstart`` and the ``@warm`` and
+#: ``state()`` declarations of a service's modules leave them for its boot.
+_LAZY = {
+    **dict.fromkeys(
+        ("Boot", "boot", "Checkpointer", "cached", "cachedmethod"), ("warmstart.boot", "warmstart")
+    ),
+    "Store": ("warmstart.store", "warmstart"),
+}
+# Importing the boot wing bound its package as the attribute ``boot``; the name
+# belongs to the ``boot()`` factory, which __getattr__ loads on first use.
+globals().pop("boot", None)
+claim("warmstart", *(globals()[name] for name in __all__ if name in globals()))
 _deprecated.install()
 
 #: Namespaces that are not on a service's boot path load on first use.
@@ -74,6 +89,8 @@ _LAZY_MODULES = ("remote", "testing", "transfer", "prometheus", "conformance", "
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return version()
+    if name in _LAZY:
+        return load_lazily(globals(), _LAZY, name)
     if name in _LAZY_MODULES:
         return importlib.import_module(f"warmstart.{name}")
     return _deprecated.moved_name(name)

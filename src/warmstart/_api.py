@@ -14,10 +14,13 @@ the docs build calls it, and so can a tool that introspects the classes.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import typing
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ("claim", "resolve_annotations")
+__all__ = ("claim", "load_lazily", "resolve_annotations")
 
 #: (object, the module it is defined in), for every object claimed so far.
 _CLAIMED: list[tuple[object, str]] = []
@@ -30,6 +33,24 @@ def claim(namespace: str, *objects: object) -> None:
             if obj.__module__ != namespace:
                 _CLAIMED.append((obj, obj.__module__))
             obj.__module__ = namespace
+
+
+def load_lazily(scope: dict[str, Any], lazy: Mapping[str, tuple[str, str]], name: str) -> Any:
+    """A namespace's ``__getattr__`` for the names it loads on first use.
+
+    ``lazy`` maps each such name to (the module that defines it, its public
+    home): the object is imported, claimed for its home, and kept in
+    ``scope`` so the next lookup is a plain attribute.
+    """
+    where = lazy.get(name)
+    if where is None:
+        msg = f"module {scope['__name__']!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    module, home = where
+    value = getattr(importlib.import_module(module), name)
+    claim(home, value)
+    scope[name] = value
+    return value
 
 
 def resolve_annotations() -> None:

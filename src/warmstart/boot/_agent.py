@@ -29,6 +29,7 @@ an auto contract one remote listing) per heartbeat.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -59,7 +60,14 @@ log = logging.getLogger("warmstart.boot")
 #: A record counts as live for this many heartbeats after its last refresh.
 EXPIRY_BEATS = 3
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Instance)
+
+
+@functools.cache
+def _decoder() -> msgspec.msgpack.Decoder[Instance]:
+    """Built on first use (a typed decoder inspects its Structs)."""
+    return msgspec.msgpack.Decoder(Instance)
+
+
 Reply = Callable[[dict[str, Any]], None]
 
 
@@ -126,7 +134,7 @@ def encode_record(codec: Codec, record: Instance) -> bytes:
 def decode_record(codec: Codec, namespace: str, raw: bytes, where: str) -> Instance | None:
     """The record stored at ``where``, or None if it is malformed or (keyed) forged."""
     try:
-        record: Instance = _decoder.decode(codec.unseal(SEAL_READER, namespace.encode(), raw))
+        record: Instance = _decoder().decode(codec.unseal(SEAL_READER, namespace.encode(), raw))
     except IntegrityError as exc:
         if where not in _WARNED:
             _WARNED.add(where)

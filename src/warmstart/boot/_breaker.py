@@ -36,7 +36,8 @@ _PREFIX = "restoring-"
 _MARKER = struct.Struct(">Qd")  # generation, time: 0.1's marker, restoring
 _STATE = struct.Struct(">QdB")  # generation, time, 1 restoring / 0 idle
 #: ``restoring-<pid>-<token>``; anything else in the folder is not ours to judge.
-_NAME = re.compile(r"restoring-([0-9]{1,10})-[0-9a-f]{1,32}")
+#: A marker's name (a pattern string: ``re`` compiles it on first use, not at import).
+_NAME = r"restoring-([0-9]{1,10})-[0-9a-f]{1,32}"
 _MAX_PID = (1 << 31) - 1
 
 
@@ -134,7 +135,7 @@ class CrashLoopBreaker:
 
 def _parse(name: str, value: bytes) -> tuple[int, int, bool] | None:
     """(pid, generation, restoring) of a well-formed marker, else None."""
-    match = _NAME.fullmatch(name)
+    match = re.fullmatch(_NAME, name)
     if match is None:
         return None
     if len(value) == _MARKER.size:  # written by 0.1: it exists while restoring
