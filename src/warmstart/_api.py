@@ -61,6 +61,10 @@ def resolve_annotations() -> None:
     """
     import inspect  # noqa: PLC0415 - 4 ms of the import budget, for the docs build only
 
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] == "warmstart":
+            for public in getattr(module, "__all__", ()):
+                getattr(module, public)  # loads (and claims) the names loaded on first use
     for obj, origin in _CLAIMED:
         own = inspect.get_annotations(obj) if isinstance(obj, type) else None
         if not own:
