@@ -47,10 +47,12 @@ from warmstart.boot._autotrack import track_attached
 from warmstart.boot._background import BackgroundJobs
 from warmstart.boot._breaker import CrashLoopBreaker
 from warmstart.boot._capture import capture, release
+from warmstart.boot._choose import choose_generation
 from warmstart.boot._environment import Environment, environment, parse_duration
 from warmstart.boot._handoff import HandoffReport, ask_predecessors
 from warmstart.boot._open import open_within
 from warmstart.boot._periodic import Periodic
+from warmstart.boot._pooling import merge_pool
 from warmstart.boot._pristine import Pristine
 from warmstart.boot._reload import KeyReloader, is_coroutine_function
 from warmstart.boot._saver import Saver
@@ -72,7 +74,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from warmstart.remote import Remote, SyncOutcome
-    from warmstart.workers import Pool, PoolItem
+    from warmstart.workers import Pool
 
 __all__ = ("Boot", "boot")
 
@@ -507,68 +509,22 @@ class Boot:
 
     def _pick_generation(self) -> None:
         assert self.store is not None
-        crashed = self._breaker.check(self.store, self.report)
-        if crashed is not None:
-            # Do not risk a second crash on the same data: start cold this once.
-            self._go_cold(f"crash-loop breaker: {crashed}", failure=True)
-            return
-        try:
-            snapshot = self.store.load(self.settings.namespace)
-        except CheckpointNotFoundError as exc:
-            if exc.skipped:  # generations exist, none verifies: damage
-                raise
-            self._go_cold("no checkpoint yet")
-            return
-        self.snapshot = snapshot
-        self._generation = snapshot.generation
-        self._saver.restored_sections = frozenset(snapshot.sections)
-        self._saver.pristine = Pristine(snapshot.generation)
-        report = self.report
-        report.generation = snapshot.generation
-        report.generation_age = snapshot.age(self.settings.clock())
-        report.watermark = snapshot.watermark
-        report.fallback = list(snapshot.fallback)
-        report.status = "warm"
-        report.reason = (
-            f"newest generation that verifies ({len(snapshot.fallback)} skipped)"
-            if snapshot.fallback
-            else "head generation"
-        )
-        if self.settings.max_age is not None and report.generation_age > self.settings.max_age:
-            self._go_cold(
-                f"generation {snapshot.generation} is {report.generation_age:.0f}s old, "
-                f"max_age is {self.settings.max_age:.0f}s"
+        choice = choose_generation(self.store, self.settings, self._breaker, self.report)
+        snapshot = choice.snapshot
+        if snapshot is not None:
+            self.snapshot = snapshot
+            self._generation = snapshot.generation
+            self._saver.pristine = Pristine(snapshot.generation)
+            # Stale: the values are cold, so not carried forward either.
+            self._saver.restored_sections = (
+                frozenset() if choice.stale else frozenset(snapshot.sections)
             )
-            return
-        if self.settings.validate is not None and not self._validated(snapshot.watermark):
-            stale = f"watermark {snapshot.watermark!r} rejected by validate()"
-            if self.settings.refresh is None:
-                self._go_cold(stale)
-                return
-            # Values stay cold, but the keys that were hot are worth reloading.
-            self._stale = True
-            self._saver.restored_sections = frozenset()  # stale: not carried forward
-            report.status = "cold"
-            report.reason = f"{stale}; refresh() reloads the keys that were hot"
-            log.info(
-                "namespace %r starts cold: %s",
-                self.settings.namespace,
-                report.reason,
-                extra={"namespace": self.settings.namespace},
-            )
+        self._stale = choice.stale
+        if choice.cold is not None:
+            self._go_cold(choice.cold, failure=choice.failure)
         # No "restoring" marker yet: start-up code between here and the first
         # attach (connecting to a database, say) is not a restore, and a stop
         # there is not a crash in one (issue 14).
-
-    def _validated(self, watermark: Any) -> bool:
-        assert self.settings.validate is not None
-        try:
-            return bool(self.settings.validate(watermark))
-        except Exception as exc:
-            if self.settings.strict:
-                raise
-            log.warning("validate() raised %r; treating the checkpoint as stale", exc)
-            return False
 
     # -- attaching and restoring ----------------------------------------------
 
@@ -639,7 +595,16 @@ class Boot:
             restorer = self._restorer(snapshot)
             for attr, section in sections.items():
                 restorer.attribute(obj, spec.states[attr], attr, section)
-            self._merge_pool(obj, spec, sections)
+            merge_pool(
+                obj,
+                spec,
+                sections,
+                settings=self.settings,
+                store=self.store,
+                stale=self._stale,
+                report=self.report,
+                enqueue=self._background.add,
+            )
         except BaseException:
             # strict=True (or a signal's KeyboardInterrupt): an object that
             # failed to restore is not checkpointed.
@@ -652,42 +617,6 @@ class Boot:
         self.metrics.set("time_to_ready_seconds", self.report.time_to_ready)
         self._background.end()  # ready once the jobs it queued are done too
         return obj
-
-    def _merge_pool(self, obj: object, spec: WarmSpec, sections: dict[str, str]) -> None:
-        """With ``pool=``: merge the other workers' newest state into ``obj``'s containers.
-
-        Where its own restore was eager, now (the object is not shared yet);
-        where it was progressive, after its background phase, as the next job.
-        """
-        pool = self.settings.pool
-        if pool is None or self.store is None or self._stale:
-            return
-        from warmstart.workers import PoolItem, PoolMerge  # noqa: PLC0415 - only pools pay for it
-
-        now: list[PoolItem] = []
-        later: list[PoolItem] = []
-        for attr, section in sections.items():
-            st = spec.states[attr]
-            value = getattr(obj, attr, None)
-            if st.keys_only or st.contract is None or value is None:
-                continue
-            if isinstance(value, msgspec.Struct):
-                continue
-            report = self.report.sections.get(section)
-            lock = getattr(obj, st.lock) if st.lock is not None else None
-            item = PoolItem(section, st.contract, value, lock, report)
-            (later if report is not None and report.status == "warming" else now).append(item)
-        merge = PoolMerge(
-            pool,
-            self.store,
-            self.settings.namespace,
-            max_age=self.settings.max_age,
-            clock=self.settings.clock,
-            report=self.report,
-        )
-        merge.run(now)
-        if later:
-            self._background.add(functools.partial(merge.run, later))
 
     def _snapshot_for(self, sections: Iterable[str]) -> Snapshot | None:
         """The generation to restore from, reopened for a late attach; marks "restoring".
