@@ -178,9 +178,7 @@ class TestDeprecatedPaths:
             "from warmstart.remote.sync import push\nimport warmstart.remote\n"
             "print(push is warmstart.remote.push)\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout.splitlines()
+        out = _python(code).splitlines()
         warning = (
             "the module warmstart.snapshot is deprecated since warmstart 0.2.0 and goes in "
             "0.3.0; use warmstart.store"
@@ -241,10 +239,7 @@ class TestImportCost:
     def test_import_pulls_in_no_extras_and_no_metadata(self) -> None:
         """A fresh ``import warmstart`` imports no optional extra and not importlib.metadata."""
         code = "import json, sys\nimport warmstart\nprint(json.dumps(sorted(sys.modules)))\n"
-        out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        )
-        loaded = set(json.loads(out.stdout))
+        loaded = set(json.loads(_python(code)))
         assert "warmstart" in loaded
         leaked = sorted(m for m in loaded if m.split(".")[0] in EXTRAS)
         assert leaked == []
@@ -262,10 +257,7 @@ class TestImportCost:
             "shown = [repr(factory), repr(warmstart.Store)]\n"
             "print(json.dumps([before, sorted(sys.modules), *shown]))\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        )
-        before, after, factory, store = json.loads(out.stdout)
+        before, after, factory, store = json.loads(_python(code))
         engine = {"warmstart.boot._boot", "warmstart.store._store"}
         assert engine.isdisjoint(before)
         assert "warmstart.boot._memo" not in after  # @cached loads on its own first use
@@ -295,3 +287,10 @@ class TestImportCost:
     def test_an_extra_is_installed(self) -> None:
         """The check above can fail: cachetools (a test dependency) is importable here."""
         assert importlib.util.find_spec("cachetools") is not None
+
+
+def _python(code: str) -> str:
+    """What ``code`` prints, run by a fresh interpreter (nothing imported yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
