@@ -52,7 +52,8 @@ test-slow: $(STAMP_TEST)
 	$(BIN)/pytest -m slow -q
 
 # The suite with the runtime dependencies at their declared floors and at the
-# newest releases on PyPI (.venv-lowest, .venv-newest); see .ci/test-deps.
+# newest releases on PyPI (.venv-lowest, .venv-newest), and the integration
+# suites with the frameworks at their floors (.venv-integrations); see .ci/test-deps.
 test-deps:
 	PYTHON=$(PYTHON) bash .ci/test-deps
 

@@ -34,11 +34,20 @@ def runtime_names(path: Path) -> list[str]:
 
 
 def declared() -> dict[str, Requirement]:
-    """warmstart's own requirements (core and extras) by canonical name."""
+    """warmstart's own requirements (core and extras) by canonical name.
+
+    A package named by several extras (starlette: its own extra, and the
+    test and bench tools) is declared by the core, else by the extra of its
+    own name (the range users get), else by the first extra naming it.
+    """
     found: dict[str, Requirement] = {}
     for text in metadata.requires("warmstart") or []:
         requirement = Requirement(text)
-        found.setdefault(canonicalize_name(requirement.name), requirement)
+        name = canonicalize_name(requirement.name)
+        marker = str(requirement.marker or "")
+        own = not marker or marker.replace("'", '"') == f'extra == "{name}"'
+        if own or name not in found:
+            found[name] = requirement
     return found
 
 
