@@ -54,7 +54,7 @@ ROWS = warmstart.Contract("row", Row, key=str)
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> int:
     """Every module that slices reads ``SMALL`` entries a step."""
-    for module in (_pacing, _sliced, _tracking, _fingerprints, _prepare):
+    for module in (_pacing, _sliced, _tracking, _fingerprints):
         monkeypatch.setattr(module, "SLICE", SMALL)
     return SMALL
 
@@ -136,10 +136,11 @@ class TestPacing:
         assert not a_set
         assert not a_dict
 
-    def test_old_lists_come_back_to_the_reserve_without_a_collection(self) -> None:
+    def test_old_pieces_come_back_to_the_reserve_without_a_collection(self) -> None:
         first = long_lived(10**6)
-        first.extend(range(100))
+        first.extend(range(3 * _pacing.SLICE))
         drop(first)
+        assert first == []
         collections: list[int] = []
 
         def count(phase: str, info: dict[str, int]) -> None:
@@ -148,26 +149,87 @@ class TestPacing:
 
         gc.callbacks.append(count)
         try:
-            again = [long_lived(10**6) for _ in range(3)]
+            again = long_lived(10**6)
+            again.extend(range(3 * _pacing.SLICE))
         finally:
             gc.callbacks.remove(count)
         assert collections == []  # from the reserve: nothing to promote
-        assert all(items == [] for items in again)
-        assert len({id(items) for items in again}) == 3
+        assert list(again) == list(range(3 * _pacing.SLICE))
+        pieces = list(again.parts())
         young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
-        assert not [obj for obj in young if any(obj is items for items in again)]
-        for items in again:
-            drop(items)
+        assert not [obj for obj in young if any(obj is piece for piece in pieces)]
+        drop(again)
 
-    def test_lists_that_will_be_big_start_old(self) -> None:
+    def test_a_long_sequence_grows_in_old_pieces_of_at_most_a_slice(self) -> None:
         items = long_lived(10**6)
-        first, second, third = _pacing.long_lived_lists(10**6)
-        assert first is not second
+        for start in range(0, 100_000, 3000):  # steps that do not line up with the pieces
+            items.extend(range(start, min(start + 3000, 100_000)))
+        pieces = list(items.parts())
+        assert [len(piece) for piece in pieces[:-1]] == [_pacing.SLICE] * (len(pieces) - 1)
+        assert 0 < len(pieces[-1]) <= _pacing.SLICE
+        assert items == list(range(100_000))
         young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
-        assert not [obj for obj in young if obj is items or obj is first or obj is third]
+        assert not [obj for obj in young if any(obj is piece for piece in pieces)]
+        # A short one is not worth a collection: plain young lists, until it grows long.
         small = long_lived(10)
+        small.extend(range(10))
         young = gc.get_objects(generation=0)
-        assert any(obj is small for obj in young)  # not worth a collection
+        assert any(obj is next(small.parts()) for obj in young)
+        drop(items)
+
+
+class TestPieces:
+    """The sequence long reads build: a list's reads, in pieces that never grow past a slice."""
+
+    @given(
+        st.lists(st.integers(0, 40), max_size=12),
+        st.integers(-120, 120),
+        st.integers(-120, 120),
+    )
+    def test_reads_as_the_list_of_its_entries(
+        self, batches: list[int], start: int, stop: int
+    ) -> None:
+        expected: list[int] = []
+        items = _pacing.Pieces()
+        items._size = 8  # many pieces
+        for size in batches:
+            batch = list(range(len(expected), len(expected) + size))
+            if size == 1:
+                items.append(batch[0])
+            else:
+                items.extend(iter(batch))  # any iterable
+            expected.extend(batch)
+        assert len(items) == len(expected)
+        assert list(items) == expected
+        assert items == expected
+        assert items[start:stop] == expected[start:stop]
+        assert items[::2] == expected[::2]
+        assert list(items.iter_from(max(start, 0))) == expected[max(start, 0) :]
+        if expected:
+            assert items[start % len(expected)] == expected[start % len(expected)]
+            assert items[-1] == expected[-1]
+            positions = [i % len(expected) for i in range(start, start + 30, 7)]
+            assert items.gather(positions) == [expected[i] for i in positions]
+            value = expected[stop % len(expected)]
+            assert items.index(value, 0, len(expected)) == expected.index(value)
+        with pytest.raises(IndexError):
+            items[len(expected)]
+        assert all(len(piece) <= 8 for piece in items.parts())
+
+    def test_parts_line_up_a_list_and_pieces(self) -> None:
+        items = _pacing.Pieces(items=range(100))
+        items_parts = list(_pacing.parts(items, 4))
+        assert items_parts == list(_pacing.parts(list(range(100)), 4))
+        assert all(len(part) <= 4 for part in items_parts)
+
+    def test_equality(self) -> None:
+        items = _pacing.Pieces(items=[1, 2, 3])
+        assert items == [1, 2, 3]
+        assert items == (1, 2, 3)
+        assert items == _pacing.Pieces(items=[1, 2, 3])
+        assert items != [1, 2]
+        assert items != [1, 2, 4]
+        assert items != "abc"
 
 
 # -- sliced reads, diffs and encodes ------------------------------------------------
