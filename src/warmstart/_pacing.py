@@ -289,7 +289,7 @@ class Pieces(Sequence[Any]):
     (4, 5, [1, 2], 6)
     """
 
-    __slots__ = ("_len", "_old", "_pieces", "_size", "_young")
+    __slots__ = ("_expected", "_len", "_old", "_pieces", "_size", "_young")
 
     def __init__(self, expected: int = 0, items: Iterable[Any] = ()) -> None:
         #: Entries per piece: SLICE when made (tests shrink it).
@@ -300,6 +300,7 @@ class Pieces(Sequence[Any]):
         #: and how many of the first pieces are young lists.
         self._old = expected >= OLD_AT
         self._young = 0
+        self._expected = expected
         if items:
             self.extend(items)
 
@@ -435,11 +436,15 @@ class Pieces(Sequence[Any]):
         self._len += count
 
     def _piece(self) -> list[Any]:
-        if not self._old and len(self._pieces) * self._size < OLD_AT:
+        size = self._size
+        if not self._old and len(self._pieces) * size < OLD_AT:
             self._young += 1
             return []
         self._old = True
-        return _old_lists(1)[0]
+        # Should the reserve run out: enough for the rest of what is
+        # expected, promoted by one collection rather than one per BATCH.
+        rest = -(-(self._expected - self._len) // size)
+        return _old_lists(1, batch=min(max(BATCH, rest), RESERVE))[0]
 
     def release(self) -> None:
         """Empty the pieces a step each and give them to the reserve.
@@ -501,11 +506,11 @@ def long_lived_lists(expected: int) -> tuple[Pieces, Pieces, Pieces]:
     return Pieces(expected), Pieces(expected), Pieces(expected)
 
 
-def _old_lists(count: int) -> list[list[Any]]:
+def _old_lists(count: int, batch: int = BATCH) -> list[list[Any]]:
     with _reserve_lock:
         out = [_reserve.pop() for _ in range(min(count, len(_reserve)))]
     if len(out) < count:
-        made: list[list[Any]] = [[] for _ in range(max(BATCH, count - len(out)))]
+        made: list[list[Any]] = [[] for _ in range(max(batch, count - len(out)))]
         if gc.isenabled():
             gc.collect(1)  # promotes them, empty (see Pieces)
         while len(out) < count:

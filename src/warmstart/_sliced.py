@@ -372,10 +372,11 @@ def _as_of(
             out_keys.extend(itertools.compress(chunk, keep))
             out_values.extend(itertools.compress(values, keep))
         pace()
-    keys_read: Sequence[Any] = out_keys
-    if not dropped:  # the same keys: keep the list, free the copy
+    keys_read: Sequence[Any] = keys
+    if dropped:
+        keys_read = out_keys
+    else:  # the same keys: keep the list, free the copy
         drop(out_keys)
-        keys_read = keys
     expires: Sequence[float] = out_expires
     if view.timed:
         shift = time.time() - now

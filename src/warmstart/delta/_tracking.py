@@ -428,6 +428,7 @@ def fold_keys(index: Sequence[Any], pending: list[Taken]) -> Sequence[Any]:
             kept.extend(itertools.filterfalse(later.__contains__, chunk) if later else chunk)
             pace()
         tails.append(kept)
+        del kept  # the tails hold it: dropped from there
         for chunk in itertools.chain(_chunks_of(upserts), _chunks_of(deletes)):
             later.update(chunk)
             pace()
