@@ -30,10 +30,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import warmstart
-from warmstart import _pacing, _sliced
+from warmstart import _containers, _pacing, _sliced
 from warmstart._pacing import Pacer, drop, long_lived, pace
 from warmstart.delta import LoggedDict, _fingerprints, _tracking, change_log, fold_keys
-from warmstart.store import _ahead, _prepare
+from warmstart.store import _ahead, _chunks, _prepare
 
 NS = "svc"
 #: Entries per slice in these tests: containers of a few hundred entries are
@@ -343,6 +343,132 @@ def test_a_failed_save_leaves_no_chunk_written_ahead(
         assert report.ok
         assert report.orphans == 0
         assert loaded(store) == rows(10)
+
+
+# -- long reads come in pieces ---------------------------------------------------------
+
+
+def _timed_cache(n: int) -> cachetools.TLRUCache[str, Row]:
+    """A cache whose entries expire out of insertion order (a read sorts them by expiry)."""
+    clock = [0.0]
+    cache: cachetools.TLRUCache[str, Row] = cachetools.TLRUCache(
+        maxsize=2 * n,
+        ttu=lambda key, value, now: now + (value.version * 7919) % n + 1,
+        timer=lambda: clock[0],
+    )
+    cache.update(rows(n))
+    return cache
+
+
+def _container(kind: str, n: int) -> Any:
+    """A container of ``n`` rows, each with a few reads and writes behind it."""
+    if kind == "timed":
+        return _timed_cache(n)
+    mapping: Any = {
+        "dict": dict,
+        "lru": lambda: cachetools.LRUCache(maxsize=2 * n),
+        "ttl": lambda: cachetools.TTLCache(maxsize=2 * n, ttl=3600),
+        "tracked lru": lambda: warmstart.track(cachetools.LRUCache(maxsize=2 * n)),
+        "TrackedDict": warmstart.TrackedDict,
+        "LoggedDict": LoggedDict,
+    }[kind]()
+    mapping.update(rows(n))
+    log = change_log(mapping)
+    if log is not None:
+        log.take()
+        log.rebase(list(mapping))  # what a base leaves: the index
+    for i in range(0, n, 7):  # writes that move keys (a cache) and delete some
+        mapping[f"k{i}"] = Row(f"k{i}", n + i)
+    for i in range(3, n, 11):
+        del mapping[f"k{i}"]
+    return mapping
+
+
+READ_KINDS = ["dict", "lru", "ttl", "timed", "tracked lru", "TrackedDict", "LoggedDict"]
+
+
+@pytest.mark.parametrize("kind", READ_KINDS)
+def test_a_long_read_comes_in_pieces_with_the_entries_of_a_one_step_read(
+    small_slices: int, kind: str
+) -> None:
+    """Read in slices, a container's entries are those (and in the order) of one atomic read.
+
+    And they come as Pieces none of which outgrew a slice: a flat list growing
+    to a million entries copied itself at each reallocation, one step of
+    4-7 ms (issue 15).
+    """
+    mapping = _container(kind, 40 * small_slices)
+    expected = _containers.entries_of(mapping)
+    with Recorder() as pacer:
+        _, (keys, values, expires) = _sliced.read_all(mapping, None)
+    assert pacer.steps >= len(mapping) // small_slices
+    assert type(keys) is _pacing.Pieces
+    assert type(values) is _pacing.Pieces
+    for read in (keys, values, expires):
+        assert all(len(piece) <= small_slices for piece in _pieces_of(read))
+    assert all(v.key == k for k, v in zip(keys, values))
+    if kind in ("ttl", "timed"):
+        # Soonest expiry first, as a restore inserts (equal expiries in either order).
+        assert list(expires) == sorted(expires)
+        assert dict(zip(keys, values)) == dict(zip(expected[0], expected[1]))
+        when = dict(zip(expected[0], expected[2]))
+        assert list(expires) == pytest.approx([when[k] for k in keys], abs=1.0)  # wall clock
+    else:
+        assert list(keys) == expected[0]
+        assert list(values) == expected[1]
+        assert list(expires) == expected[2] == []
+
+
+def _pieces_of(items: Any) -> list[list[Any]]:
+    return list(items.parts()) if type(items) is _pacing.Pieces else [list(items)]
+
+
+@pytest.mark.parametrize("kind", ["dict", "lru", "tracked lru", "LoggedDict"])
+def test_a_save_read_in_pieces_writes_the_chunks_of_a_flat_read(
+    store_path: Path, small_slices: int, kind: str
+) -> None:
+    """The chunks, byte for byte, are those of the same entries as flat lists; they load back."""
+    mapping = _container(kind, 60 * small_slices)
+    _, (keys, values, _) = _sliced.read_all(mapping, None)
+    codec = warmstart.codec.Codec()
+    pieces = _chunks.encode_chunks(ROWS, codec, keys, values)
+    flat = _chunks.encode_chunks(ROWS, codec, list(keys), list(values))
+    assert [frame for _, frame in pieces] == [frame for _, frame in flat]
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, mapping)}, mode="full")
+        assert list(loaded(store).items()) == list(zip(keys, values))
+
+
+def test_a_diff_of_pieces_finds_the_changes_a_diff_of_lists_finds(small_slices: int) -> None:
+    """Fingerprints line pieces up as they line lists up: the same change sets, seed after seed."""
+    for seed in range(12):
+        rng = random.Random(seed)
+        before = rows(30 * small_slices)
+        after = dict(before)
+        for key in rng.sample(sorted(after), 40):
+            del after[key]
+        for key in rng.sample(sorted(after), 40):
+            after[key] = Row(key, -1)
+        for i in rng.sample(range(10**6), 40):
+            after[f"n{i}"] = Row(f"n{i}", i)
+        if seed % 3 == 0:  # reordered: the sequences part, keys looked up by hash
+            keys = sorted(after, key=lambda k: rng.random())
+            after = {k: after[k] for k in keys}
+        changes = []
+        for seq in (list, lambda items: _pacing.Pieces(items=items)):
+            prints = _fingerprints.Fingerprints.of(
+                seq(list(before)),
+                seq(list(before.values())),
+                ROWS.encode_value,
+                by_identity=seed % 2 == 0,
+            )
+            diff = prints.diff(seq(list(after)), seq(list(after.values())), ROWS.encode_value)
+            changes.append((list(diff.upserts), diff.deletes))
+            upserted = [after[k] for k in diff.upserts]
+            assert list(_prepare._picked(list(after.values()), prints.positions(diff))) == upserted
+        assert changes[0] == changes[1]
+        assert set(changes[0][0]) == {k for k, v in after.items() if before.get(k) != v}
+        assert changes[0][1] == set(before) - set(after)
 
 
 # -- consistency while a thread writes ------------------------------------------------

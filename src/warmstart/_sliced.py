@@ -273,10 +273,16 @@ def _read_tracked(
             log.end_read(began.epoch, None, began.pending)
             _give_back(log, taken)
             raise
-        entries = read[0]
-        if log.end_read(began.epoch, entries[0], None):
+        keys, values, expires = read[0]
+        del read
+        if log.end_read(began.epoch, keys, None):
             began.release()
-            return taken, _ordered(view, entries)
+            ordered = _ordered(view, (keys, values, expires))
+            if ordered[1] is not values:  # sorted into new pieces (the keys are the index)
+                drop(values)
+                drop(expires)
+            return taken, ordered
+        del keys, values, expires
         # A clear() ran during the read: it stands for no moment. Again.
         _give_back(log, taken)
     last: Taken | None = None
@@ -467,8 +473,17 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
             drop(keys)
             drop(values)
             keys, values = moved
-    entries = (keys, values, _shifted(expires, time.time() - now) if view.timed else expires)
-    return entries, len(keys)
+    if not view.timed:
+        return (keys, values, expires), len(keys)
+    shifted = _shifted(expires, time.time() - now)
+    drop(expires)
+    # Soonest expiry first, as a read in one step gives them: a restore inserts so.
+    ordered = _ordered(view, (keys, values, shifted))
+    if ordered[0] is not keys:  # sorted into new pieces: these are freed a step at a time
+        drop(keys)
+        drop(values)
+        drop(shifted)
+    return ordered, len(ordered[0])
 
 
 def _with_hot_last(
