@@ -387,6 +387,7 @@ def _as_of(
     if view.timed:
         shift = time.time() - now
         expires = _shifted(out_expires, shift)
+        drop(out_expires)
     return (keys_read, out_values, expires), present
 
 
@@ -583,7 +584,9 @@ def read_keys(mapping: Mapping[Any, Any], keys: Sequence[Any], guard: Guard | No
             out_values.extend(itertools.compress(values, keep))
         pace()
     if view.timed:
-        return out_keys, out_values, _shifted(out_expires, time.time() - now)
+        shifted = _shifted(out_expires, time.time() - now)
+        drop(out_expires)
+        return out_keys, out_values, shifted
     return out_keys, out_values, out_expires
 
 
