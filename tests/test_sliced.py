@@ -30,10 +30,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import warmstart
-from warmstart import _pacing, _sliced
+from warmstart import _containers, _pacing, _sliced
 from warmstart._pacing import Pacer, drop, long_lived, pace
 from warmstart.delta import LoggedDict, _fingerprints, _tracking, change_log, fold_keys
-from warmstart.store import _ahead, _prepare
+from warmstart.store import _ahead, _chunks, _prepare
 
 NS = "svc"
 #: Entries per slice in these tests: containers of a few hundred entries are
@@ -54,7 +54,7 @@ ROWS = warmstart.Contract("row", Row, key=str)
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> int:
     """Every module that slices reads ``SMALL`` entries a step."""
-    for module in (_pacing, _sliced, _tracking, _fingerprints, _prepare):
+    for module in (_pacing, _sliced, _tracking, _fingerprints):
         monkeypatch.setattr(module, "SLICE", SMALL)
     return SMALL
 
@@ -136,10 +136,11 @@ class TestPacing:
         assert not a_set
         assert not a_dict
 
-    def test_old_lists_come_back_to_the_reserve_without_a_collection(self) -> None:
+    def test_old_pieces_come_back_to_the_reserve_without_a_collection(self) -> None:
         first = long_lived(10**6)
-        first.extend(range(100))
+        first.extend(range(3 * _pacing.SLICE))
         drop(first)
+        assert first == []
         collections: list[int] = []
 
         def count(phase: str, info: dict[str, int]) -> None:
@@ -148,26 +149,87 @@ class TestPacing:
 
         gc.callbacks.append(count)
         try:
-            again = [long_lived(10**6) for _ in range(3)]
+            again = long_lived(10**6)
+            again.extend(range(3 * _pacing.SLICE))
         finally:
             gc.callbacks.remove(count)
         assert collections == []  # from the reserve: nothing to promote
-        assert all(items == [] for items in again)
-        assert len({id(items) for items in again}) == 3
+        assert list(again) == list(range(3 * _pacing.SLICE))
+        pieces = list(again.parts())
         young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
-        assert not [obj for obj in young if any(obj is items for items in again)]
-        for items in again:
-            drop(items)
+        assert not [obj for obj in young if any(obj is piece for piece in pieces)]
+        drop(again)
 
-    def test_lists_that_will_be_big_start_old(self) -> None:
+    def test_a_long_sequence_grows_in_old_pieces_of_at_most_a_slice(self) -> None:
         items = long_lived(10**6)
-        first, second, third = _pacing.long_lived_lists(10**6)
-        assert first is not second
+        for start in range(0, 100_000, 3000):  # steps that do not line up with the pieces
+            items.extend(range(start, min(start + 3000, 100_000)))
+        pieces = list(items.parts())
+        assert [len(piece) for piece in pieces[:-1]] == [_pacing.SLICE] * (len(pieces) - 1)
+        assert 0 < len(pieces[-1]) <= _pacing.SLICE
+        assert items == list(range(100_000))
         young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
-        assert not [obj for obj in young if obj is items or obj is first or obj is third]
+        assert not [obj for obj in young if any(obj is piece for piece in pieces)]
+        # A short one is not worth a collection: plain young lists, until it grows long.
         small = long_lived(10)
+        small.extend(range(10))
         young = gc.get_objects(generation=0)
-        assert any(obj is small for obj in young)  # not worth a collection
+        assert any(obj is next(small.parts()) for obj in young)
+        drop(items)
+
+
+class TestPieces:
+    """The sequence long reads build: a list's reads, in pieces that never grow past a slice."""
+
+    @given(
+        st.lists(st.integers(0, 40), max_size=12),
+        st.integers(-120, 120),
+        st.integers(-120, 120),
+    )
+    def test_reads_as_the_list_of_its_entries(
+        self, batches: list[int], start: int, stop: int
+    ) -> None:
+        expected: list[int] = []
+        items = _pacing.Pieces()
+        items._size = 8  # many pieces
+        for size in batches:
+            batch = list(range(len(expected), len(expected) + size))
+            if size == 1:
+                items.append(batch[0])
+            else:
+                items.extend(iter(batch))  # any iterable
+            expected.extend(batch)
+        assert len(items) == len(expected)
+        assert list(items) == expected
+        assert items == expected
+        assert items[start:stop] == expected[start:stop]
+        assert items[::2] == expected[::2]
+        assert list(items.iter_from(max(start, 0))) == expected[max(start, 0) :]
+        if expected:
+            assert items[start % len(expected)] == expected[start % len(expected)]
+            assert items[-1] == expected[-1]
+            positions = [i % len(expected) for i in range(start, start + 30, 7)]
+            assert items.gather(positions) == [expected[i] for i in positions]
+            value = expected[stop % len(expected)]
+            assert items.index(value, 0, len(expected)) == expected.index(value)
+        with pytest.raises(IndexError):
+            items[len(expected)]
+        assert all(len(piece) <= 8 for piece in items.parts())
+
+    def test_parts_line_up_a_list_and_pieces(self) -> None:
+        items = _pacing.Pieces(items=range(100))
+        items_parts = list(_pacing.parts(items, 4))
+        assert items_parts == list(_pacing.parts(list(range(100)), 4))
+        assert all(len(part) <= 4 for part in items_parts)
+
+    def test_equality(self) -> None:
+        items = _pacing.Pieces(items=[1, 2, 3])
+        assert items == [1, 2, 3]
+        assert items == (1, 2, 3)
+        assert items == _pacing.Pieces(items=[1, 2, 3])
+        assert items != [1, 2]
+        assert items != [1, 2, 4]
+        assert items != "abc"
 
 
 # -- sliced reads, diffs and encodes ------------------------------------------------
@@ -281,6 +343,132 @@ def test_a_failed_save_leaves_no_chunk_written_ahead(
         assert report.ok
         assert report.orphans == 0
         assert loaded(store) == rows(10)
+
+
+# -- long reads come in pieces ---------------------------------------------------------
+
+
+def _timed_cache(n: int) -> cachetools.TLRUCache[str, Row]:
+    """A cache whose entries expire out of insertion order (a read sorts them by expiry)."""
+    clock = [0.0]
+    cache: cachetools.TLRUCache[str, Row] = cachetools.TLRUCache(
+        maxsize=2 * n,
+        ttu=lambda key, value, now: now + (value.version * 7919) % n + 1,
+        timer=lambda: clock[0],
+    )
+    cache.update(rows(n))
+    return cache
+
+
+def _container(kind: str, n: int) -> Any:
+    """A container of ``n`` rows, each with a few reads and writes behind it."""
+    if kind == "timed":
+        return _timed_cache(n)
+    mapping: Any = {
+        "dict": dict,
+        "lru": lambda: cachetools.LRUCache(maxsize=2 * n),
+        "ttl": lambda: cachetools.TTLCache(maxsize=2 * n, ttl=3600),
+        "tracked lru": lambda: warmstart.track(cachetools.LRUCache(maxsize=2 * n)),
+        "TrackedDict": warmstart.TrackedDict,
+        "LoggedDict": LoggedDict,
+    }[kind]()
+    mapping.update(rows(n))
+    log = change_log(mapping)
+    if log is not None:
+        log.take()
+        log.rebase(list(mapping))  # what a base leaves: the index
+    for i in range(0, n, 7):  # writes that move keys (a cache) and delete some
+        mapping[f"k{i}"] = Row(f"k{i}", n + i)
+    for i in range(3, n, 11):
+        del mapping[f"k{i}"]
+    return mapping
+
+
+READ_KINDS = ["dict", "lru", "ttl", "timed", "tracked lru", "TrackedDict", "LoggedDict"]
+
+
+@pytest.mark.parametrize("kind", READ_KINDS)
+def test_a_long_read_comes_in_pieces_with_the_entries_of_a_one_step_read(
+    small_slices: int, kind: str
+) -> None:
+    """Read in slices, a container's entries are those (and in the order) of one atomic read.
+
+    And they come as Pieces none of which outgrew a slice: a flat list growing
+    to a million entries copied itself at each reallocation, one step of
+    4-7 ms (issue 15).
+    """
+    mapping = _container(kind, 40 * small_slices)
+    expected = _containers.entries_of(mapping)
+    with Recorder() as pacer:
+        _, (keys, values, expires) = _sliced.read_all(mapping, None)
+    assert pacer.steps >= len(mapping) // small_slices
+    assert type(keys) is _pacing.Pieces
+    assert type(values) is _pacing.Pieces
+    for read in (keys, values, expires):
+        assert all(len(piece) <= small_slices for piece in _pieces_of(read))
+    assert all(v.key == k for k, v in zip(keys, values))
+    if kind in ("ttl", "timed"):
+        # Soonest expiry first, as a restore inserts (equal expiries in either order).
+        assert list(expires) == sorted(expires)
+        assert dict(zip(keys, values)) == dict(zip(expected[0], expected[1]))
+        when = dict(zip(expected[0], expected[2]))
+        assert list(expires) == pytest.approx([when[k] for k in keys], abs=1.0)  # wall clock
+    else:
+        assert list(keys) == expected[0]
+        assert list(values) == expected[1]
+        assert list(expires) == expected[2] == []
+
+
+def _pieces_of(items: Any) -> list[list[Any]]:
+    return list(items.parts()) if type(items) is _pacing.Pieces else [list(items)]
+
+
+@pytest.mark.parametrize("kind", ["dict", "lru", "tracked lru", "LoggedDict"])
+def test_a_save_read_in_pieces_writes_the_chunks_of_a_flat_read(
+    store_path: Path, small_slices: int, kind: str
+) -> None:
+    """The chunks, byte for byte, are those of the same entries as flat lists; they load back."""
+    mapping = _container(kind, 60 * small_slices)
+    _, (keys, values, _) = _sliced.read_all(mapping, None)
+    codec = warmstart.codec.Codec()
+    pieces = _chunks.encode_chunks(ROWS, codec, keys, values)
+    flat = _chunks.encode_chunks(ROWS, codec, list(keys), list(values))
+    assert [frame for _, frame in pieces] == [frame for _, frame in flat]
+    with warmstart.Store(store_path, sync=False) as store:
+        store.save(NS, {"s": (ROWS, mapping)}, mode="full")
+        assert list(loaded(store).items()) == list(zip(keys, values))
+
+
+def test_a_diff_of_pieces_finds_the_changes_a_diff_of_lists_finds(small_slices: int) -> None:
+    """Fingerprints line pieces up as they line lists up: the same change sets, seed after seed."""
+    for seed in range(12):
+        rng = random.Random(seed)
+        before = rows(30 * small_slices)
+        after = dict(before)
+        for key in rng.sample(sorted(after), 40):
+            del after[key]
+        for key in rng.sample(sorted(after), 40):
+            after[key] = Row(key, -1)
+        for i in rng.sample(range(10**6), 40):
+            after[f"n{i}"] = Row(f"n{i}", i)
+        if seed % 3 == 0:  # reordered: the sequences part, keys looked up by hash
+            keys = sorted(after, key=lambda k: rng.random())
+            after = {k: after[k] for k in keys}
+        changes = []
+        for seq in (list, lambda items: _pacing.Pieces(items=items)):
+            prints = _fingerprints.Fingerprints.of(
+                seq(list(before)),
+                seq(list(before.values())),
+                ROWS.encode_value,
+                by_identity=seed % 2 == 0,
+            )
+            diff = prints.diff(seq(list(after)), seq(list(after.values())), ROWS.encode_value)
+            changes.append((list(diff.upserts), diff.deletes))
+            upserted = [after[k] for k in diff.upserts]
+            assert list(_prepare._picked(list(after.values()), prints.positions(diff))) == upserted
+        assert changes[0] == changes[1]
+        assert set(changes[0][0]) == {k for k, v in after.items() if before.get(k) != v}
+        assert changes[0][1] == set(before) - set(after)
 
 
 # -- consistency while a thread writes ------------------------------------------------

@@ -29,23 +29,28 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
+import itertools
+import operator
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = (
     "SLICE",
     "Pacer",
+    "Pieces",
     "current",
     "drop",
+    "gather",
     "helper_thread",
     "long_lived",
     "long_lived_lists",
     "pace",
     "pacing",
+    "parts",
     "slices",
 )
 
@@ -204,27 +209,29 @@ def pacing(**options: Any) -> Iterator[Pacer]:
 
 
 def drop(items: Any) -> None:
-    """Empty a big list, set or dict a slice at a time, when nothing else refers to it.
+    """Empty a big list, set, dict or :class:`Pieces` a slice at a time, if private.
 
     Freeing a million references is one C call of 5-20 ms (a decref, often a
     cache miss, each): a checkpoint drops its big temporaries through this
     instead. The caller's one reference (a variable, or the attribute it is
     about to rebind) must be the only one, and the caller must not use the
-    container again; shared containers are left alone. A list that
-    :func:`long_lived` gave goes back to its reserve, empty.
+    container again; shared containers are left alone. The pieces of a
+    :class:`Pieces` go back to the reserve, empty.
     """
     # The caller's reference, this argument, and getrefcount's own.
     if sys.getrefcount(items) > 3:
         return
-    reused = type(items) is list and id(items) in _issued
-    if len(items) <= SLICE and not reused:
+    if type(items) is Pieces:
+        items.release()
+        return
+    if len(items) <= SLICE:
         return
     if isinstance(items, list):
+        # Shrinking from the end: each step is a decref per entry and, at
+        # most, a realloc that keeps the block in place.
         while items:
             del items[-SLICE:]
             pace()
-        if reused:
-            _give_back(items)
     elif isinstance(items, (set, dict)):
         pop = items.pop if isinstance(items, set) else items.popitem
         while items:
@@ -233,70 +240,279 @@ def drop(items: Any) -> None:
             pace()
 
 
-#: A list expected to hold at least this many entries starts old (see long_lived).
+#: A sequence expected to hold at least this many entries is kept in old
+#: pieces (see Pieces); so is any past this many.
 OLD_AT = 16384
-#: Empty lists kept in reserve (in the oldest generation), and made at once when none is left.
-RESERVE = 32
-BATCH = 8
+#: Empty lists kept in reserve (in the oldest generation): enough pieces for
+#: a few sequences of 4 million entries.
+RESERVE = 4096
+#: Old lists made at once when the reserve is empty (one young collection each time).
+BATCH = 64
 
 _reserve: list[list[Any]] = []
-#: Ids of the lists handed out from the reserve (given back by drop()).
-_issued: set[int] = set()
 _reserve_lock = threading.Lock()
 
 
-def long_lived(expected: int) -> list[Any]:
-    """An empty list that will hold about ``expected`` entries, in the oldest generation.
+class Pieces(Sequence[Any]):
+    """A long sequence kept as lists of at most ``SLICE`` entries: it grows without copying.
 
-    A young container is walked by every young collection until it is
-    promoted, each of its references touched (a cache miss each): a list of
-    a million keys, built while a checkpoint allocates, made one young
-    collection take 116 ms. So a list expected to grow past ``OLD_AT``
-    entries comes from a reserve of empty lists that are old already, and
-    :func:`drop` gives it back. Only when the reserve is empty are new lists
-    made, ``BATCH`` at a time, and promoted while empty by one collection of
-    the young generations (``gc.collect(1)``), which walks the service's
-    young objects of the moment: from a fraction of a millisecond to 10-30
-    ms right after a burst of writes (issue 15 measured it at every step of
-    a checkpoint until the reserve replaced it). The service's young
-    objects are collected as they would have been, not promoted unseen
+    A flat list of a million entries grows by reallocation: at each geometric
+    step its 8 MB are copied to fresh pages, which fault in. Three such lists
+    growing together in one step of a read held the GIL for 4-7 ms (issue
+    15), and pre-sizing one (``[None] * 1_000_000``) is itself a 6-9 ms step.
+    A piece never grows past ``SLICE`` entries (32 KB), so appending is
+    bounded work whatever the length, and so is freeing (:func:`drop`, a
+    piece a step).
+
+    Every piece but the last is full, so entry ``i`` is in piece
+    ``i // size``. Pieces of a long sequence come from a reserve of empty
+    lists that are in the oldest generation already: a young container is
+    walked by every young collection until promoted, each of its references
+    touched (a cache miss each), and young lists of a million keys made one
+    young collection take 116 ms. Only when the reserve is empty are new
+    lists made, ``BATCH`` at a time, and promoted while empty by one
+    collection of the young generations (``gc.collect(1)``), which walks the
+    service's young objects of the moment: from a fraction of a millisecond
+    to 10-30 ms right after a burst of writes. The service's young objects
+    are collected as they would have been, not promoted unseen
     (``gc.freeze(); gc.unfreeze()`` would be O(1), but leave the service's
-    young cyclic garbage to the next full collection).
+    young cyclic garbage to the next full collection). :func:`drop` gives the
+    pieces back.
+
+    Reads: iteration, ``len``, indexing and slicing (a slice is a new
+    ``list``), :meth:`parts`. Writes: :meth:`append`, :meth:`extend`.
+
+    >>> items = Pieces()
+    >>> items.extend(range(5))
+    >>> items.append(5)
+    >>> items[4], items[-1], items[1:3], len(items)
+    (4, 5, [1, 2], 6)
     """
-    if expected < OLD_AT:
-        return []
-    return _old_lists(1)[0]
+
+    __slots__ = ("_expected", "_len", "_old", "_pieces", "_size", "_young")
+
+    def __init__(self, expected: int = 0, items: Iterable[Any] = ()) -> None:
+        #: Entries per piece: SLICE when made (tests shrink it).
+        self._size = SLICE
+        self._pieces: list[list[Any]] = []
+        self._len = 0
+        #: Whether new pieces come from the old reserve (see the class doc),
+        #: and how many of the first pieces are young lists.
+        self._old = expected >= OLD_AT
+        self._young = 0
+        self._expected = expected
+        if items:
+            self.extend(items)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self._pieces)
+
+    def __repr__(self) -> str:
+        return f"Pieces({list(self)!r})"
+
+    def __sizeof__(self) -> int:
+        return (
+            object.__sizeof__(self)
+            + sys.getsizeof(self._pieces)
+            + sum(map(sys.getsizeof, self._pieces))
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of equal entries in the same order (compared a piece a step)."""
+        if other is self:
+            return True
+        if not isinstance(other, (list, tuple, Pieces)) or len(other) != self._len:
+            return False
+        start = 0
+        for piece in self._pieces:
+            theirs = other[start : start + len(piece)]
+            if piece != (theirs if type(theirs) is list else list(theirs)):
+                return False
+            start += len(piece)
+            pace()
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._len)
+            if step != 1:
+                return list(self)[index]
+            return self._window(start, stop)
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            msg = "Pieces index out of range"
+            raise IndexError(msg)
+        piece, at = divmod(index, self._size)
+        return self._pieces[piece][at]
+
+    def _window(self, start: int, stop: int) -> list[Any]:
+        if stop <= start:
+            return []
+        size = self._size
+        first, at = divmod(start, size)
+        last, end = divmod(stop, size)
+        if first == last:
+            return self._pieces[first][at:end]
+        out = self._pieces[first][at:]
+        for piece in itertools.islice(self._pieces, first + 1, last):
+            out.extend(piece)
+        if end:
+            out.extend(self._pieces[last][:end])
+        return out
+
+    def gather(self, positions: Iterable[int]) -> list[Any]:
+        """``[self[i] for i in positions]``, in C where the positions run contiguous."""
+        positions = positions if type(positions) is list else list(positions)
+        if not positions:
+            return []
+        low, high = positions[0], positions[-1]
+        if high - low == len(positions) - 1 and low >= 0 and _ascending(positions):
+            return self._window(low, high + 1)  # consecutive (a range): slices, in C
+        size, pieces = self._size, self._pieces
+        return [pieces[p][i] for p, i in map(divmod, positions, itertools.repeat(size))]
+
+    def iter_from(self, start: int) -> Iterator[Any]:
+        """Iterate from entry ``start`` on, without copying."""
+        piece, at = divmod(start, self._size)
+        if piece >= len(self._pieces):
+            return iter(())
+        rest = itertools.chain.from_iterable(itertools.islice(self._pieces, piece + 1, None))
+        return itertools.chain(itertools.islice(self._pieces[piece], at, None), rest)
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        """Where ``value`` first is in ``self[start:stop]`` (searched in C, a piece at a time)."""
+        stop = self._len if stop is None else min(stop, self._len)
+        size = self._size
+        while start < stop:
+            piece, at = divmod(start, size)
+            end = min(size, at + stop - start)
+            try:
+                return piece * size + self._pieces[piece].index(value, at, end)
+            except ValueError:
+                start += end - at
+        msg = f"{value!r} is not in Pieces"
+        raise ValueError(msg)
+
+    def parts(self) -> Iterator[list[Any]]:
+        """The pieces themselves, in order (read them, never keep or change them)."""
+        return iter(self._pieces)
+
+    def append(self, item: Any) -> None:
+        pieces = self._pieces
+        if not pieces or len(pieces[-1]) == self._size:
+            pieces.append(self._piece())
+        pieces[-1].append(item)
+        self._len += 1
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Append ``items`` (a bounded batch: pace between calls), filling the last piece first."""
+        if type(items) is not list:
+            items = list(items)
+        count = len(items)
+        if not count:
+            return
+        pieces, size = self._pieces, self._size
+        done = 0
+        if pieces:
+            room = size - len(pieces[-1])
+            if room >= count:
+                pieces[-1].extend(items)
+                self._len += count
+                return
+            if room:
+                pieces[-1].extend(itertools.islice(items, room))
+                done = room
+        while done < count:
+            piece = self._piece()
+            piece.extend(itertools.islice(items, done, done + size))
+            pieces.append(piece)
+            done += size
+        self._len += count
+
+    def _piece(self) -> list[Any]:
+        size = self._size
+        if not self._old and len(self._pieces) * size < OLD_AT:
+            self._young += 1
+            return []
+        self._old = True
+        # Should the reserve run out: enough for the rest of what is
+        # expected, promoted by one collection rather than one per BATCH.
+        rest = -(-(self._expected - self._len) // size)
+        return _old_lists(1, batch=min(max(BATCH, rest), RESERVE))[0]
+
+    def release(self) -> None:
+        """Empty the pieces a step each and give them to the reserve.
+
+        Through :func:`drop`, which checks that nothing else refers to this
+        sequence: its pieces are reused.
+        """
+        pieces, self._pieces, self._len = self._pieces, [], 0
+        young, self._young = self._young, 0
+        while pieces:
+            piece = pieces.pop()
+            del piece[:]
+            # The first pieces of a sequence that grew long are young: not kept.
+            if len(pieces) >= young and sys.getrefcount(piece) == 2:
+                _give_back(piece)
+            del piece
+            pace()
 
 
-def long_lived_lists(
-    expected: int, *, third: bool = True
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """Three lists as :func:`long_lived` gives (``third=False``: the third is a plain ``[]``).
+def _ascending(items: list[int]) -> bool:
+    return all(map(operator.lt, items, itertools.islice(items, 1, None)))
 
-    Pass ``third=False`` when the third stays empty (expiries of a container
-    without them): a list that is freed without :func:`drop` never comes back
-    to the reserve, and an empty reserve costs a young collection.
+
+def parts(items: Sequence[Any], size: int | None = None) -> Iterator[list[Any]]:
+    """``items`` as consecutive parts of at most ``size`` (default ``SLICE``) entries.
+
+    A :class:`Pieces` yields its pieces (or slices of them, for a smaller
+    ``size``), anything else slices of itself; parts of the same ``size``
+    line up whatever the type. Read the parts, never keep or change them.
     """
-    if expected < OLD_AT:
-        return [], [], []
-    if not third:
-        a, b = _old_lists(2)
-        return a, b, []
-    a, b, c = _old_lists(3)
-    return a, b, c
+    size = SLICE if size is None else size
+    if type(items) is Pieces:
+        for piece in items.parts():
+            if len(piece) <= size:
+                yield piece
+            else:
+                for start in range(0, len(piece), size):
+                    yield piece[start : start + size]
+        return
+    for start in range(0, len(items), size):
+        part = items[start : start + size]
+        yield part if type(part) is list else list(part)
 
 
-def _old_lists(count: int) -> list[list[Any]]:
+def gather(items: Sequence[Any], positions: Sequence[int]) -> list[Any]:
+    """``[items[i] for i in positions]`` (positions: one step's worth)."""
+    if type(items) is Pieces:
+        return items.gather(positions)
+    return list(map(items.__getitem__, positions))
+
+
+def long_lived(expected: int) -> Pieces:
+    """An empty sequence that will hold about ``expected`` entries, kept in old pieces."""
+    return Pieces(expected)
+
+
+def long_lived_lists(expected: int) -> tuple[Pieces, Pieces, Pieces]:
+    """Three sequences as :func:`long_lived` gives (a third that stays empty costs nothing)."""
+    return Pieces(expected), Pieces(expected), Pieces(expected)
+
+
+def _old_lists(count: int, batch: int = BATCH) -> list[list[Any]]:
     with _reserve_lock:
         out = [_reserve.pop() for _ in range(min(count, len(_reserve)))]
     if len(out) < count:
-        made: list[list[Any]] = [[] for _ in range(max(BATCH, count - len(out)))]
+        made: list[list[Any]] = [[] for _ in range(max(batch, count - len(out)))]
         if gc.isenabled():
-            gc.collect(1)  # promotes them, empty (see long_lived)
-        with _reserve_lock:
-            if len(_issued) > 64 * RESERVE:
-                _issued.clear()  # ids of lists freed without drop(): start over
-            _issued.update(map(id, made))
+            gc.collect(1)  # promotes them, empty (see Pieces)
         while len(out) < count:
             out.append(made.pop())
         for items in made:
@@ -306,10 +522,8 @@ def _old_lists(count: int) -> list[list[Any]]:
 
 def _give_back(items: list[Any]) -> None:
     with _reserve_lock:
-        if len(_reserve) < RESERVE and all(items is not kept for kept in _reserve):
+        if len(_reserve) < RESERVE:
             _reserve.append(items)
-        else:
-            _issued.discard(id(items))
 
 
 def slices(total: int, size: int = SLICE) -> Iterator[tuple[int, int]]:

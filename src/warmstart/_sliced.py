@@ -45,18 +45,29 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from warmstart._containers import dict_behind, entries_of, peek_entries
-from warmstart._pacing import SLICE, drop, long_lived, long_lived_lists, pace
+from warmstart._pacing import (
+    SLICE,
+    Pieces,
+    drop,
+    gather,
+    long_lived,
+    long_lived_lists,
+    pace,
+    parts,
+)
 from warmstart.delta import ABSENT, ChangeLog, ChangeSet, TrackedDict, change_log, fold_keys
 
 __all__ = ("Entries", "Taken", "keys_of", "listed", "read_all", "read_keys")
 
 #: Held while a slice is read: the service's lock, or a no-op.
 Guard = contextlib.AbstractContextManager[Any]
-#: Keys, values and wall-clock expiries (or ``[]``), coldest first.
-Entries = tuple[list[Any], list[Any], list[float]]
+#: Keys, values and wall-clock expiries (or empty), coldest first: lists when
+#: read in one step, :class:`~warmstart._pacing.Pieces` when read in slices
+#: (a flat list growing to a million entries copies itself as it grows).
+Entries = tuple[Sequence[Any], Sequence[Any], Sequence[float]]
 #: What a read of a tracked container took from its change log: the keys
 #: written (in last-write order), deleted, and whether history is unknown.
-Taken = tuple[list[Any], set[Any], bool]
+Taken = tuple[Sequence[Any], set[Any], bool]
 
 #: Times a large untracked container is read again after it changed under
 #: the read, before it is read in one step.
@@ -184,8 +195,8 @@ def _taken(dirty: dict[Any, None], deletes: set[Any], cleared: bool) -> Taken:
     return ([] if cleared else listed(dirty)), deletes, cleared
 
 
-def listed(keys: Any) -> list[Any]:
-    """``list(keys)`` a slice at a time (a private dict of many dirty keys)."""
+def listed(keys: Any) -> Sequence[Any]:
+    """``list(keys)`` a slice at a time, as :class:`Pieces` (a private dict of many dirty keys)."""
     out = long_lived(len(keys))
     it = iter(keys)
     while chunk := list(itertools.islice(it, SLICE)):
@@ -256,16 +267,22 @@ def _read_tracked(
                 if log.capture:
                     # Written during the listing: that read is of no one moment.
                     with lock:
-                        entries = entries_of(view.mapping)
-                    read = (entries, len(entries[0]))
+                        whole = entries_of(view.mapping)
+                    read = (whole, len(whole[0]))
         except BaseException:
             log.end_read(began.epoch, None, began.pending)
             _give_back(log, taken)
             raise
-        entries = read[0]
-        if log.end_read(began.epoch, entries[0], None):
+        keys, values, expires = read[0]
+        del read
+        if log.end_read(began.epoch, keys, None):
             began.release()
-            return taken, _ordered(view, entries)
+            ordered = _ordered(view, (keys, values, expires))
+            if ordered[1] is not values:  # sorted into new pieces (the keys are the index)
+                drop(values)
+                drop(expires)
+            return taken, ordered
+        del keys, values, expires
         # A clear() ran during the read: it stands for no moment. Again.
         _give_back(log, taken)
     last: Taken | None = None
@@ -313,19 +330,19 @@ def log_drift(found: int, size: int) -> None:
     )
 
 
-def _hot_last(keys: list[Any], hot: list[Any]) -> list[Any]:
+def _hot_last(keys: Sequence[Any], hot: list[Any]) -> Pieces:
     """``keys`` with the ``hot`` ones moved to the end, in ``hot``'s order."""
     hot_set = set(hot)
     out = long_lived(len(keys))
-    for start in range(0, len(keys), SLICE):
-        out.extend(itertools.filterfalse(hot_set.__contains__, keys[start : start + SLICE]))
+    for part in parts(keys):
+        out.extend(itertools.filterfalse(hot_set.__contains__, part))
         pace()
     out.extend(hot)
     return out
 
 
 def _as_of(
-    view: _View, log: ChangeLog, lock: Guard, keys: list[Any], now: float
+    view: _View, log: ChangeLog, lock: Guard, keys: Sequence[Any], now: float
 ) -> tuple[Entries, int]:
     """The values ``keys`` had when the read began: current ones, unless a write captured the old.
 
@@ -335,12 +352,10 @@ def _as_of(
     data = view.data
     assert data is not None
     get = data.get
-    out_keys, out_values, out_expires = long_lived_lists(len(keys), third=view.timed)
+    out_keys, out_values, out_expires = long_lived_lists(len(keys))
     present = 0
     dropped = False
-    step = min(SLICE, LOOKUP_SLICE)
-    for start in range(0, len(keys), step):
-        chunk = keys[start : start + step]
+    for chunk in parts(keys, min(SLICE, LOOKUP_SLICE)):
         with lock:
             values = list(map(get, chunk, itertools.repeat(ABSENT)))
             expiries = view.expiries(chunk) if view.timed else None
@@ -363,19 +378,23 @@ def _as_of(
             out_keys.extend(itertools.compress(chunk, keep))
             out_values.extend(itertools.compress(values, keep))
         pace()
-    if not dropped:  # the same keys: keep the list, free the copy
+    keys_read: Sequence[Any] = keys
+    if dropped:
+        keys_read = out_keys
+    else:  # the same keys: keep the list, free the copy
         drop(out_keys)
-        out_keys = keys
+    expires: Sequence[float] = out_expires
     if view.timed:
         shift = time.time() - now
-        out_expires = _shifted(out_expires, shift)
-    return (out_keys, out_values, out_expires), present
+        expires = _shifted(out_expires, shift)
+        drop(out_expires)
+    return (keys_read, out_values, expires), present
 
 
-def _shifted(expires: list[float], shift: float) -> list[float]:
+def _shifted(expires: Sequence[float], shift: float) -> Pieces:
     out = long_lived(len(expires))
-    for start in range(0, len(expires), SLICE):
-        out.extend(e + shift for e in expires[start : start + SLICE])
+    for part in parts(expires):
+        out.extend(e + shift for e in part)
         pace()
     return out
 
@@ -424,7 +443,7 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
         remaining = len(data)
     size = sys.getsizeof(data)
     now = view.timer() if view.timer is not None else 0.0
-    keys, values, expires = long_lived_lists(len(data), third=view.timed)
+    keys, values, expires = long_lived_lists(len(data))
     get = data.get
     step = min(SLICE, ORDER_SLICE) if by_order else min(SLICE, DICT_SLICE)
     while remaining > 0:
@@ -455,13 +474,22 @@ def _iterate(view: _View, guard: Guard | None, *, by_order: bool) -> tuple[Entri
             drop(keys)
             drop(values)
             keys, values = moved
-    entries = (keys, values, _shifted(expires, time.time() - now) if view.timed else [])
-    return entries, len(keys)
+    if not view.timed:
+        return (keys, values, expires), len(keys)
+    shifted = _shifted(expires, time.time() - now)
+    drop(expires)
+    # Soonest expiry first, as a read in one step gives them: a restore inserts so.
+    ordered = _ordered(view, (keys, values, shifted))
+    if ordered[0] is not keys:  # sorted into new pieces: these are freed a step at a time
+        drop(keys)
+        drop(values)
+        drop(shifted)
+    return ordered, len(ordered[0])
 
 
 def _with_hot_last(
-    view: _View, guard: Guard | None, keys: list[Any], values: list[Any]
-) -> tuple[list[Any], list[Any]] | None:
+    view: _View, guard: Guard | None, keys: Pieces, values: Pieces
+) -> tuple[Pieces, Pieces] | None:
     """A cache read in its table's order, its most recent keys moved last, in recency order.
 
     None when there is nothing to move.
@@ -472,11 +500,9 @@ def _with_hot_last(
     if not hot:
         return None
     hot_set = set(hot)
-    out_keys, out_values, _ = long_lived_lists(len(keys), third=False)
+    out_keys, out_values = long_lived(len(keys)), long_lived(len(keys))
     tail: dict[Any, Any] = {}
-    for start in range(0, len(keys), SLICE):
-        ks = keys[start : start + SLICE]
-        vs = values[start : start + SLICE]
+    for ks, vs in zip(parts(keys), parts(values)):
         cold = list(map(hot_set.__contains__, ks))
         if any(cold):
             tail.update(itertools.compress(zip(ks, vs), cold))
@@ -503,24 +529,23 @@ def _ordered(view: _View, entries: Entries) -> Entries:
         return entries
     keys, _, expires = entries
     runs = []
-    for start in range(0, len(keys), SLICE):
-        runs.append(sorted(range(start, min(start + SLICE, len(keys))), key=expires.__getitem__))
+    start = 0
+    for part in parts(expires):
+        # Sorted by the part's own list (C lookups), then as positions in the whole.
+        run = sorted(range(len(part)), key=part.__getitem__)
+        runs.append([start + at for at in run])
+        start += len(part)
         pace()
     merged = heapq.merge(*runs, key=expires.__getitem__)
-    order = long_lived(len(keys))
-    while chunk := list(itertools.islice(merged, SLICE)):
-        order.extend(chunk)
-        pace()
-    out: Entries = long_lived_lists(len(keys))
-    for start in range(0, len(order), SLICE):
-        at = order[start : start + SLICE]
+    out = long_lived_lists(len(keys))
+    while at := list(itertools.islice(merged, SLICE)):
         for source, target in zip(entries, out):
-            target.extend(map(source.__getitem__, at))
+            target.extend(gather(source, at))
         pace()
     return out
 
 
-def _ascending(values: list[float]) -> bool:
+def _ascending(values: Sequence[float]) -> bool:
     for start in range(0, len(values), SLICE):
         chunk = values[max(0, start - 1) : start + SLICE]
         if not all(map(operator.le, chunk, itertools.islice(chunk, 1, None))):
@@ -541,11 +566,9 @@ def read_keys(mapping: Mapping[Any, Any], keys: Sequence[Any], guard: Guard | No
         with lock:
             return peek_entries(mapping, keys)
     get = view.data.get
-    out_keys, out_values, out_expires = long_lived_lists(len(keys), third=view.timed)
+    out_keys, out_values, out_expires = long_lived_lists(len(keys))
     now = view.timer() if view.timer is not None else 0.0
-    step = min(SLICE, SCATTERED_SLICE)
-    for start in range(0, len(keys), step):
-        chunk = list(keys[start : start + step])
+    for chunk in parts(keys, min(SLICE, SCATTERED_SLICE)):
         with lock:
             values = list(map(get, chunk, itertools.repeat(ABSENT)))
             expiries = view.expiries(chunk) if view.timed else None
@@ -561,11 +584,13 @@ def read_keys(mapping: Mapping[Any, Any], keys: Sequence[Any], guard: Guard | No
             out_values.extend(itertools.compress(values, keep))
         pace()
     if view.timed:
-        out_expires = _shifted(out_expires, time.time() - now)
+        shifted = _shifted(out_expires, time.time() - now)
+        drop(out_expires)
+        return out_keys, out_values, shifted
     return out_keys, out_values, out_expires
 
 
-def keys_of(mapping: Mapping[Any, Any], guard: Guard | None) -> list[Any]:
+def keys_of(mapping: Mapping[Any, Any], guard: Guard | None) -> Sequence[Any]:
     """The keys of ``mapping`` in policy order, a slice at a time (its change log untouched)."""
     view = _View(mapping)
     if view.data is None:

@@ -434,19 +434,22 @@ class Contract(Generic[T]):
         expires: Sequence[float],
         step: Callable[[], None],
     ) -> bytes:
-        """``encode((sequence, keys, values, deleted, expires))``, the values a slice at a time.
+        """``encode((sequence, keys, values, deleted, expires))``, a slice of keys or values a step.
 
         A msgpack array is its header, then its items one after another: the
         slices' items, each slice encoded as an array and its header cut off,
-        join into the bytes of the whole.
+        join into the bytes of the whole. The keys too: a chunk of 32,768
+        keys encoded in one call was one step of 2-4 ms.
         """
         encode = self._encoder.encode
         items = values if isinstance(values, list) else list(values)
-        parts = [b"\x95", encode(sequence), encode(keys), _array_header(len(items))]
-        for start in range(0, len(items), VALUES_STEP):
-            chunk = items[start : start + VALUES_STEP]
-            parts.append(encode(chunk)[len(_array_header(len(chunk))) :])
-            step()
+        parts = [b"\x95", encode(sequence)]
+        for array in (keys, items):
+            parts.append(_array_header(len(array)))
+            for start in range(0, len(array), VALUES_STEP):
+                chunk = array[start : start + VALUES_STEP]
+                parts.append(encode(chunk)[len(_array_header(len(chunk))) :])
+                step()
         parts += [encode(deleted), encode(expires)]
         return b"".join(parts)
 

@@ -22,10 +22,10 @@ inside a checkpoint like the save itself (issue 15).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from warmstart._pacing import pacing
+from warmstart._pacing import pace, pacing, parts
 from warmstart._sliced import read_all
 from warmstart.boot._attachments import Attached
 from warmstart.delta import change_log
@@ -47,7 +47,7 @@ class Pristine:
     def __init__(self, generation: int) -> None:
         #: The generation restored; a head other than it was written by another process.
         self.generation = generation
-        self._seen: dict[str, tuple[list[Any], list[Any]] | object] = {}
+        self._seen: dict[str, tuple[Sequence[Any], Sequence[Any]] | object] = {}
 
     def note(self, attached: Iterable[Attached]) -> None:
         """Remember the state of sections not noted yet (called once restores are done)."""
@@ -85,14 +85,19 @@ class Pristine:
         if not isinstance(noted, tuple):
             return value is noted
         keys, values = _entries(value)
-        return (
-            len(values) == len(noted[1])
-            and keys == noted[0]
-            and all(map(operator.is_, values, noted[1]))
-        )
+        return len(values) == len(noted[1]) and keys == noted[0] and _same_objects(values, noted[1])
 
 
-def _entries(container: Any) -> tuple[list[Any], list[Any]]:
+def _same_objects(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether ``a`` and ``b`` (as long) hold the very same objects, compared a slice a step."""
+    for mine, theirs in zip(parts(a), parts(b)):
+        if not all(map(operator.is_, mine, theirs)):
+            return False
+        pace()
+    return True
+
+
+def _entries(container: Any) -> tuple[Sequence[Any], Sequence[Any]]:
     """An untracked container's keys and values, a slice at a time (its log untouched)."""
     _, (keys, values, _) = read_all(container, None)
     return keys, values

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec.inspect
 import xxhash
 
-from warmstart._pacing import SLICE, drop, long_lived, long_lived_lists, pace
+from warmstart._pacing import SLICE, Pieces, drop, gather, long_lived, long_lived_lists, pace, parts
 from warmstart.delta._tracking import ChangeSet
 
 __all__ = ("Fingerprints", "deeply_immutable")
@@ -27,6 +27,9 @@ __all__ = ("Fingerprints", "deeply_immutable")
 #: Values encoded and hashed in one step: 1-2 us each once writes scattered
 #: them, so a SLICE-long step held the GIL for 6-8 ms.
 PRINT_SLICE = 1024
+#: Positions looked up in one step where the sequences part (a lookup in
+#: pieces, a key hashed, a cache miss each): 4,096 of them took 3-4 ms.
+SCATTERED_SLICE = 1024
 
 
 class Fingerprints:
@@ -49,27 +52,26 @@ class Fingerprints:
 
     def __init__(self, by_identity: bool) -> None:
         self.by_identity = by_identity
-        self._keys: list[Any] = []
-        self._prints: list[Any] = []
+        self._keys: Sequence[Any] = []
+        self._prints: Sequence[Any] = []
         # What the last diff read: keys, their prints, the change set and where
         # its upserts sit. update() adopts it when it advances past that diff.
-        self._pending: tuple[list[Any], list[Any], ChangeSet, list[int]] | None = None
+        self._pending: tuple[Sequence[Any], Sequence[Any], ChangeSet, Sequence[int]] | None = None
 
     @property
     def seen(self) -> dict[Any, Any]:
         """Key -> print (the value itself, or its xxh3-64) as of the last checkpoint."""
         return dict(zip(self._keys, self._prints))
 
-    def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> list[Any]:
+    def _print_all(self, values: Sequence[Any], encode: Callable[[Any], bytes]) -> Sequence[Any]:
         if self.by_identity:
-            return values if type(values) is list else list(values)  # kept, not copied
+            return _kept(values)
         # A slice at a time: hashing a million values in one map() held the
         # GIL for 300-800 ms.
         prints = long_lived(len(values))
         hash_ = xxhash.xxh3_64_intdigest
-        step = min(SLICE, PRINT_SLICE)
-        for start in range(0, len(values), step):
-            prints.extend(map(hash_, map(encode, values[start : start + step])))
+        for part in parts(values, min(SLICE, PRINT_SLICE)):
+            prints.extend(map(hash_, map(encode, part)))
             pace()
         return prints
 
@@ -84,7 +86,7 @@ class Fingerprints:
     ) -> Fingerprints:
         """Fingerprint entries (as read by ``containers.entries_of``); lists are kept."""
         prints = cls(by_identity)
-        prints._keys = keys if type(keys) is list else list(keys)
+        prints._keys = _kept(keys)
         prints._prints = prints._print_all(values, encode)
         return prints
 
@@ -92,7 +94,7 @@ class Fingerprints:
         self, keys: Sequence[Any], values: Sequence[Any], encode: Callable[[Any], bytes]
     ) -> ChangeSet:
         """Keys upserted (in the given order) and deleted since these prints."""
-        keys = keys if type(keys) is list else list(keys)
+        keys = _kept(keys)
         new = self._print_all(values, encode)
         old_keys, old_prints = self._keys, self._prints
         changed = operator.is_not if self.by_identity else operator.ne
@@ -112,21 +114,24 @@ class Fingerprints:
                 pace()
         # Where they part, look keys up by hash, as a dict would.
         gone: dict[Any, Any] = {}
-        for part in _parts(apart_old):
-            gone.update(zip(map(old_keys.__getitem__, part), map(old_prints.__getitem__, part)))
+        scattered = min(SLICE, SCATTERED_SLICE)
+        for part in parts(apart_old, scattered):
+            gone.update(zip(gather(old_keys, part), gather(old_prints, part)))
             pace()
+        found: Sequence[int] = at
         if apart_new:
             extra: list[int] = []
-            for part in _parts(apart_new):
-                extra.extend(i for i in part if changed(gone.get(keys[i]), new[i]))
+            for part in parts(apart_new, scattered):
+                pairs = map(changed, map(gone.get, gather(keys, part)), gather(new, part))
+                extra.extend(itertools.compress(part, pairs))
                 pace()
-            at = _merged(at, extra)
-        upserts = _picked(keys, at)
+            found = _merged(at, extra)
+        upserts = _picked(keys, found)
         deletes: set[Any] = set()
         if gone:
             present: set[Any] = set()
-            for part in _parts(apart_new):
-                present.update(map(keys.__getitem__, part))
+            for part in parts(apart_new, scattered):
+                present.update(gather(keys, part))
                 pace()
             it = iter(gone)
             while chunk := list(itertools.islice(it, SLICE)):
@@ -135,7 +140,7 @@ class Fingerprints:
             drop(present)
             drop(gone)
         changes = ChangeSet(upserts=upserts, deletes=deletes)
-        self._pending = (keys, new, changes, at)
+        self._pending = (keys, new, changes, found)
         # The alignment's lists (a million positions when the orders part).
         run_new, run_old, run_len = runs
         del runs
@@ -146,7 +151,7 @@ class Fingerprints:
         drop(apart_old)
         return changes
 
-    def positions(self, changes: ChangeSet) -> list[int]:
+    def positions(self, changes: ChangeSet) -> Sequence[int]:
         """Where the upserts of the last :meth:`diff` sit in the entries it read.
 
         A delta takes the upserted values from that same read: values read
@@ -173,19 +178,20 @@ class Fingerprints:
         """
         pending, self._pending = self._pending, None
         old_keys, old_prints = self._keys, self._prints
-        if pending is not None and pending[2] is changes and keys == changes.upserts:
+        same = keys is changes.upserts or keys == changes.upserts
+        if pending is not None and pending[2] is changes and same:
             self._keys, self._prints = pending[0], pending[1]
         else:
             # Any other change set: through a dict, a slice at a time.
             fresh = self._print_all(values, encode)
             seen: dict[Any, Any] = {}
-            for start in range(0, len(old_keys), SLICE):
-                seen.update(zip(old_keys[start : start + SLICE], old_prints[start : start + SLICE]))
+            for key_part, print_part in zip(parts(old_keys), parts(old_prints)):
+                seen.update(zip(key_part, print_part))
                 pace()
             for key in itertools.chain(changes.deletes, changes.upserts):
                 seen.pop(key, None)
             seen.update(zip(keys, fresh))
-            new_keys, new_prints, _ = long_lived_lists(len(seen), third=False)
+            new_keys, new_prints = long_lived(len(seen)), long_lived(len(seen))
             it = iter(seen.items())
             while chunk := list(itertools.islice(it, SLICE)):
                 new_keys.extend(map(operator.itemgetter(0), chunk))
@@ -231,25 +237,23 @@ _RUN_FIRST = 32
 _RUN_MAX = 4096
 
 
-def _parts(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), SLICE):
-        yield items[start : start + SLICE]
+def _kept(items: Sequence[Any]) -> Sequence[Any]:
+    """``items`` as they are when a list or Pieces (kept, not copied), else listed."""
+    return items if type(items) in (list, Pieces) else list(items)
 
 
-def _picked(items: list[Any], at: list[int]) -> list[Any]:
+def _picked(items: Sequence[Any], at: Sequence[int]) -> Pieces:
     out = long_lived(len(at))
-    for part in _parts(at):
-        out.extend(map(items.__getitem__, part))
+    for part in parts(at, min(SLICE, SCATTERED_SLICE)):
+        out.extend(gather(items, part))
         pace()
     return out
 
 
-def _merged(a: list[int], b: list[int]) -> list[int]:
-    """Two ascending lists of positions as one (in bounded steps)."""
+def _merged(a: Sequence[int], b: list[int]) -> Sequence[int]:
+    """Two ascending sequences of positions as one (in bounded steps)."""
     if len(a) + len(b) <= 4 * SLICE:
-        a.extend(b)
-        a.sort()  # two runs: timsort merges them in one pass
-        return a
+        return sorted([*a, *b])  # two runs: timsort merges them in one pass
     out = long_lived(len(a) + len(b))
     merged = heapq.merge(a, b)
     while chunk := list(itertools.islice(merged, SLICE)):
@@ -258,26 +262,27 @@ def _merged(a: list[int], b: list[int]) -> list[int]:
     return out
 
 
-def _same(a: list[Any], b: list[Any]) -> bool:
+def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
     """``a == b``, a slice at a time (identical objects compare by address, in C)."""
     if len(a) != len(b):
         return False
-    step = 4 * SLICE
-    for start in range(0, len(a), step):
-        if a[start : start + step] != b[start : start + step]:
+    for mine, theirs in zip(parts(a), parts(b)):
+        if mine != theirs:
             return False
         pace()
     return True
 
 
-def _iter_from(items: list[Any], start: int) -> Iterator[Any]:
+def _iter_from(items: Sequence[Any], start: int) -> Iterator[Any]:
     """Iterate ``items[start:]`` without copying it (a list iterator moved on)."""
+    if type(items) is Pieces:
+        return items.iter_from(start)
     it: Any = iter(items)
     it.__setstate__(start)
     return it  # type: ignore[no-any-return]
 
 
-def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
+def _run(new: Sequence[Any], i: int, old: Sequence[Any], j: int) -> int:
     """How many keys from ``new[i]`` and ``old[j]`` on are equal, pairwise (in C).
 
     Runs are long (hundreds of keys between two deletions when 1% of a
@@ -308,7 +313,7 @@ def _run(new: list[Any], i: int, old: list[Any], j: int) -> int:
     return limit
 
 
-def _index(items: list[Any], item: Any, start: int, stop: int) -> int | None:
+def _index(items: Sequence[Any], item: Any, start: int, stop: int) -> int | None:
     """Where ``item`` is in ``items[start:stop]`` (searched in C), or None."""
     try:
         return items.index(item, start, stop)
@@ -317,8 +322,8 @@ def _index(items: list[Any], item: Any, start: int, stop: int) -> int | None:
 
 
 def _align(
-    keys: list[Any], old_keys: list[Any]
-) -> tuple[tuple[list[int], list[int], list[int]], list[int], list[int]]:
+    keys: Sequence[Any], old_keys: Sequence[Any]
+) -> tuple[tuple[Sequence[int], Sequence[int], Sequence[int]], Sequence[int], Sequence[int]]:
     """Line ``keys`` up with ``old_keys``: the runs that agree, and what is left apart.
 
     Returns the runs as three lists ``(i, j, length)`` where ``keys[i + k] ==
@@ -333,7 +338,7 @@ def _align(
     if _same(keys, old_keys):  # nothing inserted, deleted or moved: compares in C
         return ([0], [0], [n]) if n else ([], [], []), [], []
     run_new, run_old, run_len = long_lived_lists(n)
-    apart_new, apart_old, _ = long_lived_lists(n, third=False)
+    apart_new, apart_old = long_lived(n), long_lived(n)
     i = j = 0
     budget = 64 + n // 64
     while i < n and j < m:

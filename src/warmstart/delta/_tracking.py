@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sized
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence, Sized
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from warmstart._pacing import SLICE, drop, long_lived, pace
+from warmstart._pacing import SLICE, Pieces, drop, long_lived, pace, parts
 from warmstart.errors import ContractError
 
 __all__ = (
@@ -54,7 +54,8 @@ class ChangeSet(msgspec.Struct, frozen=True, kw_only=True):
     next checkpoint must write a fresh base.
     """
 
-    upserts: list[Any]
+    #: A list, or for a large change set the pieces of one (``Pieces``).
+    upserts: Sequence[Any]
     deletes: set[Any]
     full: bool = False
 
@@ -62,7 +63,7 @@ class ChangeSet(msgspec.Struct, frozen=True, kw_only=True):
         """Combine this (older, failed to commit) change set with a later one."""
         upserts = [k for k in self.upserts if k not in later.deletes]
         seen = set(later.upserts)
-        upserts = [k for k in upserts if k not in seen] + later.upserts
+        upserts = [*(k for k in upserts if k not in seen), *later.upserts]
         deletes = (self.deletes - seen) | later.deletes
         return ChangeSet(upserts=upserts, deletes=deletes, full=self.full or later.full)
 
@@ -137,7 +138,7 @@ class ChangeLog:
         self.removed_all = False
         #: The keys at some earlier take, in order (None: unknown), and what
         #: each take since then wrote and deleted.
-        self.index: list[Any] | None = None if keys is None else list(keys)
+        self.index: Sequence[Any] | None = None if keys is None else list(keys)
         self.since: list[Taken] = []
         self.since_size = 0
         #: Key -> value (or ABSENT) when the running sliced read began.
@@ -334,7 +335,7 @@ class ChangeLog:
 
     def begin_read(
         self, mapping: Sized
-    ) -> tuple[dict[Any, None], set[Any], bool, list[Any] | None, list[Taken], int]:
+    ) -> tuple[dict[Any, None], set[Any], bool, Sequence[Any] | None, list[Taken], int]:
         """Start a sliced read: take the changes, and capture old values from now on.
 
         Returns the changes (as :meth:`take_raw`), the index and the takes to
@@ -358,7 +359,7 @@ class ChangeLog:
             return dirty, deletes, cleared, index, pending, size
 
     def end_read(
-        self, epoch: int, keys: list[Any] | None, pending: list[Taken] | None = None
+        self, epoch: int, keys: Sequence[Any] | None, pending: list[Taken] | None = None
     ) -> bool:
         """End a sliced read begun at ``epoch``; False if a clear() voided it.
 
@@ -397,8 +398,11 @@ class ChangeLog:
         reads the index while a restore runs.
         """
         with self.lock:
-            if self.index is not None:
-                self.index.extend(keys)
+            index = self.index
+            if isinstance(index, (list, Pieces)):
+                index.extend(keys)
+            elif index is not None:
+                self.index = [*index, *keys]
 
     def moved_last(self, keys: list[Any]) -> None:
         """A restore moved ``keys`` to the end of the mapping's order, unlogged."""
@@ -406,24 +410,25 @@ class ChangeLog:
             self._remember(keys, set(), count=False)
 
 
-def fold_keys(index: list[Any], pending: list[Taken]) -> list[Any]:
+def fold_keys(index: Sequence[Any], pending: list[Taken]) -> Sequence[Any]:
     """The keys after the takes ``pending`` (oldest first) applied to ``index``.
 
     Replay order: the keys no take touched keep their place, then each
     take's writes in order, each key at its last write; deleted keys go.
     Every step handles at most ``SLICE`` keys, pacing between them.
 
-    >>> fold_keys(["a", "b", "c"], [(["b", "x"], {"c"}), (["a"], set())])
+    >>> list(fold_keys(["a", "b", "c"], [(["b", "x"], {"c"}), (["a"], set())]))
     ['b', 'x', 'a']
     """
     later: set[Any] = set()
-    tails: list[list[Any]] = []
+    tails: list[Pieces] = []
     for upserts, deletes in reversed(pending):
         kept = long_lived(len(upserts))  # type: ignore[arg-type]
         for chunk in _chunks_of(upserts):
             kept.extend(itertools.filterfalse(later.__contains__, chunk) if later else chunk)
             pace()
         tails.append(kept)
+        del kept  # the tails hold it: dropped from there
         for chunk in itertools.chain(_chunks_of(upserts), _chunks_of(deletes)):
             later.update(chunk)
             pace()
@@ -445,10 +450,9 @@ def fold_keys(index: list[Any], pending: list[Taken]) -> list[Any]:
 
 
 def _chunks_of(items: Iterable[Any]) -> Iterator[list[Any]]:
-    """``items`` as lists of at most ``SLICE`` (a list is sliced, anything else iterated)."""
-    if isinstance(items, list):
-        for start in range(0, len(items), SLICE):
-            yield items[start : start + SLICE]
+    """``items`` as lists of at most ``SLICE`` (a list or Pieces is sliced, else iterated)."""
+    if isinstance(items, (list, Pieces)):
+        yield from parts(items)
         return
     it = iter(items)
     while chunk := list(itertools.islice(it, SLICE)):

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from warmstart._pacing import helper_thread, pace
+from warmstart._pacing import SLICE, helper_thread, pace
 from warmstart.codec import Codec, digest
 from warmstart.contract import Contract
 from warmstart.errors import EncodeError
@@ -59,11 +59,7 @@ def _payloads(
     start, size = 0, FIRST_CHUNK
     while start < total:
         end = min(start + size, total)
-        chunk_keys = list(itertools.islice(key_iter, end - start))
-        chunk_values = list(itertools.islice(value_iter, end - start))
-        check_keys(contract, chunk_keys)
-        check_values(contract, chunk_values)
-        pace()
+        chunk_keys, chunk_values = _checked(contract, key_iter, value_iter, end - start)
         payload = contract.encode_entries(
             chunk_keys,
             chunk_values,
@@ -77,6 +73,31 @@ def _payloads(
         per_entry = max(len(payload) / (end - start), 1.0)
         size = max(MIN_CHUNK, min(MAX_CHUNK, int(TARGET_RAW / per_entry)))
         start = end
+
+
+def _checked(
+    contract: Contract[Any], key_iter: Iterator[Any], value_iter: Iterator[Any], count: int
+) -> tuple[list[Any], list[Any]]:
+    """The next ``count`` entries, checked a slice a step (pacing after each).
+
+    A chunk holds up to ``MAX_CHUNK`` entries: listed and checked in one
+    step, a chunk of scattered values held the GIL for 5-8 ms at a million
+    entries (issue 15).
+    """
+    keys: list[Any] = []
+    values: list[Any] = []
+    while len(keys) < count:
+        step = min(SLICE, count - len(keys))
+        part_keys = list(itertools.islice(key_iter, step))
+        part_values = list(itertools.islice(value_iter, step))
+        check_keys(contract, part_keys)
+        check_values(contract, part_values)
+        keys += part_keys
+        values += part_values
+        pace()
+        if len(part_keys) < step:
+            break  # fewer entries than counted: the caller's lengths decide
+    return keys, values
 
 
 _SCALAR_KEYS = (str, int, bytes)

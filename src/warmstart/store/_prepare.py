@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
 
-from warmstart._pacing import SLICE, drop, pace
+from warmstart._pacing import drop, gather, long_lived, pace, parts
 from warmstart._sliced import listed, read_all, read_keys
 from warmstart.codec import Codec
 from warmstart.contract import Contract
@@ -75,8 +75,8 @@ class Prepared(msgspec.Struct):
     delta: bool
     changes: ChangeSet | None = None
     #: The entries encoded (all of them for a base, the upserts for a delta).
-    keys: list[Any] = msgspec.field(default_factory=list)
-    values: list[Any] = msgspec.field(default_factory=list)
+    keys: Sequence[Any] = msgspec.field(default_factory=list)
+    values: Sequence[Any] = msgspec.field(default_factory=list)
     #: For a delta: the (generation, lineage) it was computed against.
     base: tuple[int, str] | None = None
     #: Fingerprint the entries once committed (the next save diffs against them).
@@ -315,7 +315,7 @@ def _prepare_delta(
     return Prepared(name, contract, mapping, frames, section, True, changes, keys, values, base)
 
 
-Entries = tuple[list[Any], list[Any], list[float]]
+Entries = tuple[Sequence[Any], Sequence[Any], Sequence[float]]
 
 
 def _take_tracked(
@@ -360,7 +360,7 @@ def _diff_untracked(
     # The upserts' values come from the read the diff compared: one read.
     at = prints.positions(changes)
     values = _picked(all_values, at)
-    expires = _picked(all_expires, at) if all_expires else []
+    expires = _picked(all_expires, at) if all_expires else ()
     # The read's lists, unless the prints keep them: freed a slice at a time.
     del all_keys
     drop(all_values)
@@ -368,10 +368,10 @@ def _diff_untracked(
     return changes, (changes.upserts, values, expires)
 
 
-def _picked(items: list[Any], at: list[int]) -> list[Any]:
-    out: list[Any] = []
-    for start in range(0, len(at), SLICE):
-        out.extend(map(items.__getitem__, at[start : start + SLICE]))
+def _picked(items: Sequence[Any], at: Sequence[int]) -> Sequence[Any]:
+    out = long_lived(len(at))
+    for part in parts(at, 1024):  # scattered positions: a cache miss each
+        out.extend(gather(items, part))
         pace()
     return out
 
@@ -527,7 +527,7 @@ def _immutable(contract: Contract[Any]) -> bool:
     return deeply_immutable(contract.type)
 
 
-def _deletions(changes: ChangeSet, present: list[Any]) -> list[Any]:
+def _deletions(changes: ChangeSet, present: Sequence[Any]) -> list[Any]:
     """A delta's deletions, sorted so that equal deltas encode to equal bytes.
 
     ``present`` are the upserted keys still in the mapping: one written then
