@@ -27,25 +27,37 @@ class Service:
         self.rows: dict[str, Row] = {}
 
 
-def _hold_writer(path: str, held: multiprocessing.synchronize.Event, seconds: float) -> None:
+def _hold_writer(
+    path: str,
+    held: multiprocessing.synchronize.Event,
+    release: multiprocessing.synchronize.Event,
+    seconds: float,
+) -> None:
     env = lmdb.open(path, max_dbs=8)
     txn = env.begin(write=True)
     held.set()
-    time.sleep(seconds)
+    release.wait(seconds)  # until the test is done with the lock (at most ``seconds``)
     txn.abort()
 
 
 @pytest.fixture
-def locked_store(tmp_path: Path):  # type: ignore[no-untyped-def]
+def release_writer() -> multiprocessing.synchronize.Event:
+    """Set it to make the process holding the writer lock let go of it."""
+    return multiprocessing.get_context("spawn").Event()
+
+
+@pytest.fixture
+def locked_store(tmp_path: Path, release_writer: multiprocessing.synchronize.Event):  # type: ignore[no-untyped-def]
     path = tmp_path / "store"
     with warmstart.boot(path, namespace="n", signals=False):
         Service().rows["a"] = Row(1)
     context = multiprocessing.get_context("spawn")
     held = context.Event()
-    holder = context.Process(target=_hold_writer, args=(str(path), held, 3.0))
+    holder = context.Process(target=_hold_writer, args=(str(path), held, release_writer, 30.0))
     holder.start()
     assert held.wait(30)
     yield path
+    release_writer.set()
     holder.join(30)
 
 
@@ -74,7 +86,9 @@ class TestWriterLock:
         ):
             pass
 
-    def test_waiting_open_releases_the_gil(self, locked_store: Path) -> None:
+    def test_waiting_open_releases_the_gil(
+        self, locked_store: Path, release_writer: multiprocessing.synchronize.Event
+    ) -> None:
         """While a Store open waits for the lock, other threads of the process keep running."""
         opened = threading.Event()
 
@@ -90,5 +104,6 @@ class TestWriterLock:
             ticks += 1
         assert not opened.is_set()  # still waiting for the writer lock
         assert ticks > 10_000  # and this thread ran meanwhile
+        release_writer.set()
         worker.join(30)
         assert opened.is_set()

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from conftest import killed_env
+
 WORKERS = Path(__file__).with_name("_workers.py")
 #: Longest wait between the child's ready report and the kill; a save takes
 #: about 30-80 ms here, so kills land before, inside and between commits.
@@ -90,12 +92,15 @@ def check_report(report: dict[str, Any], before: SideLog, campaign: Campaign) ->
     campaign.checked_loads += 1
 
 
-def spawn(store: Path, side: Path, *extra: str) -> subprocess.Popen[str]:
+def spawn(
+    store: Path, side: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKERS), "crash", str(store), str(side), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -113,7 +118,7 @@ def run_campaign(tmp_path: Path, kills: int, seed: int) -> Campaign:
     for number in range(kills):
         before = SideLog.read(side)
         early = number % EARLY_EVERY == EARLY_EVERY - 1
-        with spawn(store, side) as child:
+        with spawn(store, side, env=killed_env()) as child:
             try:
                 line = "" if early else read_line(child)
                 time.sleep(rng.uniform(0, MAX_DELAY))

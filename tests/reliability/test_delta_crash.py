@@ -23,6 +23,7 @@ import pytest
 import xxhash
 
 import warmstart
+from conftest import killed_env
 
 WORKER = Path(__file__).parent / "_delta_worker.py"
 NAMESPACE = "crash"
@@ -137,6 +138,7 @@ def run_kills(tmp_path: Path, kills: int, seed: int) -> Outcome:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
+                env=killed_env(),
             )
             try:
                 deadline = time.monotonic() + 30
