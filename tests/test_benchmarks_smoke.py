@@ -26,6 +26,9 @@ from benchmarks.importtime import bench_import  # noqa: E402
 from benchmarks.run import render  # noqa: E402
 from benchmarks.store import bench_store  # noqa: E402
 
+# The benchmarks collect before measuring: keep the suite's own heap out of it.
+pytestmark = pytest.mark.usefixtures("frozen_heap")
+
 
 def _well_formed(report) -> None:
     assert report.tables

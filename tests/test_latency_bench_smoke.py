@@ -73,6 +73,7 @@ def test_delay_stats() -> None:
     assert DelayStats.of([]).summary() == "no ticks"
 
 
+@pytest.mark.usefixtures("frozen_heap")
 def test_stall_benchmark_runs(tmp_path: Path) -> None:
     started = time.perf_counter()
     report = bench_stall((2000,), 1, tmp_path)
