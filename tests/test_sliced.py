@@ -102,6 +102,13 @@ class TestPacing:
         assert 0 < pacer.longest <= pacer.cpu
         assert pacer.wall >= pacer.cpu * 0.5
 
+    def test_a_long_step_starts_a_stretch_of_its_own(self) -> None:
+        """Within budget, pace() goes on; before a long step it yields anyway."""
+        with Pacer(budget=60.0) as pacer:
+            pace()
+            pace(before_long_step=True)
+        assert (pacer.steps, pacer.yields) == (2, 1)
+
     def test_nested_pacing_reuses_the_outer_pacer(self) -> None:
         with Pacer(budget=0.0) as outer, _pacing.pacing() as inner:
             pace()
@@ -531,8 +538,8 @@ class Interleaved(Pacer):
         self.writer = writer
         self.steps_each = steps
 
-    def pace(self) -> None:
-        super().pace()
+    def pace(self, *, before_long_step: bool = False) -> None:
+        super().pace(before_long_step=before_long_step)
         for _ in range(self.steps_each):
             self.writer.step()
 
@@ -837,8 +844,8 @@ def test_a_full_cache_that_inserts_and_evicts_during_the_read_is_not_read_in_one
     inserted = itertools.count(n)
 
     class Inserting(Pacer):
-        def pace(self) -> None:
-            super().pace()
+        def pace(self, *, before_long_step: bool = False) -> None:
+            super().pace(before_long_step=before_long_step)
             with lock:
                 key = f"k{next(inserted)}"
                 cache[key] = Row(key, 0)  # evicts the least recently used

@@ -432,6 +432,7 @@ class Store:
             ahead = write_ahead(
                 self._tables, namespace, [f for item in prepared for f in item.frames]
             )
+            pace(before_long_step=True)  # the commit: a step of its own
             try:
                 manifest = self._tables.write(commit)
             except StaleBaseError:
