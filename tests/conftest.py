@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -102,14 +101,13 @@ def frozen_heap() -> Iterator[None]:
 
     The benchmarks collect before each measurement. In the suite's process a
     full collection walks every object hundreds of earlier tests left: the
-    stall benchmark's 40 collections took 25 s there and 1.2 s alone.
+    stall benchmark's 40 collections took 25 s there and 1.2 s alone. The
+    benchmarks' own helper does it (``benchmarks._common.frozen_inputs``).
     """
-    gc.collect()
-    gc.freeze()
-    try:
+    from benchmarks._common import frozen_inputs  # only these tests need it
+
+    with frozen_inputs():
         yield
-    finally:
-        gc.unfreeze()
 
 
 @pytest.fixture
