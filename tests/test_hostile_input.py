@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -425,32 +426,30 @@ def test_remote_head_naming_a_path_outside_its_namespace(tmp_path: Path) -> None
 )
 def test_manifest_numbers_no_writer_makes_are_refused_at_import(tmp_path: Path, field: str) -> None:
     """A chunk reference with a negative or impossible number: refused, not committed."""
-    with open_store(store_with(tmp_path / "source")) as source:
-        export(source, "svc", tmp_path / "a.wsa")
-    data = (tmp_path / "a.wsa").read_bytes()
-    manifest = decode_manifest(Codec(), forge.header_of(data)["manifest"])
-    section = manifest.sections[0]
-    ref = msgspec.structs.replace(section.base[0], **{field: -1})
-    forged = forge.with_section(manifest, section.name, [ref, *section.base[1:]], section.entries)
-    (tmp_path / "bad.wsa").write_bytes(forge.archive(forged, forge.chunks_of(data)))
-    with open_store(tmp_path / "t") as target:
-        with pytest.raises(warmstart.IntegrityError, match="chunk references"):
-            import_archive(target, tmp_path / "bad.wsa")
-        assert target.namespaces() == []
+    _import_refused_with_first_ref(tmp_path, lambda _: {field: -1}, "chunk references")
 
 
 def test_sizes_the_manifest_claims_must_match_the_frames_shipped(tmp_path: Path) -> None:
     """An archive whose manifest lies about a chunk's size is refused (it never loaded)."""
+    _import_refused_with_first_ref(
+        tmp_path, lambda ref: {"stored_bytes": ref.stored_bytes + 1}, "as the manifest says"
+    )
+
+
+def _import_refused_with_first_ref(
+    tmp_path: Path, changes: Callable[[Any], dict[str, Any]], refusal: str
+) -> None:
+    """Export, change the first chunk reference (``changes(ref)``), import: refused, no write."""
     with open_store(store_with(tmp_path / "source")) as source:
         export(source, "svc", tmp_path / "a.wsa")
     data = (tmp_path / "a.wsa").read_bytes()
     manifest = decode_manifest(Codec(), forge.header_of(data)["manifest"])
     section = manifest.sections[0]
-    ref = msgspec.structs.replace(section.base[0], stored_bytes=section.base[0].stored_bytes + 1)
+    ref = msgspec.structs.replace(section.base[0], **changes(section.base[0]))
     forged = forge.with_section(manifest, section.name, [ref, *section.base[1:]], section.entries)
     (tmp_path / "bad.wsa").write_bytes(forge.archive(forged, forge.chunks_of(data)))
     with open_store(tmp_path / "t") as target:
-        with pytest.raises(warmstart.IntegrityError, match="as the manifest says"):
+        with pytest.raises(warmstart.IntegrityError, match=refusal):
             import_archive(target, tmp_path / "bad.wsa")
         assert target.namespaces() == []
 
