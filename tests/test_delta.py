@@ -21,10 +21,12 @@ from warmstart.delta import (
     Fingerprints,
     FoldedChain,
     TrackedDict,
+    _fingerprints,
     change_log,
     deeply_immutable,
     replay,
 )
+from warmstart.delta._table import KeyTable
 
 
 class Frozen(msgspec.Struct, frozen=True):
@@ -417,6 +419,59 @@ class TestFingerprints:
             upserts=[], deletes=set()
         )
 
+    @given(
+        st.integers(0, 400),
+        st.lists(st.tuples(st.integers(0, 400), st.integers(1, 300)), max_size=4),
+        st.integers(0, 300),
+        st.booleans(),
+    )
+    def test_long_gaps_give_the_true_change_set(
+        self, size: int, cuts: list[tuple[int, int]], inserts: int, moved_tail: bool
+    ) -> None:
+        """Runs of deletions longer than the resync window (evictions off an LRU's front)."""
+        old = {f"k{i}": Frozen(i) for i in range(size)}
+        new = dict(old)
+        for start, length in cuts:
+            for i in range(start, start + length):
+                new.pop(f"k{i}", None)
+        if moved_tail:  # read again: these keys now come last, unchanged
+            for k in list(new)[: len(new) // 3]:
+                new[k] = new.pop(k)
+        new.update({f"n{i}": Frozen(-i) for i in range(inserts)})
+        prints = Fingerprints.of(list(old), list(old.values()), ENCODE, by_identity=True)
+        changes = prints.diff(list(new), list(new.values()), ENCODE)
+        assert changes.deletes == set(old) - set(new)
+        assert changes.upserts == [k for k in new if k not in old]
+
+    def test_evictions_off_the_front_line_up_without_hashing(self) -> None:
+        """An LRU cache's read after inserts that evicted its oldest keys: one run, two gaps."""
+        old = [f"k{i}" for i in range(50_000)]
+        new = old[5_000:] + [f"n{i}" for i in range(5_000)]
+        runs, apart_new, apart_old = _fingerprints._align(new, old)
+        assert [list(r) for r in runs] == [[0], [5_000], [45_000]]
+        assert list(apart_old) == list(range(5_000))
+        assert list(apart_new) == list(range(45_000, 50_000))
+
+    def test_new_keys_everywhere_stay_linear(self) -> None:
+        """Keys found nowhere cannot make the long searches scan without bound."""
+        old = [f"k{i}" for i in range(20_000)]
+        new = [f"n{i}" if i % 2 else k for i, k in enumerate(old)]
+        scanned = []
+        real = _fingerprints._gallop
+
+        def counting(items: Any, item: Any, start: int, allowed: int) -> tuple[int | None, int]:
+            found, count = real(items, item, start, allowed)
+            scanned.append(count)
+            return found, count
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_fingerprints, "_gallop", counting)
+            prints = Fingerprints.of(old, old, ENCODE, by_identity=True)
+            changes = prints.diff(new, new, ENCODE)
+        assert set(changes.upserts) == set(new[1::2])
+        assert changes.deletes == set(old[1::2])
+        assert sum(scanned) <= len(old) + len(new) + _fingerprints._GALLOP_MAX
+
     def test_bytes_per_entry(self) -> None:
         """The memory estimate is zero when empty and positive otherwise."""
         assert Fingerprints(by_identity=False).bytes_per_entry() == 0.0
@@ -498,3 +553,30 @@ class TestCompactionPolicy:
     def test_defaults(self) -> None:
         """The defaults are documented: 16 deltas, or delta bytes at 6% of the base's."""
         assert CompactionPolicy() == CompactionPolicy(max_deltas=16, max_ratio=0.10)
+
+
+class TestKeyTable:
+    """The hash table a diff looks keys up in: one dict, or shards grown a step at a time."""
+
+    @given(
+        st.lists(st.one_of(st.integers(), st.text(max_size=4)), max_size=200),
+        st.lists(st.one_of(st.integers(), st.text(max_size=4)), max_size=50),
+        st.booleans(),
+    )
+    def test_behaves_as_a_dict(self, stored: list[Any], asked: list[Any], sharded: bool) -> None:
+        """Whether one dict or many shards, lookups answer as one dict would."""
+        table = KeyTable(expected=1_000_000 if sharded else len(stored))
+        truth: dict[Any, Any] = {}
+        for start in range(0, len(stored), 7):  # filled in batches, as a diff does
+            batch = stored[start : start + 7]
+            table.update(batch, map(repr, batch))
+            truth.update(zip(batch, map(repr, batch)))
+        assert len(table) == len(truth)
+        assert table.get_all(asked) == [truth.get(k) for k in asked]
+        assert table.missing(asked) == [k for k in asked if k not in truth]
+        assert all((k in table) == (k in truth) for k in asked)
+        assert sorted(map(repr, (k for b in table.batches() for k in b))) == sorted(
+            map(repr, truth)
+        )
+        table.release()
+        assert len(table) == 0
