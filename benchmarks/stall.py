@@ -19,6 +19,13 @@ Cases, for a ``cachetools.LRUCache`` and a plain dict of small records
   untracked, so every entry is read and hashed and diffed, or saved in full
   once the store measured the diff dearer than a full save ("saved as");
   through a boot, the container is declared ``state(track=False)``;
+- ``restored hash delta`` (through a boot only): the first ``mode="delta"``
+  checkpoints of a process that restored the untracked container warm, each
+  after 1% of the entries changed and 1% more inserted as new keys: a full
+  LRU cache evicts its oldest entries to make room, a dict loses its oldest
+  keys as well (a run of deletions off the front of the read order). The
+  first one writes the base (a restore leaves no fingerprints) and checks
+  that the state changed since the restore; the next ones are diffs;
 - ``tracked delta``: the same change on a tracked container
   (``warmstart.track(cache)``; ``TrackedDict`` for the dict; through a boot
   with ``interval``, the boot tracks it when it is attached);
@@ -47,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import itertools
 import shutil
 import tempfile
 import threading
@@ -60,7 +68,7 @@ import cachetools
 
 import warmstart
 from benchmarks._common import Report, Table, finish, machine, median, versions
-from benchmarks.generate_data import RECORDS, change_some, make_records
+from benchmarks.generate_data import RECORDS, change_some, key, make_records, record
 from benchmarks.probe import Probe, ProbeResult
 from warmstart._pacing import Pacer
 
@@ -71,7 +79,16 @@ SECTION = "cache"
 FRACTION = 0.01
 CONTAINERS = ("LRUCache", "dict")
 PATHS = ("Store.save", "boot.checkpoint()")
-CASES = ("full", "delta-mode base", "hash delta", "tracked delta", "tracked base")
+CASES = (
+    "full",
+    "delta-mode base",
+    "hash delta",
+    "restored hash delta",
+    "tracked delta",
+    "tracked base",
+)
+#: Cases that only a boot has (a restore before the checkpoints).
+BOOT_ONLY = ("restored hash delta",)
 
 
 def _container(kind: str, n: int, *, tracked: bool) -> Any:
@@ -112,12 +129,22 @@ def _saver(
     # attached (the tracked cases), unless track=False (the others).
     state = warmstart.state(RECORDS, section=SECTION, lock="lock", track=None if tracked else False)
 
+    restored = case in BOOT_ONLY
+
     @warmstart.warm(cache=state)
     class Service:
         def __init__(self) -> None:
             self.lock = threading.RLock()
-            self.cache = _container(kind, n, tracked=False)
+            if holder.get("saved"):  # a restoring process starts empty; its boot fills it
+                self.cache: Any = {} if kind == "dict" else cachetools.LRUCache(maxsize=n)
+            else:
+                self.cache = _container(kind, n, tracked=False)
             holder["service"] = self
+
+    if restored:  # a first process checkpoints at exit, the measured one restores
+        with warmstart.boot(root, namespace=NAMESPACE, signals=False):
+            Service()
+        holder["saved"] = True
 
     # interval: the checkpointer saves in delta mode (a tick in an hour never comes).
     interval = None if case == "full" else 3600.0
@@ -153,7 +180,8 @@ def _measure(
     with _saver(path, kind, n, case, root) as (container, save):
         gc.collect()
         next_id = n
-        deltas = case in ("hash delta", "tracked delta", "tracked base")
+        deltas = case in ("hash delta", "restored hash delta", "tracked delta", "tracked base")
+        restored = case in BOOT_ONLY
         if deltas:
             save()  # the base the deltas build on
             if case == "hash delta":
@@ -167,6 +195,8 @@ def _measure(
             if deltas:
                 _, inserts, _ = change_some(container, FRACTION, seed=r + 1, next_id=next_id)
                 next_id += inserts
+            if restored:
+                next_id = _insert_past_capacity(container, n, next_id)
             # A boot measures its own checkpoints (its report); Store.save, this pacer.
             boot = getattr(save, "__self__", None)
             pacer: Any = Pacer() if boot is None else contextlib.nullcontext()
@@ -188,6 +218,17 @@ def _measure(
                 cpu, longest = report.cpu_seconds, report.longest_hold_seconds
             out.append(Sample(wall, probe.result, cpu, longest, _saved_as(save, generation)))
     return out
+
+
+def _insert_past_capacity(container: Any, n: int, next_id: int) -> int:
+    """Insert 1% of ``n`` new records, evicting as many of the oldest entries (as a full cache)."""
+    count = int(n * FRACTION)
+    if isinstance(container, dict):  # a dict has no capacity: its oldest keys go
+        for oldest in list(itertools.islice(container, count)):
+            del container[oldest]
+    for j in range(next_id, next_id + count):
+        container[key(j)] = record(j)
+    return next_id + count
 
 
 def _saved_as(save: Callable[[], Any], generation: int) -> str:
@@ -220,6 +261,8 @@ def bench_stall(
         for kind in containers:
             for path in paths:
                 for case in cases:
+                    if case in BOOT_ONLY and path != "boot.checkpoint()":
+                        continue
                     runs: list[Sample] = []
                     # A base is written once per store: take a fresh store per sample.
                     rounds = repeats if case == "delta-mode base" else 1
