@@ -107,6 +107,7 @@ class GcStats:
     gen2: int
     gen2_pause: float  # seconds
     gen2_max: float  # seconds
+    longest: float  # seconds: the longest collection of any generation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +253,7 @@ class Probe:
                 gen2=len(gen2),
                 gen2_pause=sum(gen2),
                 gen2_max=max(gen2, default=0.0),
+                longest=max((p for _, p in self._gc), default=0.0),
             ),
             stalls=tuple(stalls),
         )

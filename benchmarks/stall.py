@@ -281,6 +281,7 @@ def bench_stall(
                             "thread_max": r.probe.thread.max,
                             "loop_max": r.probe.loop.max,
                             "collections": r.probe.gc.collections,
+                            "gc_longest": r.probe.gc.longest,
                             "gen2": r.probe.gc.gen2,
                             "gen2_pause": r.probe.gc.gen2_pause,
                             "stalls": [
@@ -293,7 +294,7 @@ def bench_stall(
                         f"[stall] {n:,} {kind} {path} {case}: {rows[-1][4] * 1000:.0f} ms wall, "
                         f"{rows[-1][5]:.1f} ms CPU, longest stretch {rows[-1][6]:.2f} ms, "
                         f"thread max {rows[-1][7]:.1f} ms, asyncio max {rows[-1][9]:.1f} ms, "
-                        f"saved as {rows[-1][13]}",
+                        f"longest GC {rows[-1][11]:.1f} ms, saved as {rows[-1][14]}",
                         flush=True,
                     )
     realtime_note = (
@@ -318,6 +319,7 @@ def bench_stall(
                 "thread p99 ms",
                 "asyncio max ms",
                 "asyncio p99 ms",
+                "longest GC ms",
                 "gen-2 GCs",
                 "gen-2 pause ms",
                 "saved as",
@@ -325,14 +327,18 @@ def bench_stall(
             ],
             rows,
             note=(
-                "CPU: the checkpointing thread's CPU time (about its GIL time; compression runs "
-                "in a worker thread without the GIL). Longest stretch: its longest stretch of "
-                "CPU between two yields, as the boot reports it (CheckpointReport."
-                "longest_hold_seconds). Thread/asyncio max: the longest a ticker woke late during"
-                " the checkpoint (between bytecodes the GIL changes hands after 5 ms; one C "
-                "call holds it to its end). Gen-2: collections of the oldest generation during "
-                "the checkpoint and their pause (collector on, nothing frozen). Saved as: what "
-                "the checkpoint wrote for the section. Longest wait ends at: the innermost "
+                "CPU: the checkpointing thread's CPU time (about its GIL time; compression runs"
+                " in a worker thread without the GIL). Longest stretch: its longest stretch of "
+                "CPU between two yields, as the boot reports it "
+                "(CheckpointReport.longest_hold_seconds). Thread/asyncio max: the longest a "
+                "ticker woke late during the checkpoint (between bytecodes the GIL changes "
+                "hands after 5 ms; one C call holds it to its end). Longest GC: the longest "
+                "collection of any generation during the checkpoint, in any thread, worst "
+                "sample (the collector holds the GIL meanwhile; a young collection walks the "
+                "objects the service made since the last one, whichever thread's allocation "
+                "triggers it). Gen-2: collections of the oldest generation during the "
+                "checkpoint and their pause (collector on, nothing frozen). Saved as: what the "
+                "checkpoint wrote for the section. Longest wait ends at: the innermost "
                 "warmstart frame of the checkpointing thread when the thread ticker woke after "
                 "its longest delay, in the worst sample; '(parked)' when that thread was "
                 "pausing between slices (the ticker waited for something else: another thread, "
@@ -361,6 +367,7 @@ def _row(n: int, kind: str, path: str, case: str, runs: list[Sample]) -> list[An
         1000 * median([p.thread.p99 for p in probes]),
         1000 * median([p.loop.max for p in probes]),
         1000 * median([p.loop.p99 for p in probes]),
+        1000 * max(p.gc.longest for p in probes),
         median([float(p.gc.gen2) for p in probes]),
         1000 * median([p.gc.gen2_pause for p in probes]),
         "/".join(kinds),

@@ -296,3 +296,22 @@ def test_skipped_and_partial_checkpoints_are_reported_with_their_cost(store_path
         assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3
     values = boot.metrics.snapshot()
     assert values["checkpoint_longest_hold_seconds_max"] >= partial.longest_hold_seconds
+
+
+def test_the_pristine_check_lets_go_of_its_references_a_piece_a_step() -> None:
+    """What a restore noted (a million references at scale) is freed in paced steps, not at once."""
+    from types import SimpleNamespace
+
+    from warmstart._pacing import SLICE, Pacer
+    from warmstart.boot._pristine import Pristine
+
+    cache = cachetools.LRUCache(maxsize=50_000)
+    cache.update((i, Row(i)) for i in range(20_000))
+    attached: Any = [SimpleNamespace(obj=SimpleNamespace(cache=cache), sections={"cache": "c"})]
+    pristine = Pristine(generation=1)
+    pristine.note(attached)
+    assert pristine.unchanged(attached)
+    with Pacer(budget=0.0) as pacer:
+        pristine.release()
+    assert pacer.yields >= 2 * (20_000 // SLICE)  # keys and values, a piece a step
+    assert not pristine.unchanged(attached)  # nothing noted any more: new state

@@ -143,6 +143,28 @@ class TestPacing:
         assert not a_set
         assert not a_dict
 
+    def test_an_empty_reserve_is_filled_whole_by_one_collection(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first shortage promotes a whole reserve: longer sequences need no collection."""
+        monkeypatch.setattr(_pacing, "_reserve", [])  # a process that made no pieces yet
+        promotions: list[int] = []
+        collect = gc.collect
+
+        def counted(generation: int = 2) -> int:
+            promotions.append(generation)
+            return collect(generation)
+
+        monkeypatch.setattr(gc, "collect", counted)
+        first = long_lived(10**5)  # 25 pieces expected
+        first.extend(range(8 * _pacing.SLICE))
+        second = long_lived(10**6)
+        second.extend(range(64 * _pacing.SLICE))
+        assert promotions == [1]  # one, for the whole reserve
+        assert len(_pacing._reserve) >= _pacing.RESERVE - 80
+        drop(first)
+        drop(second)
+
     def test_old_pieces_come_back_to_the_reserve_without_a_collection(self) -> None:
         first = long_lived(10**6)
         first.extend(range(3 * _pacing.SLICE))

@@ -252,8 +252,6 @@ OLD_AT = 16384
 #: Empty lists kept in reserve (in the oldest generation): enough pieces for
 #: a few sequences of 4 million entries.
 RESERVE = 4096
-#: Old lists made at once when the reserve is empty (one young collection each time).
-BATCH = 64
 
 _reserve: list[list[Any]] = []
 _reserve_lock = threading.Lock()
@@ -276,7 +274,7 @@ class Pieces(Sequence[Any]):
     walked by every young collection until promoted, each of its references
     touched (a cache miss each), and young lists of a million keys made one
     young collection take 116 ms. Only when the reserve is empty are new
-    lists made, ``BATCH`` at a time, and promoted while empty by one
+    lists made, enough to fill it (``RESERVE``), and promoted while empty by one
     collection of the young generations (``gc.collect(1)``), which walks the
     service's young objects of the moment: from a fraction of a millisecond
     to 10-30 ms right after a burst of writes. The service's young objects
@@ -295,7 +293,7 @@ class Pieces(Sequence[Any]):
     (4, 5, [1, 2], 6)
     """
 
-    __slots__ = ("_expected", "_len", "_old", "_pieces", "_size", "_young")
+    __slots__ = ("_len", "_old", "_pieces", "_size", "_young")
 
     def __init__(self, expected: int = 0, items: Iterable[Any] = ()) -> None:
         #: Entries per piece: SLICE when made (tests shrink it).
@@ -306,7 +304,6 @@ class Pieces(Sequence[Any]):
         #: and how many of the first pieces are young lists.
         self._old = expected >= OLD_AT
         self._young = 0
-        self._expected = expected
         if items:
             self.extend(items)
 
@@ -447,10 +444,12 @@ class Pieces(Sequence[Any]):
             self._young += 1
             return []
         self._old = True
-        # Should the reserve run out: enough for the rest of what is
-        # expected, promoted by one collection rather than one per BATCH.
-        rest = -(-(self._expected - self._len) // size)
-        return _old_lists(1, batch=min(max(BATCH, rest), RESERVE))[0]
+        # Should the reserve run out, it is filled whole: one collection
+        # (10-20 ms after a burst of writes, see the class doc) per process,
+        # not one in each checkpoint that needs more pieces than the last
+        # (the first diff after a base holds the base's prints besides its
+        # own read). 4,096 empty lists are 230 KB.
+        return _old_lists(1)[0]
 
     def release(self) -> None:
         """Empty the pieces a step each and give them to the reserve.
@@ -512,7 +511,7 @@ def long_lived_lists(expected: int) -> tuple[Pieces, Pieces, Pieces]:
     return Pieces(expected), Pieces(expected), Pieces(expected)
 
 
-def _old_lists(count: int, batch: int = BATCH) -> list[list[Any]]:
+def _old_lists(count: int, batch: int = RESERVE) -> list[list[Any]]:
     with _reserve_lock:
         out = [_reserve.pop() for _ in range(min(count, len(_reserve)))]
     if len(out) < count:
