@@ -210,6 +210,23 @@ class TestPacing:
         drop(items)
 
 
+@given(st.lists(st.one_of(st.integers(-50, 50), st.text(max_size=3)), max_size=60), st.booleans())
+def test_sorting_in_steps_sorts_as_sorted(items: list[Any], by_repr: bool) -> None:
+    """Runs sorted a step each, then merged: sorted()'s result, and its TypeError."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_pacing, "SORT_SLICE", 7)  # many runs
+        with Pacer(budget=0.0) as pacer:
+            try:
+                expected = sorted(items, key=repr if by_repr else None)
+            except TypeError:
+                with pytest.raises(TypeError):
+                    _pacing.sorted_in_steps(items)
+                return
+            got = _pacing.sorted_in_steps(iter(items), key=repr if by_repr else None)
+    assert got == expected
+    assert pacer.yields >= len(items) // 7
+
+
 class TestPieces:
     """The sequence long reads build: a list's reads, in pieces that never grow past a slice."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
+import heapq
 import itertools
 import operator
 import sys
@@ -52,6 +53,7 @@ __all__ = (
     "pacing",
     "parts",
     "slices",
+    "sorted_in_steps",
 )
 
 #: Entries handled in one uninterrupted step: a C-level pass over 4,096
@@ -529,6 +531,37 @@ def _give_back(items: list[Any]) -> None:
     with _reserve_lock:
         if len(_reserve) < RESERVE:
             _reserve.append(items)
+
+
+#: Entries sorted in one step: 2,048 keys scattered in a large heap take
+#: about 0.5-1 ms; 12,500 in one sort took 3-8 ms (a delta's deletions).
+SORT_SLICE = 2048
+
+
+def sorted_in_steps(items: Iterable[Any], key: Any = None) -> list[Any]:
+    """``sorted(items, key=key)``, a bounded step at a time.
+
+    Runs of ``SORT_SLICE`` entries are each sorted in one C call, then merged
+    (``heapq.merge``), ``SLICE`` entries a step. Raises what ``sorted`` would
+    (``TypeError`` for keys that do not compare).
+
+    >>> sorted_in_steps({3, 1, 2})
+    [1, 2, 3]
+    """
+    it = iter(items)
+    runs = []
+    while run := list(itertools.islice(it, SORT_SLICE)):
+        run.sort(key=key)
+        runs.append(run)
+        pace()
+    if len(runs) <= 1:
+        return runs[0] if runs else []
+    out: list[Any] = []
+    merged = heapq.merge(*runs, key=key)
+    while chunk := list(itertools.islice(merged, SLICE)):
+        out.extend(chunk)
+        pace()
+    return out
 
 
 def slices(total: int, size: int = SLICE) -> Iterator[tuple[int, int]]:

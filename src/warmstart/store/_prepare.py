@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from warmstart._pacing import drop, gather, long_lived, pace, parts
+from warmstart._pacing import drop, gather, long_lived, pace, parts, sorted_in_steps
 from warmstart._sliced import listed, read_all, read_keys
 from warmstart.codec import Codec
 from warmstart.contract import Contract
@@ -539,6 +539,6 @@ def _deletions(changes: ChangeSet, present: Sequence[Any]) -> list[Any]:
     if len(present) != len(changes.upserts):
         gone = gone | (set(changes.upserts) - set(present))
     try:
-        return sorted(gone)
+        return sorted_in_steps(gone)
     except TypeError:
-        return sorted(gone, key=repr)
+        return sorted_in_steps(gone, key=repr)
