@@ -155,12 +155,24 @@ class TestPacing:
             promotions.append(generation)
             return collect(generation)
 
+        collections: list[int] = []
+
+        def seen(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        collect()  # counts from zero: no automatic collection is due
         monkeypatch.setattr(gc, "collect", counted)
-        first = long_lived(10**5)  # 25 pieces expected
-        first.extend(range(8 * _pacing.SLICE))
-        second = long_lived(10**6)
-        second.extend(range(64 * _pacing.SLICE))
+        gc.callbacks.append(seen)
+        try:
+            first = long_lived(10**5)  # 25 pieces expected
+            first.extend(range(8 * _pacing.SLICE))
+            second = long_lived(10**6)
+            second.extend(range(64 * _pacing.SLICE))
+        finally:
+            gc.callbacks.remove(seen)
         assert promotions == [1]  # one, for the whole reserve
+        assert collections == [1]  # and making 4,096 lists triggered none of their own
         assert len(_pacing._reserve) >= _pacing.RESERVE - 80
         drop(first)
         drop(second)
