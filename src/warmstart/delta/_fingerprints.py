@@ -361,34 +361,19 @@ def _align(
         budget -= 1
         if budget < 0:
             break
-        found = _index(old_keys, keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
-        if found is not None:  # old keys dropped out (deleted, or moved to the end)
-            apart_old.extend(range(j, found))
-            j = found
-            continue
-        found = _index(keys, old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
-        if found is not None:  # new keys came in between
-            apart_new.extend(range(i, found))
-            i = found
-            continue
-        # A long gap (an LRU cache's evictions all come off its front):
-        # search further ahead in the old keys, then in the new.
-        found, scanned = _gallop(old_keys, keys[i], j + 1 + _RESYNC_WINDOW, scan)
+        meet, scanned = _resync(keys, i, old_keys, j, scan)
         scan -= scanned
-        if found is not None:
-            _extend_paced(apart_old, j, found)
-            j = found
+        if meet is None:
+            apart_new.append(i)
+            apart_old.append(j)
+            i += 1
+            j += 1
             continue
-        found, scanned = _gallop(keys, old_keys[j], i + 1 + _RESYNC_WINDOW, scan)
-        scan -= scanned
-        if found is not None:
-            _extend_paced(apart_new, i, found)
-            i = found
-            continue
-        apart_new.append(i)
-        apart_old.append(j)
-        i += 1
-        j += 1
+        # Keys between here and where they meet are apart: new keys that
+        # came in between, or old ones that dropped out (deleted, moved).
+        _extend_paced(apart_new, i, meet[0])
+        _extend_paced(apart_old, j, meet[1])
+        i, j = meet
     _extend_paced(apart_new, i, n)
     _extend_paced(apart_old, j, m)
     return (run_new, run_old, run_len), apart_new, apart_old
@@ -399,6 +384,32 @@ def _extend_paced(positions: Pieces, start: int, stop: int) -> None:
     for first in range(start, stop, SLICE):
         positions.extend(range(first, min(first + SLICE, stop)))
         pace()
+
+
+def _resync(
+    keys: Sequence[Any], i: int, old_keys: Sequence[Any], j: int, allowed: int
+) -> tuple[tuple[int, int] | None, int]:
+    """Where the sequences meet again after ``keys[i] != old_keys[j]``, and positions scanned.
+
+    ``keys[i]`` searched ahead in the old keys (old keys dropped out), then
+    ``old_keys[j]`` ahead in the new (new keys came in between): first
+    within ``_RESYNC_WINDOW``, then in growing windows (a long gap: an LRU
+    cache's evictions all come off its front), at most ``allowed`` positions.
+    """
+    scanned = 0
+    for wide in (False, True):
+        for in_old, items, item, start in (
+            (True, old_keys, keys[i], j + 1),
+            (False, keys, old_keys[j], i + 1),
+        ):
+            if wide:
+                found, count = _gallop(items, item, start + _RESYNC_WINDOW, allowed - scanned)
+                scanned += count
+            else:
+                found = _index(items, item, start, min(start + _RESYNC_WINDOW, len(items)))
+            if found is not None:
+                return ((i, found) if in_old else (found, j)), scanned
+    return None, scanned
 
 
 def _gallop(items: Sequence[Any], item: Any, start: int, allowed: int) -> tuple[int | None, int]:
