@@ -26,6 +26,11 @@ Cases, for a ``cachetools.LRUCache`` and a plain dict of small records
   keys as well (a run of deletions off the front of the read order). The
   first one writes the base (a restore leaves no fingerprints) and checks
   that the state changed since the restore; the next ones are diffs;
+- ``collector only`` (no checkpoint, once per container): the control. After
+  the same 1% change, the probe runs beside one collection of the young
+  generations (``gc.collect(1)``), which is what the service's next
+  automatic young collection costs, whichever thread's allocation
+  triggers it, checkpoint or not;
 - ``tracked delta``: the same change on a tracked container
   (``warmstart.track(cache)``; ``TrackedDict`` for the dict; through a boot
   with ``interval``, the boot tracks it when it is attached);
@@ -86,9 +91,12 @@ CASES = (
     "restored hash delta",
     "tracked delta",
     "tracked base",
+    "collector only",
 )
 #: Cases that only a boot has (a restore before the checkpoints).
 BOOT_ONLY = ("restored hash delta",)
+#: Cases measured once per container, not per path (no checkpoint at all).
+NO_PATH = ("collector only",)
 
 
 def _container(kind: str, n: int, *, tracked: bool) -> Any:
@@ -112,6 +120,10 @@ def _saver(
     tracked = case.startswith("tracked")
     every_base = warmstart.CompactionPolicy(max_deltas=0)
     compaction = every_base if case == "tracked base" else None
+    if case in NO_PATH:
+        container = _container(kind, n, tracked=False)
+        yield container, lambda: gc.collect(1)
+        return
     if path == "Store.save":
         container = _container(kind, n, tracked=tracked)
         lock = threading.RLock()
@@ -180,7 +192,13 @@ def _measure(
     with _saver(path, kind, n, case, root) as (container, save):
         gc.collect()
         next_id = n
-        deltas = case in ("hash delta", "restored hash delta", "tracked delta", "tracked base")
+        deltas = case in (
+            "hash delta",
+            "restored hash delta",
+            "tracked delta",
+            "tracked base",
+            "collector only",
+        )
         restored = case in BOOT_ONLY
         if deltas:
             save()  # the base the deltas build on
@@ -263,6 +281,8 @@ def bench_stall(
                 for case in cases:
                     if case in BOOT_ONLY and path != "boot.checkpoint()":
                         continue
+                    if case in NO_PATH and path != paths[0]:
+                        continue
                     runs: list[Sample] = []
                     # A base is written once per store: take a fresh store per sample.
                     rounds = repeats if case == "delta-mode base" else 1
@@ -271,7 +291,8 @@ def bench_stall(
                         runs += _measure(path, kind, n, case, repeats, root, realtime=realtime)
                         shutil.rmtree(root, ignore_errors=True)
                         gc.collect()
-                    rows.append(_row(n, kind, path, case, runs))
+                    shown = "(none)" if case in NO_PATH else path
+                    rows.append(_row(n, kind, shown, case, runs))
                     raw[f"{n} {kind} {path} {case}"] = [
                         {
                             "wall": r.wall,

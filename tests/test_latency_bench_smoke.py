@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.probe import DelayStats, Probe, percentile, probe  # noqa: E402
-from benchmarks.stall import BOOT_ONLY, CASES, CONTAINERS, PATHS, bench_stall  # noqa: E402
+from benchmarks.stall import BOOT_ONLY, CASES, CONTAINERS, NO_PATH, PATHS, bench_stall  # noqa: E402
 
 
 def _long_c_call() -> float:
@@ -79,8 +79,10 @@ def test_stall_benchmark_runs(tmp_path: Path) -> None:
     report = bench_stall((2000,), 1, tmp_path)
     assert time.perf_counter() - started < 30  # about 2 s; generous for a loaded machine
     (table,) = report.tables
-    # Store.save has no restore: its rows skip the boot-only cases.
-    assert len(table.rows) == len(CONTAINERS) * (len(PATHS) * len(CASES) - len(BOOT_ONLY))
+    # Store.save has no restore: its rows skip the boot-only cases; the
+    # control without a checkpoint is one row per container.
+    per_path = len(PATHS) * len(CASES) - len(BOOT_ONLY) - (len(PATHS) - 1) * len(NO_PATH)
+    assert len(table.rows) == len(CONTAINERS) * per_path
     assert all(len(row) == len(table.columns) for row in table.rows)
     walls = [row[table.columns.index("checkpoint s")] for row in table.rows]
     assert all(w > 0 for w in walls)
