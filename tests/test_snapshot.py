@@ -211,3 +211,22 @@ class TestPausedGc:
             assert gc.get_freeze_count() > 0
         finally:
             gc.unfreeze()
+
+    def test_an_eager_restore_into_an_lru_cache_leaves_nothing_young(self, tmp_path: Path) -> None:
+        """The cache's new recency list is promoted with the entries: no young walk of it later."""
+        import cachetools
+
+        @warmstart.warm(cache=warmstart.state(RECORDS))
+        class Service:
+            def __init__(self) -> None:
+                self.cache: cachetools.LRUCache[str, Record] = cachetools.LRUCache(maxsize=50_000)
+
+        with warmstart.boot(tmp_path, namespace="svc", signals=False):
+            Service().cache.update(make_records(20_000))
+        with warmstart.boot(tmp_path, namespace="svc", signals=False, progressive=False) as boot:
+            service = Service()
+            assert boot.report.status == "warm"
+            order = vars(service.cache)["_LRUCache__order"]
+            assert len(order) == 20_000
+            young = gc.get_objects(generation=0) + gc.get_objects(generation=1)
+            assert not [obj for obj in young if obj is order]

@@ -24,7 +24,7 @@ from warmstart.contract import Contract
 from warmstart.delta import FoldedChain, LoggedDict, TrackedDict, change_log
 from warmstart.manifest import ChunkRef
 from warmstart.metrics import SectionReport
-from warmstart.store import SectionStats, Snapshot, paused_gc
+from warmstart.store import SectionStats, Snapshot, paused_gc, promote_built
 
 __all__ = ()
 
@@ -134,6 +134,9 @@ class SectionRestore:
         entries = section.entries
         if target is not None:
             finish_bulk(self.container)
+            # An LRU or FIFO cache's recency list is new: promoted with the
+            # entries (the boot runs eager restores with the collector paused).
+            promote_built()
             self.report.restored += len(entries)
         else:
             expires = [section.expires[k] for k in entries] if section.expires else []

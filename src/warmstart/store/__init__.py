@@ -14,6 +14,7 @@ from warmstart.store._reader import Reader as Reader
 from warmstart.store._records import check_namespace as check_namespace
 from warmstart.store._snapshot import Section, SectionStats, Snapshot
 from warmstart.store._snapshot import paused_gc as paused_gc
+from warmstart.store._snapshot import promote_built as promote_built
 from warmstart.store._store import GenerationInfo, SaveResult
 from warmstart.store._store import Store as Store  # its public path: warmstart.Store
 from warmstart.store._verify import Problem, VerifyReport

@@ -86,6 +86,21 @@ def paused_gc(*, freeze: bool = False) -> Iterator[None]:
             gc.enable()
 
 
+def promote_built() -> None:
+    """Move every object alive to the oldest generation in O(1) (inside :func:`paused_gc`).
+
+    What a restore built (a million values, an LRU cache's new recency list)
+    would otherwise be walked by the next young collections, each reference
+    a cache miss: an ``OrderedDict`` of a million keys made the next two take
+    44 and 32 ms. The service's own young objects of the moment are promoted
+    too; that is the restore's trade. Skipped when the process froze objects
+    itself: ``unfreeze()`` would thaw them.
+    """
+    if not gc.get_freeze_count():
+        gc.freeze()
+        gc.unfreeze()
+
+
 class Snapshot:
     """One verified generation of a namespace. Obtained from ``Store.load``.
 
@@ -228,13 +243,10 @@ class Snapshot:
             chain.release()
             update(entries, chain.upserts)
             expires.update(chain.expires)
-            if not freeze_gc and not gc.get_freeze_count():
-                # Move what was built to the oldest generation in O(1), before
-                # the collector resumes: otherwise its first young collection
-                # walks every restored object (~15% of a restore). Skipped when
-                # the process froze objects itself: unfreeze() would thaw them.
-                gc.freeze()
-                gc.unfreeze()
+            if not freeze_gc:
+                # Before the collector resumes: otherwise its first young
+                # collection walks every restored object (~15% of a restore).
+                promote_built()
         if expires and len(expires) != len(entries):
             expires = {k: expires[k] for k in entries if k in expires}
         stats.restored = len(entries)
