@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import random
 import threading
 from typing import Any
 
@@ -452,6 +453,27 @@ class TestFingerprints:
         assert list(apart_old) == list(range(5_000))
         assert list(apart_new) == list(range(45_000, 50_000))
 
+    def test_a_hot_key_read_last_is_not_taken_for_where_the_reads_meet(self) -> None:
+        """Reads with the hot keys moved last (an LRU cache read in its table's order).
+
+        A key that was hot and no longer is sits in the new read's body and in
+        the old read's tail: found alone that far ahead, it must not make the
+        whole body in between "apart" (every key then goes to the hash path).
+        """
+        rng = random.Random(7)
+        body = [f"k{i}" for i in range(100_000)]
+        hot_old = rng.sample(body, 1000)
+        kept = set(hot_old[:500])
+        hot_new = hot_old[:500] + rng.sample([k for k in body if k not in kept], 500)
+        old = [k for k in body if k not in set(hot_old)] + hot_old
+        new = [k for k in body if k not in set(hot_new)] + hot_new
+        _, apart_new, apart_old = _fingerprints._align(new, old)
+        assert len(apart_old) < 5_000  # what really moved, not the 100,000 in between
+        assert len(apart_new) < 5_000
+        prints = Fingerprints.of(old, old, ENCODE, by_identity=True)
+        changes = prints.diff(new, new, ENCODE)
+        assert (list(changes.upserts), changes.deletes) == ([], set())
+
     def test_new_keys_everywhere_stay_linear(self) -> None:
         """Keys found nowhere cannot make the long searches scan without bound."""
         old = [f"k{i}" for i in range(20_000)]
@@ -459,8 +481,10 @@ class TestFingerprints:
         scanned = []
         real = _fingerprints._gallop
 
-        def counting(items: Any, item: Any, start: int, allowed: int) -> tuple[int | None, int]:
-            found, count = real(items, item, start, allowed)
+        def counting(
+            items: Any, item: Any, start: int, allowed: int, ahead: Any
+        ) -> tuple[int | None, int]:
+            found, count = real(items, item, start, allowed, ahead)
             scanned.append(count)
             return found, count
 

@@ -238,6 +238,8 @@ _RUN_MAX = 4096
 #: largest, 16,384 key compares in C, takes 0.1-0.4 ms).
 _GALLOP_FIRST = 512
 _GALLOP_MAX = 16384
+#: Keys that must agree from a match found past the resync window.
+_CONFIRM = 16
 
 
 def _kept(items: Sequence[Any]) -> Sequence[Any]:
@@ -395,6 +397,9 @@ def _resync(
     ``old_keys[j]`` ahead in the new (new keys came in between): first
     within ``_RESYNC_WINDOW``, then in growing windows (a long gap: an LRU
     cache's evictions all come off its front), at most ``allowed`` positions.
+    A match that far is taken only where the next ``_CONFIRM`` keys agree
+    too: a key found alone there moved (a hot key read last), and taking it
+    would leave everything in between apart.
     """
     scanned = 0
     for wide in (False, True):
@@ -403,7 +408,10 @@ def _resync(
             (False, keys, old_keys[j], i + 1),
         ):
             if wide:
-                found, count = _gallop(items, item, start + _RESYNC_WINDOW, allowed - scanned)
+                ahead = keys[i : i + _CONFIRM] if in_old else old_keys[j : j + _CONFIRM]
+                found, count = _gallop(
+                    items, item, start + _RESYNC_WINDOW, allowed - scanned, ahead
+                )
                 scanned += count
             else:
                 found = _index(items, item, start, min(start + _RESYNC_WINDOW, len(items)))
@@ -412,23 +420,30 @@ def _resync(
     return None, scanned
 
 
-def _gallop(items: Sequence[Any], item: Any, start: int, allowed: int) -> tuple[int | None, int]:
-    """Where ``item`` is in ``items[start:]``, searched in growing windows.
+def _gallop(
+    items: Sequence[Any], item: Any, start: int, allowed: int, ahead: Sequence[Any]
+) -> tuple[int | None, int]:
+    """Where ``items[start:]`` goes on as ``ahead`` (whose first key is ``item``).
 
-    Returns the position (or None) and how many positions were searched: at
-    most ``allowed``, so that keys that are nowhere (new ones) cannot make
-    the alignment quadratic. Each window is one C search of at most
-    ``_GALLOP_MAX`` positions, paced between.
+    Searched for ``item`` in growing windows; a match counts where the keys
+    after it are ``ahead`` too. Returns the position (or None) and how many
+    positions were searched: at most ``allowed``, so that keys that are
+    nowhere (new ones) cannot make the alignment quadratic. Each window is
+    one C search of at most ``_GALLOP_MAX`` positions, paced between.
     """
     size, scanned = _GALLOP_FIRST, 0
     while start < len(items) and scanned < allowed:
         stop = min(start + size, len(items), start + allowed - scanned)
         found = _index(items, item, start, stop)
-        scanned += stop - start
-        if found is not None:
-            return found, scanned
-        start = stop
-        size = min(size * 8, _GALLOP_MAX)
+        if found is None:
+            scanned += stop - start
+            start = stop
+            size = min(size * 8, _GALLOP_MAX)
+        elif items[found : found + len(ahead)] == ahead:
+            return found, scanned + found + 1 - start
+        else:  # the key alone: search on past it
+            scanned += found + 1 - start
+            start = found + 1
         pace()
     return None, scanned
 
