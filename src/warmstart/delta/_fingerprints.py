@@ -238,8 +238,12 @@ _RUN_MAX = 4096
 #: largest, 16,384 key compares in C, takes 0.1-0.4 ms).
 _GALLOP_FIRST = 512
 _GALLOP_MAX = 16384
-#: Keys that must agree from a match found past the resync window.
-_CONFIRM = 16
+#: Keys read after a match found past the resync window that must mostly
+#: agree (see _goes_on).
+_CONFIRM = 8
+#: Positions one long search may scan: gaps longer than this (more than
+#: 65,536 evictions between two checkpoints) are left to the hash lookups.
+_GALLOP_REACH = 65536
 
 
 def _kept(items: Sequence[Any]) -> Sequence[Any]:
@@ -347,7 +351,7 @@ def _align(
     i = j = 0
     budget = 64 + n // 64
     # Positions the long searches may scan in all (see _gallop).
-    scan = n + m + _GALLOP_MAX
+    scan = 2 * (n + m) + _GALLOP_REACH
     while i < n and j < m:
         run = _run(keys, i, old_keys, j)
         if run:
@@ -393,30 +397,40 @@ def _resync(
 ) -> tuple[tuple[int, int] | None, int]:
     """Where the sequences meet again after ``keys[i] != old_keys[j]``, and positions scanned.
 
-    ``keys[i]`` searched ahead in the old keys (old keys dropped out), then
-    ``old_keys[j]`` ahead in the new (new keys came in between): first
-    within ``_RESYNC_WINDOW``, then in growing windows (a long gap: an LRU
-    cache's evictions all come off its front), at most ``allowed`` positions.
-    A match that far is taken only where the next ``_CONFIRM`` keys agree
-    too: a key found alone there moved (a hot key read last), and taking it
+    Returns ``(i2, j2)``: ``keys[i:i2]`` and ``old_keys[j:j2]`` are apart and
+    ``keys[i2] == old_keys[j2]``. Tried in turn, within ``_RESYNC_WINDOW``:
+    ``keys[i]`` ahead in the old keys (old keys dropped out), ``old_keys[j]``
+    ahead in the new (new keys came in between), ``keys[i + 1]`` ahead in
+    the old (``keys[i]`` took the place of old keys: a key read last in one
+    read and in its place in the other). Then, for a long gap (an LRU
+    cache's evictions all come off its front), each of the first two in
+    growing windows up to ``_GALLOP_REACH`` positions, at most ``allowed``
+    in all. A match that far counts only where the keys after it mostly
+    agree too (``_goes_on``): a key found alone there moved, and taking it
     would leave everything in between apart.
     """
+    n, m = len(keys), len(old_keys)
+    found = _index(old_keys, keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
+    if found is not None:
+        return (i, found), 0
+    found = _index(keys, old_keys[j], i + 1, min(i + 1 + _RESYNC_WINDOW, n))
+    if found is not None:
+        return (found, j), 0
+    if i + 1 < n:
+        found = _index(old_keys, keys[i + 1], j, min(j + 1 + _RESYNC_WINDOW, m))
+        if found is not None:
+            return (i + 1, found), 0
     scanned = 0
-    for wide in (False, True):
-        for in_old, items, item, start in (
-            (True, old_keys, keys[i], j + 1),
-            (False, keys, old_keys[j], i + 1),
-        ):
-            if wide:
-                ahead = keys[i : i + _CONFIRM] if in_old else old_keys[j : j + _CONFIRM]
-                found, count = _gallop(
-                    items, item, start + _RESYNC_WINDOW, allowed - scanned, ahead
-                )
-                scanned += count
-            else:
-                found = _index(items, item, start, min(start + _RESYNC_WINDOW, len(items)))
-            if found is not None:
-                return ((i, found) if in_old else (found, j)), scanned
+    for in_old, items, item, start in (
+        (True, old_keys, keys[i], j + 1 + _RESYNC_WINDOW),
+        (False, keys, old_keys[j], i + 1 + _RESYNC_WINDOW),
+    ):
+        ahead = keys[i : i + _CONFIRM] if in_old else old_keys[j : j + _CONFIRM]
+        reach = min(allowed - scanned, _GALLOP_REACH)
+        found, count = _gallop(items, item, start, reach, ahead)
+        scanned += count
+        if found is not None:
+            return ((i, found) if in_old else (found, j)), scanned
     return None, scanned
 
 
@@ -426,10 +440,11 @@ def _gallop(
     """Where ``items[start:]`` goes on as ``ahead`` (whose first key is ``item``).
 
     Searched for ``item`` in growing windows; a match counts where the keys
-    after it are ``ahead`` too. Returns the position (or None) and how many
-    positions were searched: at most ``allowed``, so that keys that are
-    nowhere (new ones) cannot make the alignment quadratic. Each window is
-    one C search of at most ``_GALLOP_MAX`` positions, paced between.
+    after it mostly are those of ``ahead`` (``_goes_on``). Returns the
+    position (or None) and how many positions were searched: at most
+    ``allowed``, so that keys that are nowhere (new ones) cannot make the
+    alignment quadratic. Each window is one C search of at most
+    ``_GALLOP_MAX`` positions, paced between.
     """
     size, scanned = _GALLOP_FIRST, 0
     while start < len(items) and scanned < allowed:
@@ -439,13 +454,27 @@ def _gallop(
             scanned += stop - start
             start = stop
             size = min(size * 8, _GALLOP_MAX)
-        elif items[found : found + len(ahead)] == ahead:
+        elif _goes_on(items, found, ahead):
             return found, scanned + found + 1 - start
         else:  # the key alone: search on past it
             scanned += found + 1 - start
             start = found + 1
         pace()
     return None, scanned
+
+
+def _goes_on(items: Sequence[Any], found: int, ahead: Sequence[Any]) -> bool:
+    """Whether ``items`` from ``found`` on read as ``ahead`` does, give or take a change.
+
+    At least half of the keys after ``ahead[0]`` must be among the next
+    ``2 * len(ahead)`` keys of ``items``: a key that moved alone (read last
+    in one read) has other keys around it in each, while a real meeting
+    point survives a change or two nearby.
+    """
+    if len(ahead) < 2:
+        return True
+    near = set(items[found + 1 : found + 1 + 2 * len(ahead)])
+    return 2 * sum(map(near.__contains__, ahead[1:])) >= len(ahead) - 1
 
 
 def deeply_immutable(tp: Any) -> bool:
