@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import itertools
 import random
 import threading
 from typing import Any
@@ -465,12 +466,17 @@ class TestFingerprints:
         hot_old = rng.sample(body, 300)
         kept = set(hot_old[:150])
         hot_new = hot_old[:150] + rng.sample([k for k in body if k not in kept], 150)
-        # Evicted since: runs of 40-200 neighbours in the table (longer than the window).
+        # Evicted since: runs of 40-200 neighbours in the table (longer than the
+        # window), most in pairs with three survivors between them.
         evicted = {
-            body[i] for s in rng.sample(range(99_000), 30) for i in range(s, s + 40 + s % 160)
+            body[i]
+            for s in rng.sample(range(99_000), 30)
+            for i in itertools.chain(range(s, s + 40 + s % 160), range(s + 43 + s % 160, s + 250))
+            if i < len(body)
         }
-        old = [k for k in body if k not in set(hot_old)] + hot_old
-        new = [k for k in body if k not in set(hot_new) | evicted] + hot_new
+        out_of_old, out_of_new = set(hot_old), set(hot_new) | evicted
+        old = [k for k in body if k not in out_of_old] + hot_old
+        new = [k for k in body if k not in out_of_new] + hot_new
         _, apart_new, apart_old = _fingerprints._align(new, old)
         assert len(apart_old) < 3 * (len(evicted) + 300)  # what changed, not what lies between
         assert len(apart_new) < 3 * 300

@@ -241,6 +241,10 @@ _GALLOP_MAX = 16384
 #: Keys read after a match found past the resync window that must mostly
 #: agree (see _goes_on).
 _CONFIRM = 8
+#: How far past the resync window a match counts without the keys after it
+#: agreeing: clusters of evictions in a table's order, with a few survivors
+#: between them, are a few hundred keys long.
+_GALLOP_NEAR = 4096
 #: Positions one long search may scan: gaps longer than this (more than
 #: 65,536 evictions between two checkpoints) are left to the hash lookups.
 _GALLOP_REACH = 65536
@@ -439,14 +443,18 @@ def _gallop(
 ) -> tuple[int | None, int]:
     """Where ``items[start:]`` goes on as ``ahead`` (whose first key is ``item``).
 
-    Searched for ``item`` in growing windows; a match counts where the keys
-    after it mostly are those of ``ahead`` (``_goes_on``). Returns the
+    Searched for ``item`` in growing windows; a match within
+    ``_GALLOP_NEAR`` positions counts (keys of a read in one order do not
+    move a little: a hot key moves to the other end), one further only
+    where the keys after it mostly are those of ``ahead`` (``_goes_on``;
+    a run of evictions off the front leaves them all). Returns the
     position (or None) and how many positions were searched: at most
     ``allowed``, so that keys that are nowhere (new ones) cannot make the
     alignment quadratic. Each window is one C search of at most
     ``_GALLOP_MAX`` positions, paced between.
     """
     size, scanned = _GALLOP_FIRST, 0
+    near = start + _GALLOP_NEAR
     while start < len(items) and scanned < allowed:
         stop = min(start + size, len(items), start + allowed - scanned)
         found = _index(items, item, start, stop)
@@ -454,7 +462,7 @@ def _gallop(
             scanned += stop - start
             start = stop
             size = min(size * 8, _GALLOP_MAX)
-        elif _goes_on(items, found, ahead):
+        elif found < near or _goes_on(items, found, ahead):
             return found, scanned + found + 1 - start
         else:  # the key alone: search on past it
             scanned += found + 1 - start
