@@ -238,6 +238,10 @@ _RUN_MAX = 4096
 #: largest, 16,384 key compares in C, takes 0.1-0.4 ms).
 _GALLOP_FIRST = 512
 _GALLOP_MAX = 16384
+#: Positions in a row the near searches miss before a long search: two keys
+#: that changed places cost two misses and no long search, which on a
+#: million keys scans up to 131,072 positions.
+_MISSED_BEFORE_LONG = 3
 #: Keys read after a match found past the resync window that must mostly
 #: agree (see _goes_on).
 _CONFIRM = 8
@@ -356,6 +360,10 @@ def _align(
     budget = 64 + n // 64
     # Positions the long searches may scan in all (see _gallop).
     scan = 2 * (n + m) + _GALLOP_REACH
+    # Positions in a row where the near searches found nothing: one or two
+    # are keys that changed places (both apart, then the runs go on), more
+    # a long gap, searched for further ahead.
+    missed = 0
     while i < n and j < m:
         run = _run(keys, i, old_keys, j)
         if run:
@@ -364,6 +372,7 @@ def _align(
             run_len.append(run)
             i += run
             j += run
+            missed = 0
             if i == n or j == m:
                 break
         # keys[i] != old_keys[j]: find where the sequences meet again.
@@ -371,13 +380,15 @@ def _align(
         budget -= 1
         if budget < 0:
             break
-        meet, scanned = _resync(keys, i, old_keys, j, scan)
+        allowed = scan if missed >= _MISSED_BEFORE_LONG else 0
+        meet, scanned = _resync(keys, i, old_keys, j, allowed)
         scan -= scanned
         if meet is None:
             apart_new.append(i)
             apart_old.append(j)
             i += 1
             j += 1
+            missed += 1
             continue
         # Keys between here and where they meet are apart: new keys that
         # came in between, or old ones that dropped out (deleted, moved).
