@@ -56,6 +56,8 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> int:
     """Every module that slices reads ``SMALL`` entries a step."""
     for module in (_pacing, _sliced, _tracking, _fingerprints):
         monkeypatch.setattr(module, "SLICE", SMALL)
+    # The hot keys a read in table order moves last: one step of their own.
+    monkeypatch.setattr(_sliced, "HOT", SMALL)
     return SMALL
 
 
@@ -912,3 +914,22 @@ def test_a_full_cache_that_inserts_and_evicts_during_the_read_is_not_read_in_one
     assert all(v.key == k for k, v in saved.items())
     survivors = [f"k{i}" for i in range(n) if f"k{i}" in cache]
     assert set(survivors) <= set(saved)  # every key held throughout the read is saved
+
+
+def test_reads_that_are_diffed_keep_the_table_order() -> None:
+    """An untracked LRU cache read for fingerprints comes in its table's order, hot keys last.
+
+    Recency order changes with every read of the cache: a base read in it
+    and the next read in table order (because a get moved a key meanwhile)
+    would part at every key.
+    """
+    cache: cachetools.LRUCache[int, int] = cachetools.LRUCache(maxsize=20_000)
+    cache.update((i, i) for i in range(10_000))
+    for i in range(0, 10_000, 3):  # reads: each moves a key to the recent end
+        cache[i]
+    _, (recency, _, _) = _sliced.read_all(cache, None)
+    _, (table, values, _) = _sliced.read_all(cache, None, stable_order=True)
+    assert list(recency) == list(vars(cache)["_LRUCache__order"])
+    hot = list(recency)[-_sliced.HOT :]
+    assert list(table) == [i for i in range(10_000) if i not in set(hot)] + hot
+    assert list(values) == list(table)

@@ -157,13 +157,20 @@ class _ChangedError(Exception):
     """The container changed under an iterating read: start it over."""
 
 
-def read_all(mapping: Mapping[Any, Any], guard: Guard | None) -> tuple[Taken | None, Entries]:
+def read_all(
+    mapping: Mapping[Any, Any], guard: Guard | None, *, stable_order: bool = False
+) -> tuple[Taken | None, Entries]:
     """Every entry of ``mapping``, in policy order, a slice at a time (see the module doc).
 
     ``guard`` is the lock the service writes the container under (None: none).
     A tracked container's change log is taken at the moment the read stands
     for; the changes come back with the entries, for the caller to give back
-    if the save fails.
+    if the save fails. ``stable_order``: an untracked LRU or FIFO cache (or
+    OrderedDict) is read in its table's order, its most recent keys last,
+    never in recency order, which every read of the cache changes: reads
+    that fingerprints are kept from and diffed against then line up (a
+    base read in recency order, the next read in table order, parted at
+    every key).
     """
     view = _View(mapping)
     log = change_log(mapping)
@@ -181,7 +188,7 @@ def read_all(mapping: Mapping[Any, Any], guard: Guard | None) -> tuple[Taken | N
             raise
         return taken, entries
     if log is None:
-        return None, _enumerate(view, guard)[0]
+        return None, _enumerate(view, guard, recency=not stable_order)[0]
     # A TrackedDict or LoggedDict writes under its log's lock; a tracked
     # cache under the service's lock, if it has one. Only then do the size
     # and the take at the start of the read describe the same moment.
@@ -399,7 +406,7 @@ def _shifted(expires: Sequence[float], shift: float) -> Pieces:
     return out
 
 
-def _enumerate(view: _View, guard: Guard | None) -> tuple[Entries, int]:
+def _enumerate(view: _View, guard: Guard | None, *, recency: bool = True) -> tuple[Entries, int]:
     """An untracked container (or one whose log lost track), iterated a slice at a time.
 
     Each slice is read under ``guard``, or in C calls that pair each key
@@ -408,13 +415,14 @@ def _enumerate(view: _View, guard: Guard | None) -> tuple[Entries, int]:
     OrderedDict) is read in its recency order first; any read of it between
     two slices moves a key, which fails that iteration, and the read goes on
     in its dict's order, which reads do not change, with its ``HOT`` most
-    recent keys moved last, in recency order.
+    recent keys moved last, in recency order. Without ``recency``, straight
+    to the dict's order.
     """
     data = view.data
     assert data is not None
     lock = guard if guard is not None else contextlib.nullcontext()
     if len(data) > SLICE:
-        orders = [True] if view.order is not None else []
+        orders = [True] if view.order is not None and recency else []
         for by_order in orders + [False] * ATTEMPTS:
             try:
                 return _iterate(view, guard, by_order=by_order)

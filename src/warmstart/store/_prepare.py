@@ -229,7 +229,8 @@ def _prepare_full(
     """A section as a fresh base; ``keep``: keep its entries, to fingerprint them."""
     # Read a slice at a time, each under the service's lock (never while
     # encoding); a tracked mapping's change log is taken at the moment read.
-    taken, (keys, values, expires) = read_all(mapping, lock)
+    # Kept to be fingerprinted: in the order the next diff reads in.
+    taken, (keys, values, expires) = read_all(mapping, lock, stable_order=keep)
     changes = None
     if taken is not None:
         changes = ChangeSet(upserts=taken[0], deletes=taken[1], full=taken[2])
@@ -355,7 +356,7 @@ def _diff_untracked(
     lock: Guard | None,
 ) -> tuple[ChangeSet, Entries]:
     """An untracked mapping's changes against its prints, and the upserted entries."""
-    _, (all_keys, all_values, all_expires) = read_all(mapping, lock)
+    _, (all_keys, all_values, all_expires) = read_all(mapping, lock, stable_order=True)
     changes = prints.diff(all_keys, all_values, contract.encode_value)
     # The upserts' values come from the read the diff compared: one read.
     at = prints.positions(changes)
