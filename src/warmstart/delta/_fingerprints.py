@@ -242,6 +242,9 @@ _GALLOP_MAX = 16384
 #: that changed places cost two misses and no long search, which on a
 #: million keys scans up to 131,072 positions.
 _MISSED_BEFORE_LONG = 3
+#: How far ahead in the new read the keys searched for when both reads
+#: changed at the same place (neither next key is found) are.
+_PROBES = (64, 512, 4096)
 #: Keys read after a match found past the resync window that must mostly
 #: agree (see _goes_on).
 _CONFIRM = 8
@@ -419,10 +422,12 @@ def _resync(
     the old (``keys[i]`` took the place of old keys: a key read last in one
     read and in its place in the other). Then, for a long gap (an LRU
     cache's evictions all come off its front), each of the first two in
-    growing windows up to ``_GALLOP_REACH`` positions, at most ``allowed``
-    in all. A match that far counts only where the keys after it mostly
-    agree too (``_goes_on``): a key found alone there moved, and taking it
-    would leave everything in between apart.
+    growing windows up to ``_GALLOP_NEAR`` positions ahead, and keys
+    ``_PROBES`` further on in the new read (both reads changed here); then
+    the first two up to ``_GALLOP_REACH``; at most ``allowed`` positions in
+    all. A match past ``_GALLOP_NEAR`` counts only where the keys after it
+    mostly agree too (``_goes_on``): a key found alone there moved, and
+    taking it would leave everything in between apart.
     """
     n, m = len(keys), len(old_keys)
     found = _index(old_keys, keys[i], j + 1, min(j + 1 + _RESYNC_WINDOW, m))
@@ -435,17 +440,27 @@ def _resync(
         found = _index(old_keys, keys[i + 1], j, min(j + 1 + _RESYNC_WINDOW, m))
         if found is not None:
             return (i + 1, found), 0
+    # Near first (up to _GALLOP_NEAR positions ahead), then far: a block
+    # that is in both reads, read last in one of them, must not win over
+    # the rest of the table just past the place where both reads changed.
     scanned = 0
-    for in_old, items, item, start in (
-        (True, old_keys, keys[i], j + 1 + _RESYNC_WINDOW),
-        (False, keys, old_keys[j], i + 1 + _RESYNC_WINDOW),
-    ):
-        ahead = keys[i : i + _CONFIRM] if in_old else old_keys[j : j + _CONFIRM]
-        reach = min(allowed - scanned, _GALLOP_REACH)
-        found, count = _gallop(items, item, start, reach, ahead)
-        scanned += count
-        if found is not None:
-            return ((i, found) if in_old else (found, j)), scanned
+    for reach in (_GALLOP_NEAR, _GALLOP_REACH):
+        tries = [
+            (True, i, old_keys, j + 1 + _RESYNC_WINDOW),
+            (False, j, keys, i + 1 + _RESYNC_WINDOW),
+        ]
+        if reach == _GALLOP_NEAR:
+            # Both reads changed here (keys no longer hot in the new read
+            # where the old has evicted ones): keys further on in the new.
+            tries += [(True, i + step, old_keys, j) for step in _PROBES if i + step < n]
+        for in_old, at, items, start in tries:
+            if scanned >= allowed:
+                return None, scanned
+            ahead = keys[at : at + _CONFIRM] if in_old else old_keys[at : at + _CONFIRM]
+            found, count = _gallop(items, ahead[0], start, min(allowed - scanned, reach), ahead)
+            scanned += count
+            if found is not None:
+                return ((at, found) if in_old else (found, at)), scanned
     return None, scanned
 
 
