@@ -174,7 +174,11 @@ class TestPacing:
         finally:
             gc.callbacks.remove(seen)
         assert promotions == [1]  # one, for the whole reserve
-        assert collections == [1]  # and making 4,096 lists triggered none of their own
+        # Making 4,096 lists triggered no young collections of their own
+        # (with the collector on, about six). One may come from the suite's
+        # other threads, which allocate meanwhile.
+        assert collections.count(1) == 1
+        assert collections.count(0) <= 1
         assert len(_pacing._reserve) >= _pacing.RESERVE - 80
         drop(first)
         drop(second)
