@@ -33,13 +33,23 @@ class Service:
     """One service process, spoken to over stdin and stdout (JSON lines)."""
 
     def __init__(self, script: str, *args: object) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVICES / script), *map(str, args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # As if started from a shell with job control: a suite run in the
+        # background of a plain shell has SIGINT ignored, and the service
+        # would inherit that (the boot rightly keeps an ignored SIGINT).
+        ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(SERVICES / script), *map(str, args)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
         self._pumps = [
