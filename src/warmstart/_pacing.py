@@ -451,7 +451,7 @@ class Pieces(Sequence[Any]):
         # not one in each checkpoint that needs more pieces than the last
         # (the first diff after a base holds the base's prints besides its
         # own read). 4,096 empty lists are 230 KB.
-        return _old_lists(1)[0]
+        return _old_list()
 
     def release(self) -> None:
         """Empty the pieces a step each and give them to the reserve.
@@ -513,26 +513,26 @@ def long_lived_lists(expected: int) -> tuple[Pieces, Pieces, Pieces]:
     return Pieces(expected), Pieces(expected), Pieces(expected)
 
 
-def _old_lists(count: int, batch: int = RESERVE) -> list[list[Any]]:
+def _old_list() -> list[Any]:
+    """An empty list in the oldest generation, from the reserve (filled whole when empty)."""
     with _reserve_lock:
-        out = [_reserve.pop() for _ in range(min(count, len(_reserve)))]
-    if len(out) < count:
-        enabled = gc.isenabled()
-        # Made with the collector off: 4,096 allocations would trigger about
-        # six young collections of their own, each walking the service's
-        # young objects, before the one below that promotes them.
-        gc.disable()
-        try:
-            made: list[list[Any]] = [[] for _ in range(max(batch, count - len(out)))]
-        finally:
-            if enabled:
-                gc.enable()
+        if _reserve:
+            return _reserve.pop()
+    enabled = gc.isenabled()
+    # Made with the collector off: 4,096 allocations would trigger about
+    # six young collections of their own, each walking the service's
+    # young objects, before the one below that promotes them.
+    gc.disable()
+    try:
+        made: list[list[Any]] = [[] for _ in range(RESERVE)]
+    finally:
         if enabled:
-            gc.collect(1)  # promotes them, empty (see Pieces)
-        while len(out) < count:
-            out.append(made.pop())
-        for items in made:
-            _give_back(items)
+            gc.enable()
+    if enabled:
+        gc.collect(1)  # promotes them, empty (see Pieces)
+    out = made.pop()
+    for items in made:
+        _give_back(items)
     return out
 
 
