@@ -31,6 +31,14 @@ Cases, for a ``cachetools.LRUCache`` and a plain dict of small records
   generations (``gc.collect(1)``), which is what the service's next
   automatic young collection costs, whichever thread's allocation
   triggers it, checkpoint or not;
+- ``idle`` and ``paced spin`` (no checkpoint and no container, once per
+  size): the floor of this host. ``idle`` runs the probe beside nothing;
+  ``paced spin`` beside a thread that does nothing but short C steps
+  (about 0.05 ms each) under warmstart's own pacer, with its defaults,
+  the best any paced checkpoint can do. Each lasts ``CONTROL_SECONDS``,
+  about a full save of a million entries. Whatever delays the probe sees
+  beside them (the kernel or the hypervisor descheduling a thread, timer
+  wake-ups) a checkpoint's figures include too;
 - ``tracked delta``: the same change on a tracked container
   (``warmstart.track(cache)``; ``TrackedDict`` for the dict; through a boot
   with ``interval``, the boot tracks it when it is attached);
@@ -75,7 +83,7 @@ import warmstart
 from benchmarks._common import Report, Table, finish, machine, median, versions
 from benchmarks.generate_data import RECORDS, change_some, key, make_records, record
 from benchmarks.probe import Probe, ProbeResult
-from warmstart._pacing import Pacer
+from warmstart._pacing import Pacer, pace, pacing
 
 SIZES = (50_000, 1_000_000)
 QUICK_SIZES = (50_000,)
@@ -92,11 +100,33 @@ CASES = (
     "tracked delta",
     "tracked base",
     "collector only",
+    "idle",
+    "paced spin",
 )
 #: Cases that only a boot has (a restore before the checkpoints).
 BOOT_ONLY = ("restored hash delta",)
 #: Cases measured once per container, not per path (no checkpoint at all).
-NO_PATH = ("collector only",)
+NO_PATH = ("collector only", "idle", "paced spin")
+#: Cases measured once per size: no container either.
+NO_CONTAINER = ("idle", "paced spin")
+#: How long each of those runs: about a full save of a million entries.
+CONTROL_SECONDS = 1.5
+
+
+def _paced_spin(seconds: float) -> int:
+    """Short C steps under the pacer for ``seconds``: a perfectly sliced checkpoint."""
+    steps = list(range(4096))
+    with pacing():
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            sorted(steps)  # one C call of about 0.05 ms
+            pace()
+    return 0
+
+
+def _idle(seconds: float) -> int:
+    time.sleep(seconds)
+    return 0
 
 
 def _container(kind: str, n: int, *, tracked: bool) -> Any:
@@ -114,9 +144,13 @@ def _container(kind: str, n: int, *, tracked: bool) -> Any:
 
 @contextmanager
 def _saver(
-    path: str, kind: str, n: int, case: str, root: Path
+    path: str, kind: str, n: int, case: str, root: Path, control_seconds: float
 ) -> Iterator[tuple[Any, Callable[[], Any]]]:
     """(container, one checkpoint) for ``case`` through ``path``."""
+    if case in NO_CONTAINER:
+        work = _idle if case == "idle" else _paced_spin
+        yield None, lambda: work(control_seconds)
+        return
     tracked = case.startswith("tracked")
     every_base = warmstart.CompactionPolicy(max_deltas=0)
     compaction = every_base if case == "tracked base" else None
@@ -185,11 +219,19 @@ class Sample(NamedTuple):
 
 
 def _measure(
-    path: str, kind: str, n: int, case: str, repeats: int, root: Path, *, realtime: bool
+    path: str,
+    kind: str,
+    n: int,
+    case: str,
+    repeats: int,
+    root: Path,
+    *,
+    realtime: bool,
+    control_seconds: float = CONTROL_SECONDS,
 ) -> list[Sample]:
     """``repeats`` probed checkpoints of one case."""
     out = []
-    with _saver(path, kind, n, case, root) as (container, save):
+    with _saver(path, kind, n, case, root, control_seconds) as (container, save):
         gc.collect()
         next_id = n
         deltas = case in (
@@ -271,6 +313,7 @@ def bench_stall(
     paths: tuple[str, ...] = PATHS,
     cases: tuple[str, ...] = CASES,
     realtime: bool = False,
+    control_seconds: float = CONTROL_SECONDS,
 ) -> Report:
     report = Report("Checkpoint stalls")
     rows = []
@@ -283,16 +326,28 @@ def bench_stall(
                         continue
                     if case in NO_PATH and path != paths[0]:
                         continue
+                    if case in NO_CONTAINER and kind != containers[0]:
+                        continue
                     runs: list[Sample] = []
                     # A base is written once per store: take a fresh store per sample.
                     rounds = repeats if case == "delta-mode base" else 1
                     for i in range(rounds):
                         root = workdir / f"{n}-{kind}-{path[:5]}-{case.replace(' ', '-')}-{i}"
-                        runs += _measure(path, kind, n, case, repeats, root, realtime=realtime)
+                        runs += _measure(
+                            path,
+                            kind,
+                            n,
+                            case,
+                            repeats,
+                            root,
+                            realtime=realtime,
+                            control_seconds=control_seconds,
+                        )
                         shutil.rmtree(root, ignore_errors=True)
                         gc.collect()
                     shown = "(none)" if case in NO_PATH else path
-                    rows.append(_row(n, kind, shown, case, runs))
+                    owner = "-" if case in NO_CONTAINER else kind
+                    rows.append(_row(n, owner, shown, case, runs))
                     raw[f"{n} {kind} {path} {case}"] = [
                         {
                             "wall": r.wall,

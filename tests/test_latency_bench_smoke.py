@@ -21,22 +21,41 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.probe import DelayStats, Probe, percentile, probe  # noqa: E402
-from benchmarks.stall import BOOT_ONLY, CASES, CONTAINERS, NO_PATH, PATHS, bench_stall  # noqa: E402
+from benchmarks.stall import (  # noqa: E402
+    BOOT_ONLY,
+    CASES,
+    CONTAINERS,
+    NO_CONTAINER,
+    NO_PATH,
+    PATHS,
+    bench_stall,
+)
 
 
-def _long_c_call() -> float:
-    """Seconds of one C call that never lets go of the GIL (build, sort, free 3M ints)."""
+def _long_c_call(kept: list[list[int]]) -> float:
+    """Seconds of one C call that never lets go of the GIL (build and sort 3M ints).
+
+    The list goes to ``kept``, for the caller to free after the probe:
+    freeing it is a second hold, and the GIL may change hands between the
+    two, which would split the stall the tickers see in two.
+    """
     started = time.perf_counter()
-    sorted(range(3_000_000))
-    return time.perf_counter() - started
+    kept.append(sorted(range(3_000_000)))
+    took = time.perf_counter() - started
+    # Stay in this frame while the tickers catch up: the one that gets the
+    # GIL second takes the stacks, and the worker must still be here.
+    time.sleep(0.05)
+    return took
 
 
 def test_probe_sees_a_long_c_call_in_another_thread() -> None:
     took: list[float] = []
-    worker = threading.Thread(target=lambda: took.append(_long_c_call()), name="worker")
+    kept: list[list[int]] = []
+    worker = threading.Thread(target=lambda: took.append(_long_c_call(kept)), name="worker")
     with Probe() as running:
         worker.start()
         worker.join()
+    kept.clear()
     result = running.result
     assert result is not None
     held = took[0]
@@ -76,13 +95,19 @@ def test_delay_stats() -> None:
 @pytest.mark.usefixtures("frozen_heap")
 def test_stall_benchmark_runs(tmp_path: Path) -> None:
     started = time.perf_counter()
-    report = bench_stall((2000,), 1, tmp_path)
+    report = bench_stall((2000,), 1, tmp_path, control_seconds=0.1)
     assert time.perf_counter() - started < 30  # about 2 s; generous for a loaded machine
     (table,) = report.tables
     # Store.save has no restore: its rows skip the boot-only cases; the
-    # control without a checkpoint is one row per container.
+    # control without a checkpoint is one row per container, and the
+    # host's floor (idle, paced spin) one row per size.
     per_path = len(PATHS) * len(CASES) - len(BOOT_ONLY) - (len(PATHS) - 1) * len(NO_PATH)
-    assert len(table.rows) == len(CONTAINERS) * per_path
+    floor = (len(CONTAINERS) - 1) * len(NO_CONTAINER)
+    assert len(table.rows) == len(CONTAINERS) * per_path - floor
+    spin = next(row for row in table.rows if row[3] == "paced spin")
+    # The spin ran under the pacer: short stretches, and CPU for most of its time.
+    assert spin[table.columns.index("longest stretch ms")] < 50
+    assert spin[table.columns.index("CPU ms")] > 30
     assert all(len(row) == len(table.columns) for row in table.rows)
     walls = [row[table.columns.index("checkpoint s")] for row in table.rows]
     assert all(w > 0 for w in walls)

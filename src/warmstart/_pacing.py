@@ -14,8 +14,10 @@ thread wakes up, unless that thread already waited a whole switch interval.
 A :class:`Pacer` also measures what the checkpoint cost the rest of the
 process: the CPU time of the checkpointing thread (time it held the GIL, plus
 the little it spent in C code that releases it) and the longest stretch of
-CPU between two yields, an upper bound of the longest time it kept the GIL
-from other threads.
+CPU between two yields, about the longest time it kept the GIL from other
+threads. Not counted: time the thread was descheduled while it held the
+GIL (another process, or the hypervisor taking the virtual CPU), which
+other threads also wait through and which no pause can prevent.
 
 >>> with Pacer(budget=0.0) as pacer:   # yield at every pace()
 ...     for _ in range(3):

@@ -161,8 +161,11 @@ class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     ``cpu_seconds`` is the CPU time of the checkpointing thread, about the time
     it held the GIL (compression runs in another thread, without it).
     ``longest_hold_seconds`` is the longest stretch of that CPU between two
-    points where it let the service's threads run: an upper bound of the
-    longest time a request thread or an event loop waited for it.
+    points where it let the service's threads run: about the longest time a
+    request thread or an event loop waited for it, as long as the thread
+    kept its CPU. Time the kernel or a hypervisor took the CPU away while the
+    thread held the GIL is not CPU time: other threads waited through it,
+    and it is not counted here (docs/benchmarks.md, "The host's floor").
     """
 
     namespace: str
