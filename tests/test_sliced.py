@@ -19,6 +19,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,44 @@ class TestPacing:
             pace()
             pace(before_long_step=True)
         assert (pacer.steps, pacer.yields) == (2, 1)
+
+    def test_cpu_inside_a_released_call_counts_but_is_no_stretch(self) -> None:
+        """A call that lets go of the GIL (an LMDB commit) keeps nobody waiting."""
+
+        def burn(seconds: float) -> None:
+            until = time.thread_time() + seconds
+            while time.thread_time() < until:
+                pass
+
+        with Pacer(budget=60.0) as pacer:  # no yield by budget: one stretch around the call
+            burn(0.002)
+            with _pacing.released():
+                burn(0.03)
+            burn(0.002)
+        assert pacer.cpu >= 0.034
+        assert pacer.longest < 0.02  # without released(): one stretch of 34 ms or more
+        assert pacer.yields == 0  # no pause: the call itself let the others run
+        with _pacing.released():  # outside a pacer: nothing to do
+            burn(0.001)
+
+    def test_a_commit_is_no_stretch_of_the_save(self, tmp_path: Path) -> None:
+        """Everything a save does inside its write transactions is a stretch, but the commits."""
+        commits: list[bool] = []
+
+        class Watched(Pacer):
+            """Notes, at each end of a stretch, whether an LMDB commit comes next."""
+
+            def end_stretch(self) -> None:
+                # released(), contextlib's __enter__, then the caller.
+                callers = {frame.name for frame in traceback.extract_stack(limit=5)}
+                commits.append("_commit" in callers)
+                super().end_stretch()
+
+        rows = {f"k{i}": Row(f"k{i}", i) for i in range(20_000)}
+        with warmstart.Store(tmp_path / "s") as store, Watched():
+            store.save("ns", {"rows": (ROWS, rows)})
+        # The generation's commit (its chunks fit in it: none written ahead).
+        assert commits.count(True) == 1
 
     def test_nested_pacing_reuses_the_outer_pacer(self) -> None:
         with Pacer(budget=0.0) as outer, _pacing.pacing() as inner:

@@ -54,6 +54,7 @@ __all__ = (
     "pace",
     "pacing",
     "parts",
+    "released",
     "slices",
     "sorted_in_steps",
 )
@@ -144,23 +145,29 @@ class Pacer:
         """Between two slices: yield if this thread has worked ``budget`` seconds.
 
         ``before_long_step``: yield now, whatever the budget says, so that a
-        step known to be long (a generation's commit: 2-3 ms at a million
-        entries) starts a stretch of its own instead of ending one.
+        step known to be long (a generation's commit transaction) starts a
+        stretch of its own instead of ending one.
         """
         self.steps += 1
         now = time.perf_counter()
         if now - self._mark < self.budget and not before_long_step:
             return
-        self._stretch(time.thread_time() - self._cpu_mark)
+        self.end_stretch()
         self.yields += 1
         # Nobody else to run (a script saving in its main thread, with at most
         # the save's own compression worker): no pause, no wall time lost.
         if threading.active_count() > 1 + _helpers[0]:
             time.sleep(self.pause)
-            after = time.perf_counter()
-            self.paused += after - now
-            now = after
-        self._mark = now
+            self.paused += time.perf_counter() - now
+        self.start_stretch()
+
+    def end_stretch(self) -> None:
+        """Close the current stretch here; :meth:`start_stretch` opens the next."""
+        self._stretch(time.thread_time() - self._cpu_mark)
+
+    def start_stretch(self) -> None:
+        """Open a stretch here (after a call that did not hold the GIL)."""
+        self._mark = time.perf_counter()
         self._cpu_mark = time.thread_time()
         if self.trace:
             self._began = traceback.format_stack(limit=8)[:-2]
@@ -200,6 +207,27 @@ def pace(*, before_long_step: bool = False) -> None:
     pacer = _current.get()
     if pacer is not None:
         pacer.pace(before_long_step=before_long_step)
+
+
+@contextlib.contextmanager
+def released() -> Iterator[None]:
+    """Around a C call that lets go of the GIL (an LMDB commit): its CPU is no hold.
+
+    The current checkpoint's stretch ends before the call and a new one
+    starts after it; the call's CPU still counts in the checkpoint's total.
+    A commit of a million-entry save is 2-15 ms of CPU (writing pages,
+    the kernel's writeback at fsync) while other threads run; counted as a
+    stretch, it was reported as the checkpoint's longest hold.
+    """
+    pacer = _current.get()
+    if pacer is None:
+        yield
+        return
+    pacer.end_stretch()
+    try:
+        yield
+    finally:
+        pacer.start_stretch()
 
 
 def current() -> Pacer | None:

@@ -1,12 +1,13 @@
 """Writing a large save's chunks ahead of its commit, a few megabytes per transaction.
 
-Private to the store wing; used by ``Store.save``. py-lmdb 3.0 holds the GIL
-while a transaction commits, about 1 ms per megabyte written on the
-benchmark machine: a full save of a million records (24 MB of chunks) in one
-transaction stalled every other thread for 15-40 ms. So the chunks of a save
-larger than ``BATCH`` go in first, ``BATCH`` bytes per transaction, pacing
-between them, and the save's own transaction then finds them present
-(``put_chunk`` never overwrites) and writes only the manifest and head.
+Private to the store wing; used by ``Store.save``. A full save of a million
+records is 24 MB of chunks; in one transaction it would hold the store's
+writer lock, which other processes' saves wait for, through 100 ms or more
+of writes and an fsync. So the chunks of a save larger than ``BATCH`` go in
+first, ``BATCH`` bytes per transaction, pacing between them, and the save's
+own transaction then finds them present (``put_chunk`` never overwrites)
+and writes only the manifest and head. (The binding lets go of the GIL in
+its puts and commits: the service's threads run meanwhile either way.)
 
 Safe because chunks are content-addressed and only a manifest makes them
 reachable: until the commit they are orphans, as after a crash. If another
@@ -34,8 +35,8 @@ __all__ = ()
 log = logging.getLogger("warmstart.store")
 
 #: Bytes of chunks per transaction written ahead. Timed at each commit of a
-#: million-record save (issue 15): 2 MB took 1.7-4.5 ms (median) and up to
-#: 9.7 ms; 1 MB 0.7-0.8 ms and at most 1.5 ms, for about the same total.
+#: million-record save (issue 15): 2 MB took 1.7-4.5 ms of CPU (median) and
+#: up to 9.7 ms; 1 MB 0.7-0.8 ms and at most 1.5 ms, for about the same total.
 BATCH = 1 << 20
 
 
