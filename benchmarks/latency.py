@@ -378,6 +378,7 @@ def run_config(
         checkpoint_seconds=[c[1] for c in in_window],
         checkpoint_cpu=[c[3] for c in in_window],
         checkpoint_longest=[c[4] for c in in_window],
+        checkpoint_collection=[c[5] for c in in_window],
         checkpoint_kinds=[c[2] for c in in_window],
         gen2=len(gen2),
         gen2_pause=sum(gen2),
@@ -440,7 +441,8 @@ def bench_latency(
                     f"{got['checkpoints']} checkpoints "
                     f"{[round(s, 3) for s in got['checkpoint_seconds']]} s, CPU "
                     f"{[round(_ms(s), 1) for s in got['checkpoint_cpu']]} ms, longest hold "
-                    f"{[round(_ms(s), 2) for s in got['checkpoint_longest']]} ms; "
+                    f"{[round(_ms(s), 2) for s in got['checkpoint_longest']]} ms (collection "
+                    f"{[round(_ms(s), 2) for s in got['checkpoint_collection']]} ms); "
                     f"gen-2 GCs {got['gen2']} ({_ms(got['gen2_pause']):.0f} ms); "
                     f"tracked {got['tracked']}; "
                     f"hits {got['hit_ratio']:.1%}; send lag p99 {_ms(got['send_lag_p99']):.1f} ms; "
@@ -454,6 +456,7 @@ def bench_latency(
             ckpt = [s for run in runs for s in run["checkpoint_seconds"]]
             cpu = [s for run in runs for s in run["checkpoint_cpu"]]
             longest = [s for run in runs for s in run["checkpoint_longest"]]
+            collection = [s for run in runs for s in run["checkpoint_collection"]]
             rows.append(
                 [
                     n,
@@ -468,6 +471,7 @@ def bench_latency(
                     _ms(median(ckpt)) if ckpt else "-",
                     _ms(median(cpu)) if cpu else "-",
                     _ms(max(longest)) if longest else "-",
+                    _ms(max(collection)) if collection else "-",
                     median([float(x["gen2"]) for x in runs]),
                     _ms(median([x["gen2_pause"] for x in runs])),
                     f"{median([x['hit_ratio'] for x in runs]):.1%}",
@@ -492,6 +496,7 @@ def bench_latency(
                 "checkpoint ms (median)",
                 "checkpoint CPU ms (median)",
                 "longest hold ms (max)",
+                "longest collection ms (max)",
                 "gen-2 GCs in window",
                 "gen-2 pause ms",
                 "hit ratio",
@@ -505,7 +510,10 @@ def bench_latency(
                 "over the seconds. Checkpoint ms: seconds the boot logged per periodic "
                 "checkpoint that ended in the window; CPU: its thread's CPU time (about its GIL "
                 "time); longest hold: the longest stretch of that CPU between two yields, the "
-                "worst of the window (CheckpointReport.longest_hold_seconds). Gen-2: full "
+                "worst of the window (CheckpointReport.longest_hold_seconds); longest "
+                "collection: the longest garbage collection the checkpoint's thread ran, "
+                "part of a hold (a young collection walks the service's new objects, "
+                "whichever thread's allocation triggers it). Gen-2: full "
                 "collections in the service during the window, and their pause. Client send "
                 "lag: how late the load generator sent (its own delay, included in the "
                 "latencies)."

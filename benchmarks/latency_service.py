@@ -115,11 +115,12 @@ class Source:
 
 
 class CheckpointLog(logging.Handler):
-    """Each checkpoint the boot logs: (monotonic end time, seconds, why, CPU s, longest hold s)."""
+    """Each checkpoint the boot logs: (monotonic end time, seconds, why, CPU s, longest hold s,
+    longest collection s)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.checkpoints: list[tuple[float, float, str, float, float]] = []
+        self.checkpoints: list[tuple[float, float, str, float, float, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         seconds = getattr(record, "seconds", None)
@@ -127,7 +128,10 @@ class CheckpointLog(logging.Handler):
             why = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
             cpu = float(getattr(record, "cpu_seconds", 0.0))
             longest = float(getattr(record, "longest_hold_seconds", 0.0))
-            self.checkpoints.append((time.monotonic(), float(seconds), why, cpu, longest))
+            collection = float(getattr(record, "longest_collection_seconds", 0.0))
+            self.checkpoints.append(
+                (time.monotonic(), float(seconds), why, cpu, longest, collection)
+            )
 
 
 def build_app(settings: dict[str, Any]) -> Starlette:

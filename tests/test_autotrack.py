@@ -206,8 +206,14 @@ def test_each_checkpoint_reports_its_cpu_and_longest_hold(store_path: Path) -> N
         assert report.error is None
         assert report.cpu_seconds > 0
         assert 0 < report.longest_hold_seconds <= report.cpu_seconds + 1e-3
+        # A collection in the checkpoint's thread is part of one of its stretches.
+        assert 0 <= report.longest_collection_seconds <= report.longest_hold_seconds
     values = boot.metrics.snapshot()
     assert values["last_checkpoint_longest_hold_seconds"] == reports[-1].longest_hold_seconds
+    assert (
+        values["last_checkpoint_longest_collection_seconds"]
+        == reports[-1].longest_collection_seconds
+    )
     assert values["checkpoint_longest_hold_seconds_max"] == max(
         r.longest_hold_seconds for r in reports
     )
@@ -219,6 +225,7 @@ def test_each_checkpoint_reports_its_cpu_and_longest_hold(store_path: Path) -> N
     text = prometheus_client.generate_latest(registry).decode()
     assert "warmstart_last_checkpoint_longest_hold_seconds" in text
     assert "warmstart_checkpoint_longest_hold_seconds_max" in text
+    assert "warmstart_last_checkpoint_longest_collection_seconds" in text
 
 
 def test_a_checkpointer_reports_its_last_checkpoint(store_path: Path) -> None:

@@ -150,6 +150,21 @@ class TestPacing:
         # The generation's commit (its chunks fit in it: none written ahead).
         assert commits.count(True) == 1
 
+    def test_a_pacer_times_the_collections_of_its_own_thread_only(self) -> None:
+        """A service's young collection that lands in a checkpoint's stretch is named."""
+        junk = [[] for _ in range(300_000)]  # young objects for a collection to walk
+        with Pacer(budget=60.0) as pacer:
+            other = threading.Thread(target=gc.collect, args=(1,))
+            other.start()
+            other.join()
+            assert pacer.longest_collection == 0  # another thread's collection
+            gc.collect(1)
+        assert pacer.longest_collection > 0
+        assert pacer.longest_collection <= pacer.longest
+        assert pacer.costs()["longest_collection_seconds"] == pacer.longest_collection
+        assert pacer._collecting not in gc.callbacks  # removed at exit
+        del junk
+
     def test_nested_pacing_reuses_the_outer_pacer(self) -> None:
         with Pacer(budget=0.0) as outer, _pacing.pacing() as inner:
             pace()

@@ -39,10 +39,11 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = (
     "SLICE",
+    "Costs",
     "Pacer",
     "Pieces",
     "current",
@@ -69,6 +70,14 @@ _current: contextvars.ContextVar[Pacer | None] = contextvars.ContextVar(
 )
 
 
+class Costs(TypedDict):
+    """What a paced piece of work cost the other threads (``CheckpointReport`` fields)."""
+
+    cpu_seconds: float
+    longest_hold_seconds: float
+    longest_collection_seconds: float
+
+
 class Pacer:
     """Yields the GIL every ``budget`` seconds of work and measures the holds between yields.
 
@@ -87,12 +96,15 @@ class Pacer:
         "_began",
         "_cpu_mark",
         "_cpu_started",
+        "_gc_mark",
         "_mark",
         "_started",
+        "_thread",
         "_token",
         "budget",
         "cpu",
         "longest",
+        "longest_collection",
         "pause",
         "paused",
         "steps",
@@ -117,6 +129,12 @@ class Pacer:
         self.yields = 0
         #: The longest stretch of CPU between two yields, in seconds.
         self.longest = 0.0
+        #: The longest collection this thread ran meanwhile (CPU seconds; part
+        #: of a stretch). A young collection walks every object the process
+        #: made since the last one, whichever thread's allocation triggers it.
+        self.longest_collection = 0.0
+        self._thread = 0
+        self._gc_mark = 0.0
         #: CPU seconds of the pacing thread, and wall seconds, between enter and exit.
         self.cpu = 0.0
         self.wall = 0.0
@@ -130,6 +148,8 @@ class Pacer:
         self._started = self._mark = time.perf_counter()
         self._cpu_started = self._cpu_mark = time.thread_time()
         self._token = _current.set(self)
+        self._thread = threading.get_ident()
+        gc.callbacks.append(self._collecting)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,6 +157,8 @@ class Pacer:
         self._stretch(cpu - self._cpu_mark)
         self.cpu = cpu - self._cpu_started
         self.wall = time.perf_counter() - self._started
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._collecting)
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
@@ -171,6 +193,25 @@ class Pacer:
         self._cpu_mark = time.thread_time()
         if self.trace:
             self._began = traceback.format_stack(limit=8)[:-2]
+
+    def costs(self) -> Costs:
+        """What the work cost the other threads, as a ``CheckpointReport`` names it."""
+        return Costs(
+            cpu_seconds=self.cpu,
+            longest_hold_seconds=self.longest,
+            longest_collection_seconds=self.longest_collection,
+        )
+
+    def _collecting(self, phase: str, _info: dict[str, int]) -> None:
+        """A ``gc.callbacks`` entry: times the collections this thread runs."""
+        if threading.get_ident() != self._thread:
+            return
+        if phase == "start":
+            self._gc_mark = time.thread_time()
+        elif self._gc_mark:
+            took = time.thread_time() - self._gc_mark
+            self._gc_mark = 0.0
+            self.longest_collection = max(self.longest_collection, took)
 
     def _stretch(self, cpu: float) -> None:
         if cpu > self.longest:

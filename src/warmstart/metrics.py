@@ -166,6 +166,11 @@ class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     kept its CPU. Time the kernel or a hypervisor took the CPU away while the
     thread held the GIL is not CPU time: other threads waited through it,
     and it is not counted here (docs/benchmarks.md, "The host's floor").
+    ``longest_collection_seconds`` is the longest garbage collection the
+    checkpointing thread ran meanwhile, part of one of those stretches: a
+    young collection walks every object the service made since the last
+    one, and runs in whichever thread's allocation comes next, so a long
+    hold that is mostly a collection is the service's own pause.
     """
 
     namespace: str
@@ -182,6 +187,7 @@ class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
     failed: dict[str, str] = msgspec.field(default_factory=dict)
     cpu_seconds: float = 0.0
     longest_hold_seconds: float = 0.0
+    longest_collection_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -222,6 +228,7 @@ class Metrics:
         "last_checkpoint_cpu_seconds",
         "last_checkpoint_longest_hold_seconds",
         "checkpoint_longest_hold_seconds_max",
+        "last_checkpoint_longest_collection_seconds",
         "last_checkpoint_generation",
         "last_checkpoint_bytes",
     )
@@ -318,6 +325,7 @@ class Metrics:
         self.set("last_checkpoint_seconds", report.seconds)
         self.set("last_checkpoint_cpu_seconds", report.cpu_seconds)
         self.set("last_checkpoint_longest_hold_seconds", report.longest_hold_seconds)
+        self.set("last_checkpoint_longest_collection_seconds", report.longest_collection_seconds)
         with self._lock:
             worst = self._values["checkpoint_longest_hold_seconds_max"]
             self._values["checkpoint_longest_hold_seconds_max"] = max(

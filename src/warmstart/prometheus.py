@@ -56,6 +56,9 @@ _HELP = {
         "Longest stretch the last checkpoint ran without letting other threads run."
     ),
     "checkpoint_longest_hold_seconds_max": "The longest such stretch of any checkpoint.",
+    "last_checkpoint_longest_collection_seconds": (
+        "Longest garbage collection the last checkpoint's thread ran (part of its holds)."
+    ),
     "last_checkpoint_generation": "Generation written by the last checkpoint.",
     "last_checkpoint_bytes": "Stored bytes referenced by the last checkpoint.",
 }

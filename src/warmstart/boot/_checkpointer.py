@@ -155,6 +155,5 @@ class Checkpointer:
             seconds=time.perf_counter() - started,
             reason="periodic",
             error=error,
-            cpu_seconds=pacer.cpu,
-            longest_hold_seconds=pacer.longest,
+            **pacer.costs(),
         )

@@ -129,9 +129,9 @@ class Saver:
             log.warning("%s checkpoint of %r failed: %s", why, settings.namespace, exc)
             if raise_errors:
                 raise
-            cost = {"cpu_seconds": pacer.cpu, "longest_hold_seconds": pacer.longest}
+            cost = pacer.costs()
             return self.report(why, "failed", started, generation=None, error=str(exc), **cost)
-        cost = {"cpu_seconds": pacer.cpu, "longest_hold_seconds": pacer.longest}
+        cost = pacer.costs()
         if skip is not None:
             log.info("%s checkpoint of %r skipped: %s", why, settings.namespace, skip)
             return self.report(why, "skipped", started, generation=None, error=skip, **cost)
@@ -157,14 +157,15 @@ class Saver:
             **cost,
         )
         log.info(
-            "%s checkpoint of %r: generation %s in %.3fs (%.1f ms CPU, longest hold %.1f ms; "
-            "%d saved, %d carried, %d failed)",
+            "%s checkpoint of %r: generation %s in %.3fs (%.1f ms CPU, longest hold %.1f ms, "
+            "longest collection %.1f ms; %d saved, %d carried, %d failed)",
             why,
             settings.namespace,
             result.generation,
             report.seconds,
             1000 * report.cpu_seconds,
             1000 * report.longest_hold_seconds,
+            1000 * report.longest_collection_seconds,
             len(result.saved),
             len(result.carried),
             len(result.failed),
@@ -174,6 +175,7 @@ class Saver:
                 "seconds": report.seconds,
                 "cpu_seconds": report.cpu_seconds,
                 "longest_hold_seconds": report.longest_hold_seconds,
+                "longest_collection_seconds": report.longest_collection_seconds,
             },
         )
         if settings.remote is not None and result.generation is not None:
