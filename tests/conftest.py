@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +94,25 @@ def killed_env() -> dict[str, str]:
 
 # The helper users get, used by the suite too.
 FakeClock = testing.FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _close_boots_left_open() -> Iterator[None]:
+    """Close the boots a test kept open past its ``with`` (``checkpoint_on_exit=False``).
+
+    Open, each keeps its agent and restore threads and its store, and at the
+    suite's exit its exit checkpoint runs (warning that nothing is attached
+    once the test's objects are gone).
+    """
+    engine = sys.modules.get("warmstart.boot._boot")
+    before = set(engine._OPEN_BOOTS) if engine is not None else set()
+    yield
+    engine = sys.modules.get("warmstart.boot._boot")
+    if engine is None:
+        return
+    for opened in list(engine._OPEN_BOOTS):
+        if opened not in before:
+            opened.close()
 
 
 @pytest.fixture
