@@ -215,6 +215,22 @@ class TestInspect:
         assert everything["sections"][0]["first_entries"] == expected
         assert expected[-1]["key"] == "new"
 
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            [1, ["a", "b"], [{}, {}], [], [1.0]],  # one expiry for two keys (seen fuzzing)
+            [1, ["a"], [{}], [], [1.0, 2.0]],
+            [1, ["a", "b"], [{}], [], []],
+        ],
+    )
+    def test_a_payload_whose_lists_disagree_is_refused(self, payload: list[Any]) -> None:
+        """Untyped reads check what a typed read checks: an IntegrityError, not an IndexError."""
+        from warmstart.cli._raw_entries import _check_payload
+
+        with pytest.raises(warmstart.IntegrityError, match="Expected a chunk payload"):
+            _check_payload(payload, "abc")
+        assert _check_payload([1, ["a"], [{}], [], [1.0]], "abc")[1] == ["a"]
+
     def test_older_generation_and_section_filter(self, populated):
         """`--generation` and `--section` pick what is shown."""
         path, _ = populated

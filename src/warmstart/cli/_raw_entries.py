@@ -92,6 +92,8 @@ def _check_payload(decoded: Any, where: str) -> list[Any]:
         and len(decoded) == 5
         and all(isinstance(part, list) for part in decoded[1:])
         and len(decoded[1]) == len(decoded[2])
+        # Expiries: none, or one per key (as a typed read checks them).
+        and (not decoded[4] or len(decoded[4]) == len(decoded[1]))
     )
     if not ok:
         msg = (
