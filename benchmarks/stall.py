@@ -125,6 +125,7 @@ def _paced_spin(seconds: float) -> int:
 
 
 def _idle(seconds: float) -> int:
+    """Nothing for ``seconds``. Like ``_paced_spin``, returns 0: None would be a failed save."""
     time.sleep(seconds)
     return 0
 

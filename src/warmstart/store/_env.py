@@ -343,11 +343,7 @@ class _Handle:
         # both): the pages written and the kernel's writeback at fsync are
         # CPU, but not a stretch that keeps the service's threads waiting.
         with released():
-            try:
-                txn.commit()
-            except BaseException:
-                txn.abort()  # a no-op once the commit has ended it
-                raise
+            txn.commit()  # ends the transaction, committed or not
         return result
 
     def _grow(self, exc: Exception) -> None:
